@@ -1,0 +1,242 @@
+"""Deterministic, sharded TFRecord output with a dead-letter file and a summary.
+
+Layout of an output directory written by a job:
+
+    <dir>/<split>-00000-of-00004.tfrecord ...   records, shard = hash(seed, key)
+    <dir>/dead_letter.jsonl                     bad inputs with reasons (if any)
+    <dir>/summary.json                          written LAST: marks the dir complete
+
+Shard assignment and the order inside a shard are pure functions of
+(seed, record key), so a re-run or a retried bundle writes identical files.
+A writer holds one shard's records to sort them: size shards moderately
+(--num_shards), as TFDS does.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import posixpath
+import time
+import uuid
+from typing import Iterable, NamedTuple, Optional
+
+import apache_beam as beam
+import tensorflow as tf
+
+from noisystudent import records
+from noisystudent.stable_random import stable_hash64, stable_shard
+
+SUMMARY_FILE = "summary.json"
+REPORT_FILE = "_report.json"
+DEAD_LETTER_FILE = "dead_letter.jsonl"
+TARGET_RECORDS_PER_SHARD = 4096
+
+log = logging.getLogger(__name__)
+
+
+class ShardedRecord(NamedTuple):
+    """One record bound for `<dir>/<split>-*.tfrecord`; `key` fixes its shard and order."""
+
+    split: str
+    key: str
+    serialized: bytes
+    label: int
+
+
+def shards_for(num_records: int, records_per_shard: int = TARGET_RECORDS_PER_SHARD) -> int:
+    """A moderate shard count for an expected number of records."""
+    return max(1, math.ceil(num_records / records_per_shard))
+
+
+def shard_path(output_dir: str, split: str, shard: int, num_shards: int) -> str:
+    return posixpath.join(
+        output_dir, f"{split}-{shard:05d}-of-{num_shards:05d}{records.TFRECORD_SUFFIX}"
+    )
+
+
+def split_pattern(output_dir: str, split: str) -> str:
+    """Glob matching every shard of a split."""
+    return posixpath.join(output_dir, f"{split}-*-of-*{records.TFRECORD_SUFFIX}")
+
+
+class _WriteShardFn(beam.DoFn):
+    def __init__(self, output_dir: str, num_shards: dict[str, int]):
+        self._output_dir = output_dir
+        self._num_shards = num_shards
+        self._written = beam.metrics.Metrics.counter("dataset_output", "records_written")
+
+    def process(self, element):
+        (split, shard), items = element
+        items = sorted(items)  # (hash, key, serialized, label): deterministic order
+        path = shard_path(self._output_dir, split, shard, self._num_shards[split])
+        tmp_path = f"{path}.tmp-{uuid.uuid4().hex}"
+        labels: dict[int, int] = {}
+        with tf.io.TFRecordWriter(tmp_path) as writer:
+            for _, _, serialized, label in items:
+                writer.write(serialized)
+                labels[label] = labels.get(label, 0) + 1
+        # A retried bundle rewrites identical bytes; rename makes the shard appear whole.
+        tf.io.gfile.rename(tmp_path, path, overwrite=True)
+        self._written.inc(len(items))
+        yield {
+            "split": split,
+            "file": posixpath.basename(path),
+            "records": len(items),
+            "labels": {str(k): v for k, v in sorted(labels.items())},
+        }
+
+
+class WriteShardedTFRecords(beam.PTransform):
+    """ShardedRecords -> deterministic shards; outputs one report dict per shard."""
+
+    def __init__(self, output_dir: str, num_shards: dict[str, int], seed: int):
+        super().__init__()
+        self._output_dir = output_dir
+        self._num_shards = dict(num_shards)
+        self._seed = seed
+
+    def expand(self, pcoll):
+        seed, num_shards = self._seed, self._num_shards
+
+        def key_by_shard(r: ShardedRecord):
+            if r.split not in num_shards:
+                raise ValueError(f"record {r.key!r}: no shard count for split {r.split!r}")
+            shard = stable_shard(seed, num_shards[r.split], r.key)
+            return (r.split, shard), (stable_hash64(seed, r.key), r.key, r.serialized, r.label)
+
+        return (
+            pcoll
+            | "KeyByShard" >> beam.Map(key_by_shard)
+            | "GroupByShard" >> beam.GroupByKey()
+            | "WriteShards" >> beam.ParDo(_WriteShardFn(self._output_dir, num_shards))
+        )
+
+
+class WriteDeadLetters(beam.PTransform):
+    """Dicts with at least a 'reason' -> dead_letter.jsonl; outputs one report per record."""
+
+    def __init__(self, output_dir: str):
+        super().__init__()
+        self._output_dir = output_dir
+
+    def expand(self, pcoll):
+        _ = (
+            pcoll
+            | "ToJson" >> beam.Map(lambda d: json.dumps(d, sort_keys=True))
+            | "WriteDeadLetterFile"
+            >> beam.io.WriteToText(
+                posixpath.join(self._output_dir, DEAD_LETTER_FILE),
+                shard_name_template="",
+            )
+        )
+        return pcoll | "DeadLetterReport" >> beam.Map(
+            lambda d: {"dead_letter": 1, "dead_letter_split": d.get("split", "")}
+        )
+
+
+class WriteReport(beam.PTransform):
+    """Report dicts -> one JSON list in <dir>/_report.json (read by the driver)."""
+
+    def __init__(self, output_dir: str):
+        super().__init__()
+        self._output_dir = output_dir
+
+    def expand(self, pcoll):
+        path = posixpath.join(self._output_dir, REPORT_FILE)
+
+        def write(items: list[dict]) -> str:
+            items = sorted(items, key=lambda d: json.dumps(d, sort_keys=True))
+            with tf.io.gfile.GFile(path, "w") as f:
+                json.dump(items, f)
+            return path
+
+        return pcoll | "CollectReports" >> beam.combiners.ToList() | "WriteReportFile" >> beam.Map(write)
+
+
+# ---------------------------------------------------------------- driver side
+def prepare_output_dir(output_dir: str, splits: Iterable[str], overwrite: bool) -> None:
+    """Make the dir; refuse to mix with an earlier complete run unless overwrite.
+
+    Removes the completion marker first, so an interrupted run never looks complete,
+    then stale shards of the splits about to be written.
+    """
+    summary = posixpath.join(output_dir, SUMMARY_FILE)
+    if tf.io.gfile.exists(summary) and not overwrite:
+        raise FileExistsError(
+            f"{output_dir} already holds a complete dataset ({SUMMARY_FILE}); "
+            "pass --overwrite to replace it"
+        )
+    tf.io.gfile.makedirs(output_dir)
+    stale = [summary, posixpath.join(output_dir, REPORT_FILE),
+             posixpath.join(output_dir, DEAD_LETTER_FILE)]
+    for split in splits:
+        stale += tf.io.gfile.glob(split_pattern(output_dir, split))
+        stale += tf.io.gfile.glob(split_pattern(output_dir, split) + ".tmp-*")
+    for path in stale:
+        if tf.io.gfile.exists(path):
+            tf.io.gfile.remove(path)
+
+
+def summarize_reports(output_dir: str, expected_splits: Iterable[str] = ()) -> dict:
+    """Fold the pipeline's report into counts per split and class."""
+    path = posixpath.join(output_dir, REPORT_FILE)
+    with tf.io.gfile.GFile(path) as f:
+        reports = json.load(f)
+    splits: dict[str, dict] = {
+        s: {"records": 0, "labels": {}, "files": []} for s in expected_splits
+    }
+    dead = 0
+    for item in reports:
+        if "dead_letter" in item:
+            dead += item["dead_letter"]
+            continue
+        split = splits.setdefault(item["split"], {"records": 0, "labels": {}, "files": []})
+        split["records"] += item["records"]
+        split["files"].append(item["file"])
+        for label, count in item["labels"].items():
+            split["labels"][label] = split["labels"].get(label, 0) + count
+    for split in splits.values():
+        split["files"].sort()
+        split["labels"] = dict(sorted(split["labels"].items(), key=lambda kv: int(kv[0])))
+    tf.io.gfile.remove(path)
+    return {"splits": dict(sorted(splits.items())), "dead_letter": dead}
+
+
+def write_summary(output_dir: str, summary: dict) -> str:
+    """Write summary.json last: its presence means the directory is complete."""
+    path = posixpath.join(output_dir, SUMMARY_FILE)
+    summary = dict(summary, written_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    with tf.io.gfile.GFile(path, "w") as f:
+        json.dump(summary, f, indent=2, sort_keys=True)
+    return path
+
+
+def read_summary(dataset_dir: str) -> dict:
+    """Load a complete dataset's summary; a clear error if the dir is incomplete."""
+    path = posixpath.join(dataset_dir, SUMMARY_FILE)
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(
+            f"{dataset_dir} has no {SUMMARY_FILE}: the job that writes it did not finish "
+            "(or this is not a dataset directory)"
+        )
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f)
+
+
+def split_files(dataset_dir: str, split: str) -> list[str]:
+    """The shard files of a split of a complete dataset directory."""
+    summary = read_summary(dataset_dir)
+    if split not in summary["splits"]:
+        raise KeyError(
+            f"{dataset_dir} has no split {split!r} (it has: {', '.join(summary['splits'])})"
+        )
+    return [posixpath.join(dataset_dir, f) for f in summary["splits"][split]["files"]]
+
+
+def iter_split_records(dataset_dir: str, split: str) -> Iterable[bytes]:
+    """Serialized records of one split, shard by shard (small data and tests; not a hot path)."""
+    for path in split_files(dataset_dir, split):
+        for record in tf.data.TFRecordDataset(path).as_numpy_iterator():
+            yield record

@@ -1,0 +1,210 @@
+"""Ingest your own images from folders as image records.
+
+  --labeled_dir DIR     one sub-folder per class (DIR/<class>/.../*.jpg) -> split `labeled`
+  --test_dir DIR        same layout and class names as --labeled_dir   -> split `test`
+  --unlabeled_dir DIR   any tree of images                            -> split `unlabeled`
+
+Class indices are the sorted class folder names of --labeled_dir (or
+--class_names). PNG and JPEG bytes are stored as they are; other formats PIL
+reads (BMP, GIF, WebP, TIFF, ...) are re-encoded as PNG. An image that cannot
+be decoded goes to dead_letter.jsonl with its path and the reason, and the job
+finishes; summary.json counts them. Ids are `<dataset_name>/<split>/<path
+relative to the folder>`: stable across runs.
+
+    python -m beam_pipelines.ingest_folder --labeled_dir photos/train \\
+        --unlabeled_dir photos/raw --output_dir gs://b/photos
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import posixpath
+from typing import Iterator, Optional, Sequence
+
+import apache_beam as beam
+import tensorflow as tf
+from apache_beam.io import fileio
+from apache_beam.io.filesystems import FileSystems
+
+from beam_pipelines import dataset_output as out
+from beam_pipelines.image_codec import BadImageError, normalize_encoded
+from beam_pipelines.pipeline_options import (
+    beam_flags_epilog,
+    make_pipeline_options,
+    split_job_and_beam_args,
+)
+from noisystudent import records
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+SPLIT_FLAGS = {"labeled": "labeled_dir", "test": "test_dir", "unlabeled": "unlabeled_dir"}
+
+log = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="noisystudent ingest-folder",
+        description=__doc__.split("\n\n")[0],
+        epilog=beam_flags_epilog(),
+    )
+    parser.add_argument("--labeled_dir", help="Folder with one sub-folder of images per class.")
+    parser.add_argument("--test_dir", help="Held-out folder, same class sub-folders.")
+    parser.add_argument("--unlabeled_dir", help="Any tree of unlabeled images.")
+    parser.add_argument("--output_dir", required=True, help="Where the TFRecords go (gs:// works).")
+    parser.add_argument("--class_names",
+                        help="Comma-separated class folder names in index order "
+                             "(default: sorted sub-folders of --labeled_dir).")
+    parser.add_argument("--dataset_name", default="folder", help="Prefix of the image ids.")
+    parser.add_argument("--records_per_shard", type=int, default=out.TARGET_RECORDS_PER_SHARD,
+                        help="Target records per output shard (default %(default)s).")
+    parser.add_argument("--seed", type=int, default=0, help="Seed of the shard assignment.")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="Replace a complete dataset already in --output_dir.")
+    return parser
+
+
+def is_image_path(path: str) -> bool:
+    name = posixpath.basename(path)
+    return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def relative_path(root: str, path: str) -> str:
+    root = root.rstrip("/") + "/"
+    if not path.startswith(root):
+        raise ValueError(f"{path} is not under {root}")
+    return path[len(root):]
+
+
+def list_class_names(labeled_dir: str) -> list[str]:
+    """Sorted names of the class sub-folders."""
+    if not tf.io.gfile.isdir(labeled_dir):
+        raise FileNotFoundError(f"--labeled_dir {labeled_dir} is not a folder")
+    names = sorted(n.rstrip("/") for n in tf.io.gfile.listdir(labeled_dir)
+                   if tf.io.gfile.isdir(posixpath.join(labeled_dir, n.rstrip("/"))))
+    if not names:
+        raise ValueError(f"--labeled_dir {labeled_dir} has no class sub-folders")
+    return names
+
+
+def count_images(root: str) -> int:
+    """Image files under root (metadata only); clear errors for a missing or empty folder."""
+    if not tf.io.gfile.isdir(root):
+        raise FileNotFoundError(f"{root} is not a folder")
+    matched = FileSystems.match([posixpath.join(root, "**")])[0].metadata_list
+    n = sum(1 for m in matched if is_image_path(m.path))
+    if n == 0:
+        raise ValueError(f"{root} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
+    return n
+
+
+class DecodeImageFiles(beam.DoFn):
+    """ReadableFile -> ShardedRecord, or a dead-letter dict on the 'dead_letter' output."""
+
+    DEAD_LETTER = "dead_letter"
+
+    def __init__(self, split: str, root: str, dataset_name: str,
+                 class_index: Optional[dict[str, int]]):
+        self._split = split
+        self._root = root
+        self._dataset_name = dataset_name
+        self._class_index = class_index
+        self._bad = beam.metrics.Metrics.counter("ingest_folder", "bad_images")
+        self._good = beam.metrics.Metrics.counter("ingest_folder", "images")
+
+    def _dead(self, path: str, reason: str):
+        self._bad.inc()
+        return beam.pvalue.TaggedOutput(
+            self.DEAD_LETTER, {"path": path, "split": self._split, "reason": reason})
+
+    def process(self, readable: fileio.ReadableFile) -> Iterator:
+        path = readable.metadata.path
+        rel = relative_path(self._root, path)
+        label = records.UNLABELED
+        if self._class_index is not None:
+            class_name = rel.split("/", 1)[0] if "/" in rel else None
+            if class_name is None:
+                yield self._dead(path, "image is not inside a class sub-folder")
+                return
+            if class_name not in self._class_index:
+                yield self._dead(path, f"class folder {class_name!r} is not among the class names")
+                return
+            label = self._class_index[class_name]
+        try:
+            encoded = normalize_encoded(readable.read())
+        except (BadImageError, OSError) as e:
+            yield self._dead(path, str(e))
+            return
+        key = f"{self._dataset_name}/{self._split}/{rel}"
+        self._good.inc()
+        yield out.ShardedRecord(self._split, key, records.encode_image_record(key, encoded, label), label)
+
+
+def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
+        test_pipeline: Optional[beam.Pipeline] = None) -> dict:
+    """Run the job; returns the summary written to <output_dir>/summary.json."""
+    args, beam_args = split_job_and_beam_args(build_parser(), argv)
+    roots = {split: getattr(args, flag) for split, flag in SPLIT_FLAGS.items() if getattr(args, flag)}
+    if not roots:
+        raise ValueError("give at least one of --labeled_dir, --test_dir, --unlabeled_dir")
+    if "test" in roots and "labeled" not in roots and not args.class_names:
+        raise ValueError("--test_dir needs --labeled_dir or --class_names to fix the class order")
+    if args.class_names:
+        class_names = [c.strip() for c in args.class_names.split(",") if c.strip()]
+    elif "labeled" in roots:
+        class_names = list_class_names(roots["labeled"])
+    else:
+        class_names = []
+    class_index = {name: i for i, name in enumerate(class_names)}
+    for split in ("labeled", "test"):
+        if split in roots:
+            extra = sorted(set(list_class_names(roots[split])) - set(class_names))
+            if extra:
+                raise ValueError(f"--{SPLIT_FLAGS[split]} {roots[split]}: class folders {extra} "
+                                 f"are not among the class names {class_names}")
+    num_shards = {split: out.shards_for(count_images(root), args.records_per_shard)
+                  for split, root in roots.items()}
+    out.prepare_output_dir(args.output_dir, num_shards, args.overwrite)
+
+    pipeline = test_pipeline or beam.Pipeline(options=make_pipeline_options(beam_args, save_main_session))
+    with pipeline as p:
+        decoded, dead = [], []
+        for split, root in roots.items():
+            root = root.rstrip("/")
+            results = (
+                p
+                | f"Match{split.title()}Files" >> fileio.MatchFiles(posixpath.join(root, "**"))
+                | f"Keep{split.title()}Images" >> beam.Filter(lambda m: is_image_path(m.path))
+                | f"Read{split.title()}Files" >> fileio.ReadMatches()
+                | f"Decode{split.title()}Images" >> beam.ParDo(
+                    DecodeImageFiles(split, root, args.dataset_name,
+                                     class_index if split != "unlabeled" else None)
+                ).with_outputs(DecodeImageFiles.DEAD_LETTER, main="images")
+            )
+            decoded.append(results.images)
+            dead.append(results[DecodeImageFiles.DEAD_LETTER])
+        reports = (
+            decoded | "AllImages" >> beam.Flatten()
+            | "WriteImageRecords" >> out.WriteShardedTFRecords(args.output_dir, num_shards, args.seed)
+        )
+        dead_reports = (dead | "AllDeadLetters" >> beam.Flatten()
+                        | "WriteDeadLetters" >> out.WriteDeadLetters(args.output_dir))
+        _ = (reports, dead_reports) | "AllReports" >> beam.Flatten() | "WriteReport" >> out.WriteReport(
+            args.output_dir)
+
+    summary = out.summarize_reports(args.output_dir, num_shards)
+    summary.update(dataset=args.dataset_name, num_classes=len(class_names) or None,
+                   class_names=class_names, seed=args.seed,
+                   sources={split: root for split, root in roots.items()})
+    out.write_summary(args.output_dir, summary)
+    if summary["dead_letter"]:
+        log.warning("%d undecodable images: see %s", summary["dead_letter"],
+                    posixpath.join(args.output_dir, out.DEAD_LETTER_FILE))
+    log.info("images written to %s: %s", args.output_dir,
+             {s: v["records"] for s, v in summary["splits"].items()})
+    return summary
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO)
+    run()

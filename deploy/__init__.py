@@ -1,0 +1,1 @@
+"""Cloud submission: Dataflow job options and Vertex AI custom jobs."""

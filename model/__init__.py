@@ -1,0 +1,1 @@
+"""The networks: EfficientNet B0-B7 and L2 with stochastic depth and dropout, small nets, a registry."""

@@ -1,0 +1,60 @@
+"""`noisystudent`: one subcommand per job; `noisystudent <command> --help` for its flags."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+from typing import Optional, Sequence
+
+# name -> (module with run(argv), one-line description)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("noisystudent.demo", "The whole method on the bundled digits data, offline."),
+    "ingest-digits": ("beam_pipelines.ingest_digits",
+                      "Beam: scikit-learn digits -> labeled/unlabeled/test image records."),
+    "ingest-svhn": ("beam_pipelines.ingest_svhn",
+                    "Beam: SVHN .mat files or a tfds data_dir -> image records."),
+    "ingest-folder": ("beam_pipelines.ingest_folder",
+                      "Beam: folders of your own images -> image records."),
+}
+
+
+def usage() -> str:
+    width = max(len(name) for name in COMMANDS)
+    lines = ["usage: noisystudent <command> [flags]   (noisystudent <command> --help)", "",
+             "Noisy Student training on Apache Beam and Keras.", "", "commands:"]
+    lines += [f"  {name:<{width}}  {text}" for name, (_, text) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def configure_logging() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    for noisy in ("apache_beam", "absl", "tensorflow", "h5py", "matplotlib"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"noisystudent: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    configure_logging()
+    module = importlib.import_module(COMMANDS[name][0])
+    try:
+        module.run(rest)
+    except (ValueError, FileNotFoundError, FileExistsError, KeyError) as e:
+        # Input errors: one clear line, no traceback. Bugs still raise.
+        print(f"noisystudent {name}: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

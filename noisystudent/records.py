@@ -1,0 +1,317 @@
+"""The on-disk record schemas: the one place feature names and dtypes live.
+
+Every reader and writer of the project imports this module; no feature name
+is spelled anywhere else. Records are tf.train.Example protos in TFRecord files.
+
+- Image record:          image/encoded, image/id, label (-1 when unlabeled)
+- Prediction record:     image/id, source, probabilities, label, confidence, teacher
+- Pseudo-labeled record: image record fields + probabilities, confidence, teacher
+
+`label` and `confidence` are scalars so a histogram pass never touches the
+probability vector. Probabilities are stored in one of three formats:
+
+| format     | features written                                  | bytes / prediction record |
+|------------|---------------------------------------------------|---------------------------|
+| float32    | probabilities (float list)                        | 4*C + ~200 (C=1000: 4,211)|
+| float16    | probabilities/float16 (bytes, little-endian)      | 2*C + ~200 (C=1000: 2,219)|
+| top_k:K    | probabilities/top_k_classes, .../top_k_values,    | ~6*K + ~290 (K=5: 323)    |
+|            | probabilities/num_classes                         |                           |
+
+(~200 bytes are the id, source path, teacher name and feature keys; measured
+with a 22-character id and a 46-character source.) At 300M images and 1,000
+classes: 1.26 TB float32, 0.67 TB float16, 97 GB top_k:5.
+
+top-k renormalises nothing: the mass outside the top K is dropped, and a soft
+target rebuilt from it sums to less than one (the trainer renormalises).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Mapping, Optional
+
+import numpy as np
+import tensorflow as tf
+
+IMAGE_ENCODED = "image/encoded"
+IMAGE_ID = "image/id"
+LABEL = "label"
+SOURCE = "source"
+PROBABILITIES = "probabilities"
+PROBABILITIES_FLOAT16 = "probabilities/float16"
+TOP_K_CLASSES = "probabilities/top_k_classes"
+TOP_K_VALUES = "probabilities/top_k_values"
+PROB_NUM_CLASSES = "probabilities/num_classes"
+CONFIDENCE = "confidence"
+TEACHER = "teacher"
+
+UNLABELED = -1
+TFRECORD_SUFFIX = ".tfrecord"
+
+
+class RecordError(ValueError):
+    """A record that does not follow its schema; the message names the field."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageRecord:
+    image_id: str
+    encoded: bytes
+    label: int = UNLABELED
+
+
+@dataclasses.dataclass(frozen=True)
+class Prediction:
+    image_id: str
+    source: str
+    probabilities: np.ndarray
+    teacher: str
+
+    @property
+    def label(self) -> int:
+        return int(np.argmax(self.probabilities))
+
+    @property
+    def confidence(self) -> float:
+        return float(np.max(self.probabilities))
+
+
+@dataclasses.dataclass(frozen=True)
+class PseudoLabeledRecord:
+    image_id: str
+    encoded: bytes
+    probabilities: np.ndarray
+    teacher: str
+
+    @property
+    def label(self) -> int:
+        return int(np.argmax(self.probabilities))
+
+    @property
+    def confidence(self) -> float:
+        return float(np.max(self.probabilities))
+
+
+# ---------------------------------------------------------------- features
+def _bytes(values: list[bytes]) -> tf.train.Feature:
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
+
+
+def _int64(values: list[int]) -> tf.train.Feature:
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+
+
+def _float(values) -> tf.train.Feature:
+    return tf.train.Feature(float_list=tf.train.FloatList(value=values))
+
+
+def parse_probability_format(spec: str) -> tuple[str, int]:
+    """'float32' | 'float16' | 'top_k:K' -> (kind, k); raises naming the flag value."""
+    if spec in ("float32", "float16"):
+        return spec, 0
+    if spec.startswith("top_k:"):
+        try:
+            k = int(spec.split(":", 1)[1])
+        except ValueError:
+            k = 0
+        if k >= 1:
+            return "top_k", k
+    raise ValueError(
+        f"probability format {spec!r} is not one of 'float32', 'float16', 'top_k:K' (K >= 1)"
+    )
+
+
+def _probability_features(probs: np.ndarray, prob_format: str) -> dict[str, tf.train.Feature]:
+    kind, k = parse_probability_format(prob_format)
+    probs = np.asarray(probs, dtype=np.float32)
+    if kind == "float32":
+        return {PROBABILITIES: _float(probs.tolist())}
+    if kind == "float16":
+        return {PROBABILITIES_FLOAT16: _bytes([probs.astype("<f2").tobytes()])}
+    k = min(k, probs.shape[0])
+    top = np.argsort(-probs, kind="stable")[:k]
+    return {
+        TOP_K_CLASSES: _int64(top.tolist()),
+        TOP_K_VALUES: _float(probs[top].tolist()),
+        PROB_NUM_CLASSES: _int64([int(probs.shape[0])]),
+    }
+
+
+def _feature_map(serialized: bytes, what: str) -> Mapping[str, tf.train.Feature]:
+    try:
+        return tf.train.Example.FromString(serialized).features.feature
+    except Exception as e:  # protobuf raises DecodeError
+        raise RecordError(f"{what}: not a serialized tf.train.Example ({e})") from None
+
+
+def _require(features: Mapping[str, tf.train.Feature], key: str, kind: str, what: str):
+    if key not in features:
+        raise RecordError(f"{what}: missing feature {key!r}")
+    values = getattr(features[key], kind).value
+    if len(values) == 0:
+        raise RecordError(f"{what}: feature {key!r} is empty (expected {kind})")
+    return values
+
+
+def _read_probabilities(features: Mapping[str, tf.train.Feature], what: str) -> np.ndarray:
+    if PROBABILITIES in features:
+        probs = np.asarray(features[PROBABILITIES].float_list.value, dtype=np.float32)
+    elif PROBABILITIES_FLOAT16 in features:
+        raw = _require(features, PROBABILITIES_FLOAT16, "bytes_list", what)[0]
+        if len(raw) % 2:
+            raise RecordError(f"{what}: {PROBABILITIES_FLOAT16!r} has an odd byte length")
+        probs = np.frombuffer(raw, dtype="<f2").astype(np.float32)
+    elif TOP_K_CLASSES in features:
+        classes = np.asarray(_require(features, TOP_K_CLASSES, "int64_list", what), np.int64)
+        values = np.asarray(_require(features, TOP_K_VALUES, "float_list", what), np.float32)
+        n = int(_require(features, PROB_NUM_CLASSES, "int64_list", what)[0])
+        if len(classes) != len(values) or n < 1 or classes.min() < 0 or classes.max() >= n:
+            raise RecordError(f"{what}: inconsistent top-k probabilities")
+        probs = np.zeros(n, np.float32)
+        probs[classes] = values
+    else:
+        raise RecordError(
+            f"{what}: missing feature {PROBABILITIES!r} (or its float16 / top-k forms)"
+        )
+    if probs.size == 0:
+        raise RecordError(f"{what}: feature {PROBABILITIES!r} is empty")
+    if not np.all(np.isfinite(probs)):
+        raise RecordError(f"{what}: probabilities contain NaN or infinity")
+    return probs
+
+
+def _record_name(features: Mapping[str, tf.train.Feature]) -> str:
+    if IMAGE_ID in features and features[IMAGE_ID].bytes_list.value:
+        return f"record {features[IMAGE_ID].bytes_list.value[0].decode('utf-8', 'replace')!r}"
+    return "record without image/id"
+
+
+# ---------------------------------------------------------------- image records
+def encode_image_record(image_id: str, encoded: bytes, label: int = UNLABELED) -> bytes:
+    """Serialize an image record (encoded JPEG/PNG bytes, stable id, 0-based label or -1)."""
+    if not image_id:
+        raise RecordError("image record: empty image/id")
+    example = tf.train.Example(
+        features=tf.train.Features(
+            feature={
+                IMAGE_ID: _bytes([image_id.encode("utf-8")]),
+                IMAGE_ENCODED: _bytes([encoded]),
+                LABEL: _int64([int(label)]),
+            }
+        )
+    )
+    return example.SerializeToString(deterministic=True)
+
+
+def parse_image_record(serialized: bytes) -> ImageRecord:
+    """Parse an image record; RecordError names the record and the field at fault."""
+    features = _feature_map(serialized, "image record")
+    what = _record_name(features)
+    image_id = _require(features, IMAGE_ID, "bytes_list", what)[0].decode("utf-8")
+    encoded = _require(features, IMAGE_ENCODED, "bytes_list", what)[0]
+    label = UNLABELED
+    if LABEL in features and features[LABEL].int64_list.value:
+        label = int(features[LABEL].int64_list.value[0])
+    return ImageRecord(image_id=image_id, encoded=encoded, label=label)
+
+
+# ---------------------------------------------------------------- predictions
+def encode_prediction(
+    image_id: str,
+    source: str,
+    probabilities: np.ndarray,
+    teacher: str,
+    prob_format: str = "float32",
+) -> bytes:
+    """Serialize a teacher's prediction for one image."""
+    probs = np.asarray(probabilities, dtype=np.float32)
+    feature = {
+        IMAGE_ID: _bytes([image_id.encode("utf-8")]),
+        SOURCE: _bytes([source.encode("utf-8")]),
+        LABEL: _int64([int(np.argmax(probs))]),
+        CONFIDENCE: _float([float(np.max(probs))]),
+        TEACHER: _bytes([teacher.encode("utf-8")]),
+    }
+    feature.update(_probability_features(probs, prob_format))
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(deterministic=True)
+
+
+def parse_prediction(serialized: bytes, num_classes: Optional[int] = None) -> Prediction:
+    """Parse a prediction record; checks finiteness and (if given) the class count."""
+    features = _feature_map(serialized, "prediction record")
+    what = _record_name(features)
+    image_id = _require(features, IMAGE_ID, "bytes_list", what)[0].decode("utf-8")
+    source = _require(features, SOURCE, "bytes_list", what)[0].decode("utf-8")
+    teacher = b""
+    if TEACHER in features and features[TEACHER].bytes_list.value:
+        teacher = features[TEACHER].bytes_list.value[0]
+    probs = _read_probabilities(features, what)
+    if num_classes is not None and probs.shape[0] != num_classes:
+        raise RecordError(
+            f"{what}: {probs.shape[0]} probabilities, expected {num_classes} classes"
+        )
+    return Prediction(image_id, source, probs, teacher.decode("utf-8"))
+
+
+def read_label_and_confidence(serialized: bytes) -> tuple[int, float]:
+    """The scalar fields only: what a histogram pass needs."""
+    features = _feature_map(serialized, "prediction record")
+    what = _record_name(features)
+    label = int(_require(features, LABEL, "int64_list", what)[0])
+    confidence = float(_require(features, CONFIDENCE, "float_list", what)[0])
+    if not math.isfinite(confidence):
+        raise RecordError(f"{what}: confidence is not finite")
+    return label, confidence
+
+
+# ---------------------------------------------------------------- pseudo-labeled
+def encode_pseudo_labeled(
+    image_id: str,
+    encoded: bytes,
+    probabilities: np.ndarray,
+    teacher: str,
+    prob_format: str = "float32",
+) -> bytes:
+    """Serialize a student training record: the image plus the teacher's labels."""
+    probs = np.asarray(probabilities, dtype=np.float32)
+    feature = {
+        IMAGE_ID: _bytes([image_id.encode("utf-8")]),
+        IMAGE_ENCODED: _bytes([encoded]),
+        LABEL: _int64([int(np.argmax(probs))]),
+        CONFIDENCE: _float([float(np.max(probs))]),
+        TEACHER: _bytes([teacher.encode("utf-8")]),
+    }
+    feature.update(_probability_features(probs, prob_format))
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(deterministic=True)
+
+
+def parse_pseudo_labeled(serialized: bytes) -> PseudoLabeledRecord:
+    """Parse a pseudo-labeled record."""
+    features = _feature_map(serialized, "pseudo-labeled record")
+    what = _record_name(features)
+    image_id = _require(features, IMAGE_ID, "bytes_list", what)[0].decode("utf-8")
+    encoded = _require(features, IMAGE_ENCODED, "bytes_list", what)[0]
+    teacher = b""
+    if TEACHER in features and features[TEACHER].bytes_list.value:
+        teacher = features[TEACHER].bytes_list.value[0]
+    return PseudoLabeledRecord(image_id, encoded, _read_probabilities(features, what),
+                               teacher.decode("utf-8"))
+
+
+# ---------------------------------------------------------------- tf.data specs
+def image_feature_spec() -> dict[str, tf.io.FixedLenFeature]:
+    """Feature spec for tf.io.parse_example over image records."""
+    return {
+        IMAGE_ID: tf.io.FixedLenFeature([], tf.string),
+        IMAGE_ENCODED: tf.io.FixedLenFeature([], tf.string),
+        LABEL: tf.io.FixedLenFeature([], tf.int64, default_value=UNLABELED),
+    }
+
+
+def pseudo_labeled_feature_spec(num_classes: int) -> dict[str, tf.io.FixedLenFeature]:
+    """Feature spec for float32 pseudo-labeled records (the selection job's default)."""
+    spec = image_feature_spec()
+    spec[PROBABILITIES] = tf.io.FixedLenFeature([num_classes], tf.float32)
+    spec[CONFIDENCE] = tf.io.FixedLenFeature([], tf.float32)
+    return spec

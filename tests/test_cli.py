@@ -1,0 +1,38 @@
+"""The `noisystudent` command: every job is listed and documents its flags."""
+
+import subprocess
+import sys
+
+import pytest
+
+from noisystudent import cli
+
+
+def test_top_level_help_lists_every_command(capsys):
+    assert cli.main(["--help"]) == 0
+    text = capsys.readouterr().out
+    for name in cli.COMMANDS:
+        assert name in text
+
+
+@pytest.mark.parametrize("name", sorted(cli.COMMANDS))
+def test_each_command_has_help(name):
+    result = subprocess.run([sys.executable, "-m", "noisystudent.cli", name, "--help"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "--" in result.stdout and "usage" in result.stdout
+
+
+def test_input_errors_are_one_line_not_a_traceback(tmp_path, capsys):
+    code = cli.main(["ingest-svhn", "--mat_dir", str(tmp_path), "--output_dir", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 1 and "train_32x32.mat does not exist" in err and "Traceback" not in err
+
+
+def test_beam_job_runs_as_a_module_with_beam_flags(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "beam_pipelines.ingest_digits", "--output_dir", str(tmp_path),
+         "--runner=DirectRunner", "--direct_num_workers=1"],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "summary.json").exists()

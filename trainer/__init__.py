@@ -1,0 +1,1 @@
+"""The Keras noisy-student trainer (teacher and student); entry point `python -m trainer.task`."""
