@@ -1,0 +1,28 @@
+"""TensorFlow image ops shared by training input, Beam inference and the exported model.
+
+One definition of "encoded bytes -> model input" so the teacher labels exactly
+what the student trains on and what serving sees: decode (PNG, JPEG, BMP, GIF
+first frame) to RGB, resize to the model's square input with bilinear
+interpolation, float32 pixels in [0, 255] (models normalise internally).
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+
+def decode_image(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
+    """One encoded image -> float32 [image_size, image_size, 3] in [0, 255]."""
+    image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+    image.set_shape([None, None, 3])
+    image = tf.image.resize(image, [image_size, image_size], method="bilinear", antialias=True)
+    return tf.clip_by_value(image, 0.0, 255.0)
+
+
+def decode_batch(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
+    """[N] encoded images -> float32 [N, image_size, image_size, 3]."""
+    return tf.map_fn(
+        lambda e: decode_image(e, image_size),
+        encoded,
+        fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.float32),
+    )
