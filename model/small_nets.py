@@ -46,12 +46,12 @@ def _classifier(x, num_classes: int, dropout_rate: float):
 def build_cnn_small(num_classes: int, input_shape=(32, 32, 3), dropout_rate: float = 0.2,
                     stochastic_depth_rate: float = 0.2, bn_momentum: float = 0.9,
                     widths: tuple[int, ...] = (16, 32, 48)) -> keras.Model:
-    """Stem, then per stage: (strided) conv + a residual block of two 3x3 convs."""
+    """Per stage: a strided conv, then a residual block of two 3x3 convs (32 -> 16 -> 8 -> 4)."""
     bn = lambda name: layers.BatchNormalization(momentum=bn_momentum, name=name)
     inputs = keras.Input(shape=input_shape, name="image")
     x = _normalize(inputs)
     for i, width in enumerate(widths):
-        x = layers.Conv2D(width, 3, strides=1 if i == 0 else 2, padding="same", use_bias=False,
+        x = layers.Conv2D(width, 3, strides=2, padding="same", use_bias=False,
                           name=f"stage{i + 1}_conv")(x)
         x = layers.Activation("relu", name=f"stage{i + 1}_relu")(bn(f"stage{i + 1}_bn")(x))
         r = x
