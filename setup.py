@@ -24,6 +24,7 @@ setup(
         "scikit-learn>=1.4",  # the bundled digits data of the demo
         "pillow>=10",  # decoding and checking user images
         "matplotlib>=3.8",  # selection plots
+        "tensorboard>=2.20",  # training logs (tensorflow 2.21 no longer pulls it in)
         "google-cloud-aiplatform>=1.165,<2",
     ],
     extras_require={"test": ["pytest>=8"]},

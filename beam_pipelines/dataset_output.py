@@ -26,9 +26,10 @@ import apache_beam as beam
 import tensorflow as tf
 
 from noisystudent import records
+from noisystudent.dataset_dir import (  # noqa: F401  (re-exported for the jobs)
+    SUMMARY_FILE, iter_split_records, read_summary, shard_path, split_files, split_pattern)
 from noisystudent.stable_random import stable_hash64, stable_shard
 
-SUMMARY_FILE = "summary.json"
 REPORT_FILE = "_report.json"
 DEAD_LETTER_FILE = "dead_letter.jsonl"
 TARGET_RECORDS_PER_SHARD = 4096
@@ -48,17 +49,6 @@ class ShardedRecord(NamedTuple):
 def shards_for(num_records: int, records_per_shard: int = TARGET_RECORDS_PER_SHARD) -> int:
     """A moderate shard count for an expected number of records."""
     return max(1, math.ceil(num_records / records_per_shard))
-
-
-def shard_path(output_dir: str, split: str, shard: int, num_shards: int) -> str:
-    return posixpath.join(
-        output_dir, f"{split}-{shard:05d}-of-{num_shards:05d}{records.TFRECORD_SUFFIX}"
-    )
-
-
-def split_pattern(output_dir: str, split: str) -> str:
-    """Glob matching every shard of a split."""
-    return posixpath.join(output_dir, f"{split}-*-of-*{records.TFRECORD_SUFFIX}")
 
 
 class _WriteShardFn(beam.DoFn):
@@ -211,32 +201,3 @@ def write_summary(output_dir: str, summary: dict) -> str:
     with tf.io.gfile.GFile(path, "w") as f:
         json.dump(summary, f, indent=2, sort_keys=True)
     return path
-
-
-def read_summary(dataset_dir: str) -> dict:
-    """Load a complete dataset's summary; a clear error if the dir is incomplete."""
-    path = posixpath.join(dataset_dir, SUMMARY_FILE)
-    if not tf.io.gfile.exists(path):
-        raise FileNotFoundError(
-            f"{dataset_dir} has no {SUMMARY_FILE}: the job that writes it did not finish "
-            "(or this is not a dataset directory)"
-        )
-    with tf.io.gfile.GFile(path) as f:
-        return json.load(f)
-
-
-def split_files(dataset_dir: str, split: str) -> list[str]:
-    """The shard files of a split of a complete dataset directory."""
-    summary = read_summary(dataset_dir)
-    if split not in summary["splits"]:
-        raise KeyError(
-            f"{dataset_dir} has no split {split!r} (it has: {', '.join(summary['splits'])})"
-        )
-    return [posixpath.join(dataset_dir, f) for f in summary["splits"][split]["files"]]
-
-
-def iter_split_records(dataset_dir: str, split: str) -> Iterable[bytes]:
-    """Serialized records of one split, shard by shard (small data and tests; not a hot path)."""
-    for path in split_files(dataset_dir, split):
-        for record in tf.data.TFRecordDataset(path).as_numpy_iterator():
-            yield record

@@ -315,3 +315,28 @@ def pseudo_labeled_feature_spec(num_classes: int) -> dict[str, tf.io.FixedLenFea
     spec[PROBABILITIES] = tf.io.FixedLenFeature([num_classes], tf.float32)
     spec[CONFIDENCE] = tf.io.FixedLenFeature([], tf.float32)
     return spec
+
+
+def parse_pseudo_labeled_batch(serialized: tf.Tensor, num_classes: int, prob_format: str = "float32"):
+    """[N] serialized pseudo-labeled records -> (encoded [N], label [N], probabilities [N, C])."""
+    kind, k = parse_probability_format(prob_format)
+    spec = {IMAGE_ENCODED: tf.io.FixedLenFeature([], tf.string),
+            LABEL: tf.io.FixedLenFeature([], tf.int64)}
+    if kind == "float32":
+        spec[PROBABILITIES] = tf.io.FixedLenFeature([num_classes], tf.float32)
+    elif kind == "float16":
+        spec[PROBABILITIES_FLOAT16] = tf.io.FixedLenFeature([], tf.string)
+    else:
+        k = min(k, num_classes)
+        spec[TOP_K_CLASSES] = tf.io.FixedLenFeature([k], tf.int64)
+        spec[TOP_K_VALUES] = tf.io.FixedLenFeature([k], tf.float32)
+    parsed = tf.io.parse_example(serialized, spec)
+    if kind == "float32":
+        probs = parsed[PROBABILITIES]
+    elif kind == "float16":
+        probs = tf.cast(tf.io.decode_raw(parsed[PROBABILITIES_FLOAT16], tf.float16), tf.float32)
+        probs = tf.ensure_shape(probs, [None, num_classes])
+    else:
+        probs = tf.reduce_sum(tf.one_hot(parsed[TOP_K_CLASSES], num_classes)
+                              * parsed[TOP_K_VALUES][..., None], axis=1)
+    return parsed[IMAGE_ENCODED], parsed[LABEL], probs

@@ -1,0 +1,128 @@
+"""`python -m trainer.task`: teacher and student training on the bundled digits."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from model import build_model
+from tests.digits_data import make_digits_dataset, make_pseudo_labeled
+from trainer import task
+from trainer.noisy_student import NoisyStudent
+
+FAST = ["--preset", "digits", "--image_size", "16", "--batch_size", "16", "--unlabel_ratio", "2",
+        "--steps_per_epoch", "10", "--verbose", "0", "--randaugment_ops", "1"]
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    return make_digits_dataset(tmp_path_factory.mktemp("digits"))
+
+
+@pytest.fixture(scope="module")
+def teacher_dir(digits, tmp_path_factory):
+    out = tmp_path_factory.mktemp("teacher")
+    task.run(FAST + ["--labeled_data", digits, "--output_dir", str(out), "--train_steps", "60"])
+    return out
+
+
+def test_teacher_learns_evaluates_and_exports(teacher_dir):
+    history = json.loads((teacher_dir / "history.json").read_text())
+    assert history["loss"][-1] < history["loss"][0]
+    report = json.loads((teacher_dir / "eval.json").read_text())
+    assert report["num_examples"] == 200 and set(report["per_class"]) == {str(c) for c in range(10)}
+    assert report["top1_accuracy"] > 0.3  # 60 steps on 100 labels; chance is 0.1
+    model = keras.saving.load_model(str(teacher_dir / "model.keras"), safe_mode=True)
+    images = np.random.default_rng(0).integers(0, 256, (5, 16, 16, 3), dtype=np.uint8)
+    served = tf.saved_model.load(str(teacher_dir / "saved_model")).signatures["serving_images"]
+    np.testing.assert_allclose(served(images=tf.constant(images))["probabilities"].numpy(),
+                               model.predict(images.astype("float32"), verbose=0), atol=1e-5)
+
+
+def test_offline_student_trains_on_pseudo_labels(digits, tmp_path):
+    pseudo = make_pseudo_labeled(digits, tmp_path / "pseudo")
+    report = task.run(FAST + ["--mode", "offline", "--labeled_data", digits, "--unlabeled_data", pseudo,
+                              "--output_dir", str(tmp_path / "s"), "--train_steps", "30"])
+    history = json.loads((tmp_path / "s" / "history.json").read_text())
+    assert history["unlabeled_loss"][-1] < history["unlabeled_loss"][0]
+    assert report["mode"] == "offline"
+
+
+@pytest.mark.parametrize("prob_format", ["float16", "top_k:3"])
+def test_offline_reads_compact_probabilities(digits, tmp_path, prob_format):
+    from trainer import data
+    from noisystudent import records
+    pseudo = make_pseudo_labeled(digits, tmp_path / "p", prob_format=prob_format)
+    ds = data.pseudo_labeled_images(tf.io.gfile.glob(pseudo), 10, 16, 8, None, prob_format)
+    _, probs = next(iter(ds))
+    assert probs.shape == (8, 10)
+    np.testing.assert_allclose(np.sort(probs.numpy(), axis=1)[:, -1], 0.82, atol=1e-3)
+
+
+def test_online_student_teacher_stays_frozen(digits, teacher_dir, tmp_path):
+    report = task.run(FAST + ["--mode", "online", "--labeled_data", digits, "--unlabeled_data", digits,
+                              "--unlabeled_split", "unlabeled", "--teacher", str(teacher_dir / "model.keras"),
+                              "--output_dir", str(tmp_path / "s"), "--train_steps", "30"])
+    assert report["mode"] == "online"
+    # In process: the teacher's weights (BatchNorm statistics included) do not move.
+    teacher = keras.saving.load_model(str(teacher_dir / "model.keras"))
+    before = [w.copy() for w in teacher.get_weights()]
+    trainer = NoisyStudent(build_model("cnn-small", 10, input_shape=(16, 16, 3)), teacher)
+    trainer.compile("adam", unlabeled_weight=2.0)
+    x = np.random.default_rng(0).uniform(0, 255, (8, 16, 16, 3)).astype("float32")
+    batch = ({"labeled": x[:4], "unlabeled": x[4:], "unlabeled_clean": x[4:]}, {"labeled": np.arange(4)})
+    trainer.fit(tf.data.Dataset.from_tensors(batch).repeat(5), epochs=1, verbose=0)
+    for a, b in zip(before, teacher.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_bad_configs_name_the_field(digits, teacher_dir, tmp_path):
+    out = ["--output_dir", str(tmp_path / "o")]
+    with pytest.raises(ValueError, match="unknown model 'resnet-9000'"):
+        task.run(FAST + ["--labeled_data", digits, "--model", "resnet-9000"] + out)
+    with pytest.raises(ValueError, match="'num_classes': 7 does not match"):
+        task.run(FAST + ["--labeled_data", digits, "--num_classes", "7"] + out)
+    with pytest.raises(ValueError, match="'unlabeled_data': is required in offline mode"):
+        task.run(FAST + ["--labeled_data", digits, "--mode", "offline"] + out)
+    with pytest.raises(ValueError, match="labels \\[-1\\] are outside"):
+        task.run(FAST + ["--labeled_data", digits, "--labeled_split", "unlabeled"] + out)
+    with pytest.raises(FileNotFoundError, match="no files match"):
+        task.run(FAST + ["--labeled_data", str(tmp_path / "none-*.tfrecord"), "--num_classes", "10"] + out)
+    big_teacher = tmp_path / "wrn.keras"
+    build_model("wrn-28-2", 10, input_shape=(16, 16, 3)).save(str(big_teacher))
+    with pytest.raises(ValueError, match="'model': student cnn-small .* is smaller than the teacher"):
+        task.run(FAST + ["--labeled_data", digits, "--mode", "online", "--unlabeled_data", digits,
+                         "--unlabeled_split", "unlabeled", "--teacher", str(big_teacher)] + out)
+
+
+def test_killed_training_resumes_from_its_checkpoint(digits, tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "trainer.task"] + FAST + [
+        "--labeled_data", digits, "--output_dir", str(out), "--train_steps", "400",
+        "--steps_per_epoch", "20", "--randaugment_ops", "0"]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    progress = out / "progress.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        if progress.exists() and len(progress.read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    epochs_before = [json.loads(l)["epoch"] for l in progress.read_text().splitlines()]
+    assert 2 <= len(epochs_before) < 20, "the first run should be killed mid-training"
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    epochs_after = [json.loads(l)["epoch"] for l in progress.read_text().splitlines()][len(epochs_before):]
+    # The second run starts after the last checkpointed epoch, not at epoch 1, and finishes.
+    assert epochs_after[0] > 1 and epochs_after[0] <= epochs_before[-1] + 1
+    assert epochs_after[-1] == 20
+    assert (out / "eval.json").exists()

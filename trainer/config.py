@@ -1,0 +1,174 @@
+"""One config object for a training run; presets per dataset; CLI flags generated from it.
+
+Every hyper-parameter is named once, here (big_vision style). `--preset svhn`
+picks a preset and any field can be overridden: `--batch_size 64 --model wrn-28-2`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from typing import Optional, Sequence
+
+MODES = ("supervised", "offline", "online")
+
+
+def _f(default, help_text: str):
+    return dataclasses.field(default=default, metadata={"help": help_text})
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    # What to train, on what
+    mode: str = _f("supervised", "supervised (the first teacher) | offline (stored pseudo labels) "
+                                 "| online (a frozen teacher labels each batch)")
+    model: str = _f("cnn-small", "student network name (model/ registry)")
+    teacher: str = _f("", "online mode: the teacher's .keras file; also used to check sizes")
+    allow_smaller_student: bool = _f(False, "accept a student smaller than its teacher")
+    labeled_data: str = _f("", "dataset dir (with summary.json) or glob of image records")
+    labeled_split: str = _f("labeled", "split of labeled_data to train on")
+    unlabeled_data: str = _f("", "offline: the selection job's output; online: image records")
+    unlabeled_split: str = _f("train", "split of unlabeled_data")
+    eval_data: str = _f("", "dataset dir or glob evaluated at the end (default: labeled_data)")
+    eval_split: str = _f("test", "split of eval_data")
+    num_classes: int = _f(0, "0: read from labeled_data's summary.json")
+    image_size: int = _f(32, "square input side; images are resized to it")
+    # Optimisation
+    batch_size: int = _f(128, "labeled images per step (per replica group)")
+    unlabel_ratio: int = _f(5, "pseudo-labeled images per labeled image in a step")
+    train_steps: int = _f(1000, "optimizer steps in total")
+    steps_per_epoch: int = _f(100, "steps between checkpoints, logs and evaluation")
+    optimizer: str = _f("sgd", "sgd (Nesterov momentum 0.9) | rmsprop (the EfficientNet recipe) | adam")
+    learning_rate: float = _f(0.1, "base LR per 256 labeled images; scaled by batch_size/256")
+    lr_schedule: str = _f("cosine", "cosine | exponential (x0.97 every lr_decay_steps, the original's)")
+    lr_decay_steps: int = _f(0, "exponential: steps per x0.97 decay; 0 = 2.4 * steps_per_epoch")
+    warmup_steps: int = _f(0, "linear warm-up steps")
+    weight_decay: float = _f(1e-4, "L2 on all weights but BatchNorm's (sum(w^2)/2 scaled)")
+    label_smoothing: float = _f(0.1, "on the labeled cross-entropy")
+    tpu: str = _f("auto", "auto (use a TPU when the VM has one) | none")
+    ema_momentum: float = _f(0.0, "EMA of weights for evaluation/export (0 = off; 0.9999 on ImageNet)")
+    # The method
+    label_type: str = _f("hard", "hard (argmax, the original's default) | soft")
+    temperature: float = _f(1.0, "soft labels: q^(1/T), renormalised (T < 1 sharpens)")
+    unlabeled_weight: float = _f(-1.0, "weight of the unlabeled CE; -1 = unlabel_ratio (the original)")
+    # Noise
+    randaugment_ops: int = _f(2, "RandAugment: ops per image (0 = no RandAugment)")
+    randaugment_magnitude: float = _f(5.0, "RandAugment magnitude on the original's 0..10 scale")
+    augment_labeled: bool = _f(True, "apply RandAugment to labeled images too")
+    dropout_rate: float = _f(-1.0, "before the classifier; -1 = the model's default")
+    stochastic_depth_rate: float = _f(0.2, "drop rate at the last block (survival 0.8), linear")
+    bn_momentum: float = _f(-1.0, "BatchNorm momentum; -1 = the model's default")
+    # FixRes fine-tuning on un-augmented labeled data
+    finetune_steps: int = _f(0, "0 = none; else steps at finetune_image_size without noise")
+    finetune_image_size: int = _f(0, "0 = image_size")
+    # Where things go (AIP_* variables from Vertex AI override the defaults)
+    output_dir: str = _f("runs/train", "model, eval.json and (by default) checkpoints and logs")
+    checkpoint_dir: str = _f("", "default: $AIP_CHECKPOINT_DIR or <output_dir>/checkpoints")
+    tensorboard_dir: str = _f("", "default: $AIP_TENSORBOARD_LOG_DIR or <output_dir>/logs")
+    seed: int = _f(0, "seed of initialisation and input order")
+    shuffle_buffer: int = _f(10000, "tf.data shuffle buffer (records)")
+    verbose: int = _f(2, "Keras fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch")
+
+    def resolved_unlabeled_weight(self) -> float:
+        return float(self.unlabel_ratio) if self.unlabeled_weight < 0 else self.unlabeled_weight
+
+    def model_dir(self) -> str:
+        return os.environ.get("AIP_MODEL_DIR") or self.output_dir
+
+    def resolved_checkpoint_dir(self) -> str:
+        return self.checkpoint_dir or os.environ.get("AIP_CHECKPOINT_DIR") or os.path.join(
+            self.output_dir, "checkpoints")
+
+    def resolved_tensorboard_dir(self) -> str:
+        return self.tensorboard_dir or os.environ.get("AIP_TENSORBOARD_LOG_DIR") or os.path.join(
+            self.output_dir, "logs")
+
+    def validate(self) -> None:
+        """Refuse bad configs with a message naming the field."""
+        def need(ok: bool, field: str, message: str):
+            if not ok:
+                raise ValueError(f"config field {field!r}: {message} (got {getattr(self, field)!r})")
+
+        need(self.mode in MODES, "mode", f"must be one of {', '.join(MODES)}")
+        need(bool(self.labeled_data), "labeled_data", "is required")
+        need(self.mode == "supervised" or bool(self.unlabeled_data), "unlabeled_data",
+             f"is required in {self.mode} mode")
+        need(self.mode != "online" or bool(self.teacher), "teacher", "online mode needs the teacher's .keras file")
+        need(self.batch_size >= 1, "batch_size", "must be >= 1")
+        need(self.unlabel_ratio >= 1 or self.mode == "supervised", "unlabel_ratio", "must be >= 1")
+        need(self.train_steps >= 1, "train_steps", "must be >= 1")
+        need(1 <= self.steps_per_epoch, "steps_per_epoch", "must be >= 1")
+        need(self.optimizer in ("sgd", "rmsprop", "adam"), "optimizer", "must be sgd, rmsprop or adam")
+        need(self.lr_schedule in ("cosine", "exponential"), "lr_schedule", "must be cosine or exponential")
+        need(self.label_type in ("hard", "soft"), "label_type", "must be hard or soft")
+        need(self.temperature > 0, "temperature", "must be > 0")
+        need(0 <= self.label_smoothing < 1, "label_smoothing", "must be in [0, 1)")
+        need(0 <= self.ema_momentum < 1, "ema_momentum", "must be in [0, 1)")
+        need(0 <= self.randaugment_magnitude <= 10, "randaugment_magnitude", "must be in [0, 10]")
+        need(self.image_size >= 8, "image_size", "must be >= 8")
+        need(self.warmup_steps < self.train_steps, "warmup_steps", "must be < train_steps")
+
+
+PRESETS: dict[str, dict] = {
+    # The demo: 32x32 digits, a small CNN, a few hundred steps on 2 CPU cores.
+    "digits": dict(model="cnn-small", image_size=32, batch_size=32, unlabel_ratio=3, train_steps=400,
+                   steps_per_epoch=50, optimizer="adam", learning_rate=0.008, warmup_steps=20,
+                   weight_decay=5e-5, label_smoothing=0.1, randaugment_ops=2, randaugment_magnitude=3,
+                   stochastic_depth_rate=0.1, labeled_split="labeled", eval_split="test",
+                   shuffle_buffer=2000),
+    # The original's SVHN recipe: EfficientNet-B0, batch 128, unlabel_ratio 5, RandAugment 5, wd 1e-4.
+    "svhn": dict(model="efficientnet-b0", image_size=32, batch_size=128, unlabel_ratio=5,
+                 train_steps=60000, steps_per_epoch=1000, optimizer="rmsprop", learning_rate=0.128,
+                 lr_schedule="exponential", warmup_steps=2500, weight_decay=1e-4, label_smoothing=0.1,
+                 randaugment_ops=2, randaugment_magnitude=5, stochastic_depth_rate=0.2,
+                 ema_momentum=0.9999, labeled_split="train", eval_split="test"),
+    # ImageNet at the paper's scale: EfficientNet-B7 teacher -> L2 student on TPU pods.
+    "imagenet": dict(model="efficientnet-b7", image_size=600, batch_size=2048, unlabel_ratio=3,
+                     train_steps=350000, steps_per_epoch=5000, optimizer="rmsprop", learning_rate=0.128,
+                     lr_schedule="exponential", warmup_steps=6250, weight_decay=1e-5, label_smoothing=0.1,
+                     randaugment_ops=2, randaugment_magnitude=9, stochastic_depth_rate=0.2,
+                     ema_momentum=0.9999, labeled_split="train", eval_split="validation",
+                     label_type="soft"),
+}
+
+
+def get_config(preset: Optional[str] = None, **overrides) -> TrainConfig:
+    """A preset (or the defaults) with fields overridden."""
+    values = {}
+    if preset:
+        if preset not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
+        values.update(PRESETS[preset])
+    values.update(overrides)
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ValueError(f"unknown config field(s) {unknown}")
+    return TrainConfig(**values)
+
+
+def _parse_bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+
+
+def build_parser(prog: str = "python -m trainer.task") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Train a teacher or a noisy student (Keras 3).",
+        epilog="Presets: " + ", ".join(PRESETS) + ". Flags override the preset's fields.")
+    parser.add_argument("--preset", choices=sorted(PRESETS), help="start from a dataset preset")
+    for f in dataclasses.fields(TrainConfig):
+        kind = _parse_bool if f.type in ("bool", bool) else {"int": int, "float": float}.get(f.type, str)
+        parser.add_argument(f"--{f.name}", type=kind, default=None,
+                            help=f"{f.metadata['help']} (default {f.default!r})")
+    return parser
+
+
+def config_from_args(argv: Optional[Sequence[str]] = None) -> TrainConfig:
+    args = build_parser().parse_args(argv)
+    overrides = {k: v for k, v in vars(args).items() if k != "preset" and v is not None}
+    return get_config(args.preset, **overrides)

@@ -1,0 +1,240 @@
+"""Train a teacher (supervised) or a noisy student (offline / online labels).
+
+    python -m trainer.task --preset digits --labeled_data runs/demo/data --output_dir runs/teacher
+    python -m trainer.task --preset svhn --mode offline --labeled_data gs://b/svhn \\
+        --unlabeled_data 'gs://b/pseudo/train-*.tfrecord' --output_dir gs://b/student
+
+The Vertex AI entry point: AIP_MODEL_DIR, AIP_CHECKPOINT_DIR and
+AIP_TENSORBOARD_LOG_DIR are honoured when set. Writes into the model dir:
+model.keras, saved_model/ (signatures in trainer/export.py), eval.json,
+train_config.json, history.json. A killed job started again with the same
+flags resumes from its last checkpoint (keras BackupAndRestore).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import posixpath
+import time
+from typing import Optional, Sequence
+
+import keras
+import tensorflow as tf
+
+from model import build_model, count_params
+from noisystudent import dataset_dir
+from trainer import data, evaluate
+from trainer.augment import RandAugment
+from trainer.config import TrainConfig, config_from_args
+from trainer.export import export_saved_model
+from trainer.noisy_student import NoisyStudent
+from trainer.optimization import make_optimizer, make_strategy
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class DataInfo:
+    num_classes: int
+    class_names: Optional[list[str]]
+    labeled_files: list[str]
+
+
+def inspect_labeled_data(config: TrainConfig) -> DataInfo:
+    """Class count and names from summary.json; refuses empty data and out-of-range labels."""
+    files = dataset_dir.resolve_files(config.labeled_data, config.labeled_split)
+    num_classes, class_names = config.num_classes, None
+    if not any(c in config.labeled_data for c in "*?["):
+        summary = dataset_dir.read_summary(config.labeled_data)
+        split = summary["splits"][config.labeled_split]
+        if split["records"] == 0:
+            raise ValueError(f"config field 'labeled_data': split {config.labeled_split!r} of "
+                             f"{config.labeled_data} is empty")
+        data_classes = summary.get("num_classes")
+        class_names = summary.get("class_names")
+        labels = [int(k) for k in split["labels"]]
+        if data_classes and num_classes and num_classes != data_classes:
+            raise ValueError(f"config field 'num_classes': {num_classes} does not match "
+                             f"{config.labeled_data} ({data_classes} classes)")
+        num_classes = num_classes or data_classes or (max(labels) + 1)
+        bad = [l for l in labels if not 0 <= l < num_classes]
+        if bad:
+            raise ValueError(f"{config.labeled_data} split {config.labeled_split!r}: labels {bad} are "
+                             f"outside 0..{num_classes - 1} (unlabeled records hold -1)")
+    if not num_classes:
+        raise ValueError("config field 'num_classes': needed when labeled_data is a glob")
+    return DataInfo(num_classes, class_names, files)
+
+
+def check_student_size(config: TrainConfig, teacher: Optional[keras.Model], num_classes: int) -> None:
+    """The student must be equal-or-larger than its teacher, unless allowed."""
+    if teacher is None:
+        return
+    student_params = count_params(config.model, num_classes)
+    teacher_params = teacher.count_params()
+    if student_params < teacher_params and not config.allow_smaller_student:
+        raise ValueError(
+            f"config field 'model': student {config.model} ({student_params:,} parameters) is smaller "
+            f"than the teacher {teacher.name} ({teacher_params:,}); Noisy Student needs an equal-or-larger "
+            "student (pass --allow_smaller_student true to force)")
+
+
+def load_teacher(config: TrainConfig) -> Optional[keras.Model]:
+    if not config.teacher:
+        return None
+    if not tf.io.gfile.exists(config.teacher):
+        raise FileNotFoundError(f"config field 'teacher': {config.teacher} does not exist")
+    teacher = keras.saving.load_model(config.teacher, safe_mode=True, compile=False)
+    teacher.trainable = False
+    return teacher
+
+
+def build_student(config: TrainConfig, num_classes: int, image_size: int) -> keras.Model:
+    return build_model(
+        config.model, num_classes, input_shape=(image_size, image_size, 3),
+        dropout_rate=None if config.dropout_rate < 0 else config.dropout_rate,
+        stochastic_depth_rate=config.stochastic_depth_rate,
+        bn_momentum=None if config.bn_momentum < 0 else config.bn_momentum)
+
+
+def make_training_data(config: TrainConfig, info: DataInfo) -> tf.data.Dataset:
+    augment = (RandAugment(config.randaugment_ops, config.randaugment_magnitude)
+               if config.randaugment_ops > 0 else None)
+    labeled = data.labeled_images(info.labeled_files, info.num_classes, config.image_size,
+                                  config.batch_size, augment if config.augment_labeled else None,
+                                  config.shuffle_buffer, config.seed)
+    unlabeled = None
+    if config.mode != "supervised":
+        files = dataset_dir.resolve_files(config.unlabeled_data, config.unlabeled_split)
+        batch = config.batch_size * config.unlabel_ratio
+        if config.mode == "offline":
+            unlabeled = data.pseudo_labeled_images(files, info.num_classes, config.image_size, batch,
+                                                   augment, unlabeled_prob_format(config),
+                                                   config.shuffle_buffer, config.seed)
+        else:
+            unlabeled = data.unlabeled_image_pairs(files, config.image_size, batch, augment,
+                                                   config.shuffle_buffer, config.seed)
+    return data.training_batches(labeled, unlabeled, config.mode)
+
+
+def unlabeled_prob_format(config: TrainConfig) -> str:
+    """The selection job records its probability format in summary.json."""
+    if any(c in config.unlabeled_data for c in "*?["):
+        return "float32"
+    return dataset_dir.read_summary(config.unlabeled_data).get("prob_format", "float32")
+
+
+class ProgressLog(keras.callbacks.Callback):
+    """One JSON line per epoch in <model_dir>/progress.jsonl: epoch, step, metrics, time."""
+
+    def __init__(self, path: str, steps_per_epoch: int):
+        super().__init__()
+        self.path, self.steps_per_epoch, self._start = path, steps_per_epoch, time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        entry = {"epoch": epoch + 1, "step": (epoch + 1) * self.steps_per_epoch,
+                 "seconds": round(time.time() - self._start, 1),
+                 **{k: float(v) for k, v in (logs or {}).items()}}
+        with tf.io.gfile.GFile(self.path, "a") as f:
+            f.write(json.dumps(entry) + "\n")
+
+
+def train(config: TrainConfig) -> dict:
+    """Train, evaluate and export; returns the evaluation report."""
+    config.validate()
+    keras.utils.set_random_seed(config.seed)
+    info = inspect_labeled_data(config)
+    model_dir = config.model_dir()
+    tf.io.gfile.makedirs(model_dir)
+    with tf.io.gfile.GFile(posixpath.join(model_dir, "train_config.json"), "w") as f:
+        json.dump(dataclasses.asdict(config), f, indent=2)
+
+    strategy = make_strategy(config)
+    scope = strategy.scope() if strategy is not None else _null_scope()
+    epochs = max(1, config.train_steps // config.steps_per_epoch)
+    with scope:
+        teacher = load_teacher(config)
+        check_student_size(config, teacher, info.num_classes)
+        student = build_student(config, info.num_classes, config.image_size)
+        trainer = NoisyStudent(student, teacher if config.mode == "online" else None)
+        trainer.compile(make_optimizer(config, epochs * config.steps_per_epoch),
+                        unlabeled_weight=config.resolved_unlabeled_weight(),
+                        label_smoothing=config.label_smoothing, label_type=config.label_type,
+                        temperature=config.temperature, weight_decay=config.weight_decay)
+    log.info("training %s (%s mode, %d classes) for %d steps: %d labeled + %d unlabeled images per step",
+             config.model, config.mode, info.num_classes, epochs * config.steps_per_epoch,
+             config.batch_size, 0 if config.mode == "supervised" else config.batch_size * config.unlabel_ratio)
+    callbacks = [
+        keras.callbacks.BackupAndRestore(config.resolved_checkpoint_dir(), delete_checkpoint=False),
+        keras.callbacks.TensorBoard(config.resolved_tensorboard_dir(), update_freq="epoch"),
+        ProgressLog(posixpath.join(model_dir, "progress.jsonl"), config.steps_per_epoch),
+    ]
+    history = trainer.fit(make_training_data(config, info), epochs=epochs,
+                          steps_per_epoch=config.steps_per_epoch, callbacks=callbacks,
+                          verbose=config.verbose, shuffle=False)
+    # fit() leaves the EMA weights in the student when ema_momentum > 0.
+    if config.finetune_steps:
+        student = finetune_at_resolution(config, info, student)
+
+    eval_location = config.eval_data or config.labeled_data
+    eval_files = dataset_dir.resolve_files(eval_location, config.eval_split)
+    eval_size = int(student.input_shape[1])
+    eval_ds = data.labeled_images(eval_files, info.num_classes, eval_size, 256, None, repeat=False)
+    report = evaluate.evaluate_model(student, eval_ds, info.class_names)
+    report.update(model=config.model, mode=config.mode, eval_data=eval_location, eval_split=config.eval_split,
+                  steps=epochs * config.steps_per_epoch)
+    evaluate.write_report(report, posixpath.join(model_dir, "eval.json"))
+    with tf.io.gfile.GFile(posixpath.join(model_dir, "history.json"), "w") as f:
+        json.dump({k: [float(x) for x in v] for k, v in history.history.items()}, f)
+    student.save(_local_or_remote(model_dir, "model.keras"))
+    export_saved_model(student, posixpath.join(model_dir, "saved_model"), info.class_names)
+    log.info("%s: top-1 %.4f on %s/%s; model in %s", config.model, report["top1_accuracy"],
+             eval_location, config.eval_split, model_dir)
+    return report
+
+
+def finetune_at_resolution(config: TrainConfig, info: DataInfo, student: keras.Model) -> keras.Model:
+    """FixRes: copy the weights into the same network at a larger input, fine-tune on clean labeled data."""
+    size = config.finetune_image_size or config.image_size
+    bigger = build_student(config, info.num_classes, size)
+    bigger.set_weights(student.get_weights())
+    finetuner = NoisyStudent(bigger)
+    tuned = dataclasses.replace(config, warmup_steps=0, ema_momentum=0.0)
+    finetuner.compile(make_optimizer(tuned, config.finetune_steps, peak=_peak_lr(config) * 0.1),
+                      label_smoothing=config.label_smoothing, weight_decay=config.weight_decay)
+    labeled = data.labeled_images(info.labeled_files, info.num_classes, size, config.batch_size, None,
+                                  config.shuffle_buffer, config.seed)
+    finetuner.fit(data.training_batches(labeled, None, "supervised"), epochs=1,
+                  steps_per_epoch=config.finetune_steps, verbose=config.verbose, shuffle=False)
+    log.info("fine-tuned at %dx%d for %d steps", size, size, config.finetune_steps)
+    return bigger
+
+
+def _peak_lr(config: TrainConfig) -> float:
+    from trainer.optimization import peak_learning_rate
+    return peak_learning_rate(config)
+
+
+def _local_or_remote(directory: str, name: str) -> str:
+    return posixpath.join(directory, name)
+
+
+class _null_scope:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def run(argv: Optional[Sequence[str]] = None) -> dict:
+    return train(config_from_args(argv))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    run()
