@@ -178,9 +178,14 @@ def summarize_reports(output_dir: str, expected_splits: Iterable[str] = ()) -> d
         s: {"records": 0, "labels": {}, "files": []} for s in expected_splits
     }
     dead = 0
+    totals: dict[str, float] = {}
     for item in reports:
         if "dead_letter" in item:
             dead += item["dead_letter"]
+            continue
+        if "totals" in item:
+            for name, value in item["totals"].items():
+                totals[name] = totals.get(name, 0) + value
             continue
         split = splits.setdefault(item["split"], {"records": 0, "labels": {}, "files": []})
         split["records"] += item["records"]
@@ -191,7 +196,10 @@ def summarize_reports(output_dir: str, expected_splits: Iterable[str] = ()) -> d
         split["files"].sort()
         split["labels"] = dict(sorted(split["labels"].items(), key=lambda kv: int(kv[0])))
     tf.io.gfile.remove(path)
-    return {"splits": dict(sorted(splits.items())), "dead_letter": dead}
+    summary = {"splits": dict(sorted(splits.items())), "dead_letter": dead}
+    if totals:
+        summary["totals"] = totals
+    return summary
 
 
 def write_summary(output_dir: str, summary: dict) -> str:

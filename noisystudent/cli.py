@@ -17,6 +17,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                     "Beam: SVHN .mat files or a tfds data_dir -> image records."),
     "ingest-folder": ("beam_pipelines.ingest_folder",
                       "Beam: folders of your own images -> image records."),
+    "predict": ("beam_pipelines.predict",
+                "Beam: a teacher labels unlabeled images (or --relabel pseudo-labeled ones)."),
     "train": ("trainer.task", "Keras: train a teacher or a noisy student (also python -m trainer.task)."),
 }
 

@@ -187,6 +187,17 @@ def _record_name(features: Mapping[str, tf.train.Feature]) -> str:
     return "record without image/id"
 
 
+def peek_image_id(serialized: bytes) -> str:
+    """The record's image/id, or "" when it has none or does not parse (for dead letters)."""
+    try:
+        features = tf.train.Example.FromString(serialized).features.feature
+    except Exception:
+        return ""
+    if IMAGE_ID in features and features[IMAGE_ID].bytes_list.value:
+        return features[IMAGE_ID].bytes_list.value[0].decode("utf-8", "replace")
+    return ""
+
+
 # ---------------------------------------------------------------- image records
 def encode_image_record(image_id: str, encoded: bytes, label: int = UNLABELED) -> bytes:
     """Serialize an image record (encoded JPEG/PNG bytes, stable id, 0-based label or -1)."""

@@ -1,0 +1,197 @@
+"""Step 2 of the method: a teacher labels unlabeled images (Beam RunInference), at any scale.
+
+    python -m beam_pipelines.predict --input runs/demo/data --split unlabeled \\
+        --model runs/demo/teacher/model.keras --output_dir runs/demo/predictions
+
+reads image records (a dataset dir + --split, or a glob; gs:// works), runs the
+teacher in inference mode on batches of --batch_size, and writes prediction
+records (image/id, source, probabilities, label, confidence, teacher) to
+<output_dir>/predictions-*.tfrecord. Records it cannot label (missing
+fields, undecodable images) go to dead_letter.jsonl with their id, source and
+reason; summary.json checks count(in) = count(predicted) + count(dead letter)
+and gives the predicted class histogram and mean confidence.
+
+--relabel: the input is pseudo-labeled records (the selection job's output);
+the output keeps every image and id and replaces the labels with the new
+teacher's (the original's "reassign" with a better teacher).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import posixpath
+from typing import Iterator, Optional, Sequence
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.ml.inference.base import PredictionResult, RunInference
+
+from beam_pipelines import dataset_output as out
+from beam_pipelines.pipeline_options import beam_flags_epilog, make_pipeline_options, split_job_and_beam_args
+from beam_pipelines.teacher_inference import ImageToLabel, KerasTeacherHandler
+from noisystudent import dataset_dir, records
+
+PREDICTIONS_SPLIT = "predictions"
+RELABELED_SPLIT = "train"
+DEAD = "dead_letter"
+IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8", b"GIF87a", b"GIF89a", b"BM")
+
+log = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="noisystudent predict", description=__doc__.split("\n\n")[0],
+                                     epilog=beam_flags_epilog())
+    parser.add_argument("--input", required=True, help="Dataset dir (with summary.json) or a glob of records.")
+    parser.add_argument("--split", default="unlabeled", help="Split of a dataset dir (default unlabeled).")
+    parser.add_argument("--model", required=True, help="Teacher: a .keras file or an exported SavedModel dir.")
+    parser.add_argument("--output_dir", required=True, help="Where prediction records go (gs:// works).")
+    parser.add_argument("--teacher_name", help="Id recorded in every prediction (default: the model path).")
+    parser.add_argument("--batch_size", type=int, default=256, help="Images per model call (default 256).")
+    parser.add_argument("--image_size", type=int, help="Resize to this side (default: the model's input).")
+    parser.add_argument("--prob_format", default="float32",
+                        help="float32 | float16 | top_k:K (bytes per record: noisystudent/records.py).")
+    parser.add_argument("--temperature", type=float, default=1.0,
+                        help="Stored probabilities are p^(1/T), renormalised (default 1: as predicted).")
+    parser.add_argument("--relabel", action="store_true",
+                        help="Input is pseudo-labeled records: keep images and ids, replace the labels.")
+    parser.add_argument("--num_shards", type=int, default=0, help="Output shards (default: one per input file).")
+    parser.add_argument("--large_model", action="store_true",
+                        help="Share one model across the worker's processes (large teachers).")
+    parser.add_argument("--seed", type=int, default=0, help="Seed of the shard assignment.")
+    parser.add_argument("--overwrite", action="store_true", help="Replace a complete output directory.")
+    return parser
+
+
+class ParseForInference(beam.DoFn):
+    """(source file, serialized record) -> ImageToLabel, or a dead letter before any batching."""
+
+    def __init__(self):
+        self._read = beam.metrics.Metrics.counter("predict", "records_read")
+        self._bad = beam.metrics.Metrics.counter("predict", "dead_letter")
+
+    def process(self, element) -> Iterator:
+        source, serialized = element
+        self._read.inc()
+        try:
+            record = records.parse_image_record(serialized)
+        except records.RecordError as e:
+            self._bad.inc()
+            yield beam.pvalue.TaggedOutput(DEAD, {"id": records.peek_image_id(serialized), "source": source,
+                                                  "reason": str(e)})
+            return
+        if not record.encoded.startswith(IMAGE_MAGIC):
+            self._bad.inc()
+            yield beam.pvalue.TaggedOutput(DEAD, {"id": record.image_id, "source": source,
+                                                  "reason": "image/encoded is not a PNG, JPEG, GIF or BMP image"})
+            return
+        yield ImageToLabel(record.image_id, source, record.encoded)
+
+
+def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
+    if temperature == 1.0:
+        return probs
+    logp = np.log(np.clip(probs.astype(np.float64), 1e-12, 1.0)) / temperature
+    logp -= logp.max()
+    p = np.exp(logp)
+    return (p / p.sum()).astype(np.float32)
+
+
+class EncodeOutput(beam.DoFn):
+    """PredictionResult -> ShardedRecord (prediction or re-labelled record), or a dead letter."""
+
+    CONFIDENCE = "confidence"
+
+    def __init__(self, teacher: str, prob_format: str, temperature: float, relabel: bool):
+        self._teacher, self._format, self._temperature, self._relabel = teacher, prob_format, temperature, relabel
+        self._predicted = beam.metrics.Metrics.counter("predict", "predicted")
+        self._bad = beam.metrics.Metrics.counter("predict", "dead_letter")
+
+    def process(self, result: PredictionResult) -> Iterator:
+        item: ImageToLabel = result.example
+        if isinstance(result.inference, str) or not np.all(np.isfinite(result.inference)):
+            self._bad.inc()
+            reason = result.inference if isinstance(result.inference, str) else "teacher output is not finite"
+            yield beam.pvalue.TaggedOutput(DEAD, {"id": item.image_id, "source": item.source, "reason": reason})
+            return
+        probs = apply_temperature(np.asarray(result.inference, np.float32), self._temperature)
+        if self._relabel:
+            serialized = records.encode_pseudo_labeled(item.image_id, item.encoded, probs, self._teacher,
+                                                       self._format)
+            split = RELABELED_SPLIT
+        else:
+            serialized = records.encode_prediction(item.image_id, item.source, probs, self._teacher, self._format)
+            split = PREDICTIONS_SPLIT
+        self._predicted.inc()
+        yield beam.pvalue.TaggedOutput(self.CONFIDENCE, float(probs.max()))
+        # Duplicated images (relabel input) share an id: their identical bytes sort together.
+        yield out.ShardedRecord(split, item.image_id, serialized, int(probs.argmax()))
+
+
+def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
+        test_pipeline: Optional[beam.Pipeline] = None) -> dict:
+    """Run the job; returns the summary written to <output_dir>/summary.json."""
+    args, beam_args = split_job_and_beam_args(build_parser(), argv)
+    records.parse_probability_format(args.prob_format)
+    if args.temperature <= 0:
+        raise ValueError(f"--temperature must be > 0, got {args.temperature}")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch_size must be >= 1, got {args.batch_size}")
+    if not (args.model.endswith(".keras") or posixpath.isdir(args.model) or args.model.startswith("gs://")):
+        raise FileNotFoundError(f"--model {args.model}: expected a .keras file or a SavedModel directory")
+    import tensorflow as tf
+    if not tf.io.gfile.exists(args.model):
+        raise FileNotFoundError(f"--model {args.model} does not exist")
+    files = dataset_dir.resolve_files(args.input, "train" if args.relabel and args.split == "unlabeled"
+                                      else args.split)
+    split = RELABELED_SPLIT if args.relabel else PREDICTIONS_SPLIT
+    num_shards = {split: args.num_shards or len(files)}
+    teacher = args.teacher_name or args.model
+    out.prepare_output_dir(args.output_dir, num_shards, args.overwrite)
+    handler = KerasTeacherHandler(args.model, args.batch_size, args.image_size, args.large_model)
+
+    pipeline = test_pipeline or beam.Pipeline(options=make_pipeline_options(beam_args, save_main_session))
+    with pipeline as p:
+        read = (p | "ListInputFiles" >> beam.Create(files)
+                | "ReadImages" >> beam.io.ReadAllFromTFRecord(with_filename=True))
+        parsed = read | "ParseRecords" >> beam.ParDo(ParseForInference()).with_outputs(DEAD, main="images")
+        encoded = (
+            parsed.images
+            | "PredictWithTeacher" >> RunInference(handler)
+            | "EncodeOutput" >> beam.ParDo(EncodeOutput(teacher, args.prob_format, args.temperature,
+                                                        args.relabel)).with_outputs(
+                DEAD, EncodeOutput.CONFIDENCE, main="records")
+        )
+        reports = encoded.records | "WriteRecords" >> out.WriteShardedTFRecords(args.output_dir, num_shards,
+                                                                               args.seed)
+        dead = ((parsed[DEAD], encoded[DEAD]) | "AllDeadLetters" >> beam.Flatten()
+                | "WriteDeadLetters" >> out.WriteDeadLetters(args.output_dir))
+        counted = (read | "CountInput" >> beam.combiners.Count.Globally()
+                   | "InputTotal" >> beam.Map(lambda n: {"totals": {"input_records": n}}))
+        confidence = (encoded[EncodeOutput.CONFIDENCE] | "MeanConfidence" >> beam.combiners.Mean.Globally()
+                      | "ConfidenceTotal" >> beam.Map(lambda m: {"totals": {"mean_confidence": m}}))
+        _ = ((reports, dead, counted, confidence) | "AllReports" >> beam.Flatten()
+             | "WriteReport" >> out.WriteReport(args.output_dir))
+
+    summary = out.summarize_reports(args.output_dir, num_shards)
+    predicted = summary["splits"][split]["records"]
+    totals = summary.pop("totals", {})
+    summary.update(
+        job="relabel" if args.relabel else "predict", input=args.input, input_files=len(files),
+        input_records=totals.get("input_records", 0), predicted=predicted,
+        mean_confidence=totals.get("mean_confidence"), teacher=teacher, prob_format=args.prob_format,
+        temperature=args.temperature, predicted_class_histogram=summary["splits"][split]["labels"],
+    )
+    if summary["input_records"] != predicted + summary["dead_letter"]:
+        raise RuntimeError(f"record accounting failed: {summary['input_records']} in, {predicted} predicted, "
+                           f"{summary['dead_letter']} dead letters")
+    out.write_summary(args.output_dir, summary)
+    log.info("%d records: %d predicted, %d to the dead letter file; mean confidence %.3f",
+             summary["input_records"], predicted, summary["dead_letter"], summary["mean_confidence"] or 0)
+    return summary
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO)
+    run()
