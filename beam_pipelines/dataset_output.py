@@ -23,6 +23,7 @@ import uuid
 from typing import Iterable, NamedTuple, Optional
 
 import apache_beam as beam
+import numpy as np
 import tensorflow as tf
 
 from noisystudent import records
@@ -178,14 +179,13 @@ def summarize_reports(output_dir: str, expected_splits: Iterable[str] = ()) -> d
         s: {"records": 0, "labels": {}, "files": []} for s in expected_splits
     }
     dead = 0
-    totals: dict[str, float] = {}
+    totals: dict = {}
     for item in reports:
         if "dead_letter" in item:
             dead += item["dead_letter"]
             continue
         if "totals" in item:
-            for name, value in item["totals"].items():
-                totals[name] = totals.get(name, 0) + value
+            totals = _merge_totals(totals, item["totals"])
             continue
         split = splits.setdefault(item["split"], {"records": 0, "labels": {}, "files": []})
         split["records"] += item["records"]
@@ -200,6 +200,21 @@ def summarize_reports(output_dir: str, expected_splits: Iterable[str] = ()) -> d
     if totals:
         summary["totals"] = totals
     return summary
+
+
+def _merge_totals(a: dict, b: dict) -> dict:
+    """Add numbers (and nested lists of numbers, element-wise); merge nested dicts."""
+    merged = dict(a)
+    for key, value in b.items():
+        if key not in merged:
+            merged[key] = value
+        elif isinstance(value, dict):
+            merged[key] = _merge_totals(merged[key], value)
+        elif isinstance(value, list):
+            merged[key] = (np.asarray(merged[key]) + np.asarray(value)).tolist()
+        else:
+            merged[key] = merged[key] + value
+    return merged
 
 
 def write_summary(output_dir: str, summary: dict) -> str:

@@ -19,6 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                       "Beam: folders of your own images -> image records."),
     "predict": ("beam_pipelines.predict",
                 "Beam: a teacher labels unlabeled images (or --relabel pseudo-labeled ones)."),
+    "select": ("beam_pipelines.select",
+               "Beam: confidence histograms, thresholds, cap and duplicate-to-balance -> student data."),
     "train": ("trainer.task", "Keras: train a teacher or a noisy student (also python -m trainer.task)."),
 }
 

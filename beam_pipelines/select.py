@@ -1,0 +1,298 @@
+"""Step 3 of the method: keep confident pseudo labels, balance classes, write student data.
+
+    python -m beam_pipelines.select --predictions runs/demo/predictions \\
+        --num_image 120 --output_dir runs/demo/pseudo
+
+One pipeline (the original needed 2 x 128 processes polling each other's files):
+
+1. ParsePredictions: prediction records -> (label, confidence bucket); malformed
+   ones (NaN, wrong length, missing fields) -> dead_letter.jsonl.
+2. ConfidenceHistograms: a CombineFn, [classes x buckets] counts.
+3. Thresholds and expected copies per class, computed once from the histogram
+   (beam_pipelines/selection.py) and used as a side input.
+4. SelectAndBalance: keep/copy decisions, a pure function of (seed, image id).
+5. FetchSelectedImages: selected predictions grouped by `source` file; each
+   source file is read once and its selected images emitted with their copies.
+   Image bytes are never shuffled to meet their predictions.
+6. WritePseudoLabeled: <output_dir>/train-*.tfrecord, shard and order from a
+   hash of (seed, id, copy), so copies of an image are spread out.
+
+Outputs beside the data: summary.json (the dataset contract the trainer reads),
+stats.json (per class: histogram, threshold, total above it, kept unique,
+written with copies), histograms.png, samples.png (kept images per class).
+--stats_only writes the histograms and thresholds without images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import posixpath
+from typing import Iterator, Optional, Sequence
+
+import apache_beam as beam
+import numpy as np
+import tensorflow as tf
+
+from beam_pipelines import dataset_output as out
+from beam_pipelines import selection
+from beam_pipelines.pipeline_options import beam_flags_epilog, make_pipeline_options, split_job_and_beam_args
+from noisystudent import dataset_dir, records
+from noisystudent.stable_random import stable_hash64
+
+SPLIT = "train"
+DEAD = "dead_letter"
+SAMPLES = "samples"
+STATS_FILE = "stats.json"
+SAMPLES_FILE = "_samples.tfrecord"
+
+log = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="noisystudent select", description=__doc__.split("\n\n")[0],
+                                     epilog=beam_flags_epilog())
+    parser.add_argument("--predictions", required=True,
+                        help="The predict job's output dir, or a glob of prediction records.")
+    parser.add_argument("--output_dir", required=True, help="Where the pseudo-labeled records go.")
+    parser.add_argument("--num_classes", type=int, default=0,
+                        help="Classes (default: from the predictions' records).")
+    parser.add_argument("--num_image", type=int, required=True,
+                        help="Images per class after balancing (SVHN used 53,113; ImageNet 130,000).")
+    parser.add_argument("--min_threshold", type=float, default=0.3, help="Lowest confidence kept (default 0.3).")
+    parser.add_argument("--max_prob", type=float, default=1.0,
+                        help="Highest confidence kept (default 1.0; lower it to drop near-duplicates of "
+                             "the labeled set).")
+    parser.add_argument("--num_buckets", type=int, default=101, help="Histogram buckets over [0, 1] (101).")
+    parser.add_argument("--no_upsample", action="store_true",
+                        help="Never duplicate images of poor classes (the cap still applies).")
+    parser.add_argument("--prob_format", default="float32", help="float32 | float16 | top_k:K in the output.")
+    parser.add_argument("--stats_only", action="store_true",
+                        help="Write histograms and thresholds (stats.json, histograms.png) only.")
+    parser.add_argument("--samples_per_class", type=int, default=8, help="Images per class in samples.png.")
+    parser.add_argument("--records_per_shard", type=int, default=out.TARGET_RECORDS_PER_SHARD,
+                        help="Target records per output shard.")
+    parser.add_argument("--seed", type=int, default=0, help="Seed of every keep/copy/shard decision.")
+    parser.add_argument("--overwrite", action="store_true", help="Replace a complete output directory.")
+    return parser
+
+
+class ParsePredictions(beam.DoFn):
+    """Serialized prediction -> (label, bucket, id, source, serialized); bad ones -> dead letter."""
+
+    def __init__(self, num_classes: int, num_buckets: int, max_prob: float):
+        self._num_classes, self._num_buckets, self._max_prob = num_classes, num_buckets, max_prob
+        self._bad = beam.metrics.Metrics.counter("select", "dead_letter")
+        self._above_max = beam.metrics.Metrics.counter("select", "above_max_prob")
+
+    def process(self, serialized: bytes) -> Iterator:
+        try:
+            p = records.parse_prediction(serialized, self._num_classes)
+        except records.RecordError as e:
+            self._bad.inc()
+            yield beam.pvalue.TaggedOutput(DEAD, {"id": records.peek_image_id(serialized), "reason": str(e)})
+            return
+        if p.confidence > self._max_prob:
+            self._above_max.inc()
+            return
+        yield p.label, selection.bucket_of(p.confidence, self._num_buckets), p.image_id, p.source, serialized
+
+
+class ConfidenceHistogramFn(beam.CombineFn):
+    """(label, bucket) -> [classes, buckets] int64 counts; memory independent of N."""
+
+    def __init__(self, num_classes: int, num_buckets: int):
+        self._shape = (num_classes, num_buckets)
+
+    def create_accumulator(self):
+        return np.zeros(self._shape, np.int64)
+
+    def add_input(self, acc, element):
+        acc[element[0], element[1]] += 1
+        return acc
+
+    def merge_accumulators(self, accumulators):
+        accumulators = iter(accumulators)
+        total = next(accumulators).copy()
+        for acc in accumulators:
+            total += acc
+        return total
+
+    def extract_output(self, acc):
+        return acc
+
+
+def decide_copies(element, plan: list, seed: int) -> Iterator:
+    """Keep/copy decision for one prediction, given the per-class plan (side input)."""
+    label, bucket, image_id, source, serialized = element
+    threshold_bucket, expected = plan[label]
+    if bucket < threshold_bucket or expected <= 0:
+        return
+    copies = selection.copies_for(seed, image_id, expected)
+    if copies:
+        yield source, (image_id, copies, serialized)
+
+
+class FetchSelectedImages(beam.DoFn):
+    """(source file, selected predictions) -> pseudo-labeled records, each source read once."""
+
+    def __init__(self, prob_format: str, samples_per_class: int, seed: int):
+        self._format, self._samples, self._seed = prob_format, samples_per_class, seed
+        self._missing = beam.metrics.Metrics.counter("select", "missing_images")
+        self._written = beam.metrics.Metrics.counter("select", "records_written")
+
+    def process(self, element) -> Iterator:
+        source, selected = element
+        wanted = {image_id: (copies, serialized) for image_id, copies, serialized in selected}
+        found = set()
+        try:
+            for raw in tf.data.TFRecordDataset(source).as_numpy_iterator():
+                image_id = records.peek_image_id(raw)
+                if image_id not in wanted or image_id in found:
+                    continue
+                found.add(image_id)
+                yield from self._emit(raw, *wanted[image_id])
+        except (tf.errors.NotFoundError, tf.errors.DataLossError) as e:
+            reason = f"source file unreadable: {e.message.splitlines()[0][:200]}"
+        else:
+            reason = f"no image with this id in its source file {source}"
+        for image_id in sorted(set(wanted) - found):
+            self._missing.inc()
+            yield beam.pvalue.TaggedOutput(DEAD, {"id": image_id, "source": source, "reason": reason})
+
+    def _emit(self, raw: bytes, copies: int, serialized_prediction: bytes) -> Iterator:
+        image = records.parse_image_record(raw)
+        pred = records.parse_prediction(serialized_prediction)
+        record = records.encode_pseudo_labeled(image.image_id, image.encoded, pred.probabilities,
+                                               pred.teacher, self._format)
+        label = pred.label
+        yield beam.pvalue.TaggedOutput("kept", label)
+        if self._samples:
+            yield beam.pvalue.TaggedOutput(SAMPLES, (label, (stable_hash64(self._seed, image.image_id, "sample"),
+                                                             image.image_id, image.encoded)))
+        for copy in range(copies):
+            self._written.inc()
+            yield out.ShardedRecord(SPLIT, f"{image.image_id}#{copy}", record, label)
+
+
+def _count_labels(labels: Sequence[int]) -> dict:
+    counts: dict = {}
+    for label in labels:
+        counts[str(label)] = counts.get(str(label), 0) + 1
+    return counts
+
+
+def infer_num_classes(files: list[str]) -> int:
+    """Class count from the first readable prediction record."""
+    for raw in tf.data.TFRecordDataset(files[:4]).take(64).as_numpy_iterator():
+        try:
+            return int(records.parse_prediction(raw).probabilities.shape[0])
+        except records.RecordError:
+            continue
+    raise ValueError(f"no readable prediction record in {files[:4]}: pass --num_classes")
+
+
+def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
+        test_pipeline: Optional[beam.Pipeline] = None) -> dict:
+    """Run the job; returns the summary (with per-class stats) written to <output_dir>."""
+    args, beam_args = split_job_and_beam_args(build_parser(), argv)
+    if args.num_image < 1:
+        raise ValueError(f"--num_image must be >= 1, got {args.num_image}")
+    if not 0 <= args.min_threshold <= 1:
+        raise ValueError(f"--min_threshold must be in [0, 1], got {args.min_threshold}")
+    if args.max_prob < args.min_threshold:
+        raise ValueError(f"--max_prob ({args.max_prob}) is below --min_threshold ({args.min_threshold})")
+    if args.num_buckets < 2:
+        raise ValueError(f"--num_buckets must be >= 2, got {args.num_buckets}")
+    records.parse_probability_format(args.prob_format)
+    files = dataset_dir.resolve_files(args.predictions, "predictions")
+    num_classes = args.num_classes or infer_num_classes(files)
+    class_names = _class_names(args.predictions)
+    upsample = not args.no_upsample
+    expected_out = args.num_image * num_classes
+    num_shards = {SPLIT: out.shards_for(expected_out, args.records_per_shard)}
+    out.prepare_output_dir(args.output_dir, num_shards, args.overwrite)
+
+    pipeline = test_pipeline or beam.Pipeline(options=make_pipeline_options(beam_args, save_main_session))
+    with pipeline as p:
+        parsed = (
+            p | "ListPredictionFiles" >> beam.Create(files)
+            | "ReadPredictions" >> beam.io.ReadAllFromTFRecord()
+            | "ParsePredictions" >> beam.ParDo(ParsePredictions(num_classes, args.num_buckets, args.max_prob))
+            .with_outputs(DEAD, main="predictions")
+        )
+        histogram = (
+            parsed.predictions
+            | "LabelAndBucket" >> beam.Map(lambda e: (e[0], e[1]))
+            | "ConfidenceHistograms" >> beam.CombineGlobally(ConfidenceHistogramFn(num_classes, args.num_buckets))
+        )
+        reports = [histogram | "HistogramReport" >> beam.Map(lambda h: {"totals": {"histogram": h.tolist()}})]
+        dead = [parsed[DEAD]]
+        if not args.stats_only:
+            plan = histogram | "Thresholds" >> beam.Map(
+                lambda h: [(s.threshold_bucket, s.expected_copies) for s in
+                           selection.compute_selection(h, args.num_image, args.min_threshold, upsample)])
+            fetched = (
+                parsed.predictions
+                | "SelectAndBalance" >> beam.FlatMap(decide_copies, beam.pvalue.AsSingleton(plan), args.seed)
+                | "GroupBySource" >> beam.GroupByKey()
+                | "FetchSelectedImages" >> beam.ParDo(
+                    FetchSelectedImages(args.prob_format, args.samples_per_class, args.seed))
+                .with_outputs(DEAD, "kept", SAMPLES, main="records")
+            )
+            reports.append(fetched.records | "WritePseudoLabeled" >> out.WriteShardedTFRecords(
+                args.output_dir, num_shards, args.seed))
+            reports.append(fetched.kept | "CountKept" >> beam.combiners.ToList()
+                           | "KeptReport" >> beam.Map(lambda ls: {"totals": {"kept_unique": _count_labels(ls)}}))
+            dead.append(fetched[DEAD])
+            if args.samples_per_class:
+                _ = (fetched[SAMPLES]
+                     | "SamplePerClass" >> beam.combiners.Top.SmallestPerKey(args.samples_per_class)
+                     | "SampleRecords" >> beam.FlatMap(lambda kv: [records.encode_image_record(i, e, kv[0])
+                                                                   for _, i, e in kv[1]])
+                     | "WriteSamples" >> beam.io.WriteToTFRecord(posixpath.join(args.output_dir, SAMPLES_FILE),
+                                                                  shard_name_template=""))
+        reports.append(dead | "AllDeadLetters" >> beam.Flatten()
+                       | "WriteDeadLetters" >> out.WriteDeadLetters(args.output_dir))
+        _ = reports | "AllReports" >> beam.Flatten() | "WriteReport" >> out.WriteReport(args.output_dir)
+
+    summary = out.summarize_reports(args.output_dir, () if args.stats_only else num_shards)
+    totals = summary.pop("totals", {})
+    histograms = np.asarray(totals.get("histogram", np.zeros((num_classes, args.num_buckets))), np.int64)
+    plan = selection.compute_selection(histograms, args.num_image, args.min_threshold, upsample)
+    written = summary["splits"].get(SPLIT, {}).get("labels", {})
+    rows = selection.selection_table(histograms, plan, totals.get("kept_unique", {}), written, class_names)
+    stats = {"num_image": args.num_image, "min_threshold": args.min_threshold, "max_prob": args.max_prob,
+             "upsample": upsample, "num_buckets": args.num_buckets, "seed": args.seed,
+             "predictions": int(histograms.sum()), "classes": rows}
+    with tf.io.gfile.GFile(posixpath.join(args.output_dir, STATS_FILE), "w") as f:
+        json.dump(stats, f, indent=1)
+    from beam_pipelines import selection_plots
+    selection_plots.plot_histograms(rows, args.min_threshold, posixpath.join(args.output_dir, "histograms.png"))
+    samples_path = posixpath.join(args.output_dir, SAMPLES_FILE)
+    if tf.io.gfile.exists(samples_path):
+        selection_plots.plot_samples(samples_path, class_names or [str(c) for c in range(num_classes)],
+                                     posixpath.join(args.output_dir, "samples.png"))
+        tf.io.gfile.remove(samples_path)
+    summary.update(job="select", predictions=args.predictions, num_classes=num_classes, class_names=class_names,
+                   prob_format=args.prob_format, stats_only=args.stats_only,
+                   kept_unique=sum(r["kept_unique"] for r in rows), written=sum(r["written"] for r in rows))
+    if args.stats_only:
+        summary["splits"] = {}
+    out.write_summary(args.output_dir, summary)
+    for r in rows:
+        log.info("class %s: threshold %.2f, %d above, %d kept, %d written", r["name"], r["threshold"],
+                 r["total_above_threshold"], r["kept_unique"], r["written"])
+    return dict(summary, stats=stats)
+
+
+def _class_names(predictions: str) -> Optional[list]:
+    if any(c in predictions for c in "*?["):
+        return None
+    return dataset_dir.read_summary(predictions).get("class_names")
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO)
+    run()

@@ -1,0 +1,80 @@
+"""Pseudo-label selection semantics (the original filter_unlabel.py), as pure functions.
+
+Per class c, with a histogram of confidences in `num_buckets` buckets
+(bucket b holds confidences in [b/(B-1), (b+1)/(B-1)); 101 buckets = 0.00..1.00):
+
+- threshold_c: the highest bucket boundary t >= min_threshold such that the
+  count of class-c images with confidence >= t reaches num_image (the cap);
+  min_threshold if none does.
+- total_c: images of class c with threshold_c <= confidence <= max_prob.
+- each kept image gets num_image / total_c expected copies: the floor, plus
+  one more with probability equal to the fraction, drawn from a hash of
+  (seed, image id) so that a re-run or a retried bundle decides the same.
+  Without upsampling the expected copies are capped at 1 (a sample).
+
+Decisions use the bucket index, so a confidence sits on the same side of a
+threshold everywhere (no float disagreement between passes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from noisystudent.stable_random import stable_uniform
+
+
+def bucket_of(confidence: float, num_buckets: int) -> int:
+    """Bucket index of a confidence in [0, 1]."""
+    return min(num_buckets - 1, max(0, int(math.floor(confidence * (num_buckets - 1) + 1e-9))))
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassSelection:
+    threshold_bucket: int
+    threshold: float
+    total: int  # images at or above the threshold (and <= max_prob)
+    expected_copies: float  # per kept image
+
+
+def compute_selection(histograms: np.ndarray, num_image: int, min_threshold: float,
+                      upsample: bool) -> list[ClassSelection]:
+    """Thresholds and expected copies per class from [C, B] histograms (already <= max_prob)."""
+    num_classes, num_buckets = histograms.shape
+    min_bucket = int(math.ceil(min_threshold * (num_buckets - 1) - 1e-9))
+    result = []
+    for c in range(num_classes):
+        at_or_above = np.cumsum(histograms[c][::-1])[::-1]  # count with bucket >= b
+        chosen = min_bucket
+        for b in range(num_buckets - 1, min_bucket - 1, -1):
+            if at_or_above[b] >= num_image:
+                chosen = b
+                break
+        total = int(at_or_above[chosen]) if chosen < num_buckets else 0
+        copies = num_image / total if total else 0.0
+        if not upsample:
+            copies = min(copies, 1.0)
+        result.append(ClassSelection(chosen, chosen / (num_buckets - 1), total, copies))
+    return result
+
+
+def copies_for(seed: int, image_id: str, expected: float) -> int:
+    """floor(expected) plus one with probability frac(expected), deterministic in (seed, id)."""
+    whole = int(math.floor(expected))
+    return whole + (1 if stable_uniform(seed, image_id, "copies") < expected - whole else 0)
+
+
+def selection_table(histograms: np.ndarray, selection: list[ClassSelection], kept_unique: dict,
+                    written: dict, class_names=None) -> list[dict]:
+    """Per-class rows of stats.json."""
+    rows = []
+    for c, s in enumerate(selection):
+        rows.append({
+            "class": c, "name": class_names[c] if class_names else str(c),
+            "histogram": histograms[c].astype(int).tolist(), "threshold": round(s.threshold, 4),
+            "total_above_threshold": s.total, "expected_copies": round(s.expected_copies, 4),
+            "kept_unique": int(kept_unique.get(str(c), 0)), "written": int(written.get(str(c), 0)),
+        })
+    return rows
