@@ -28,7 +28,8 @@ from noisystudent.stable_random import stable_uniform
 
 def bucket_of(confidence: float, num_buckets: int) -> int:
     """Bucket index of a confidence in [0, 1]."""
-    return min(num_buckets - 1, max(0, int(math.floor(confidence * (num_buckets - 1) + 1e-9))))
+    # float32 confidences sit just below decimal boundaries (0.65 -> 0.6499999762): tolerate 1e-5.
+    return min(num_buckets - 1, max(0, int(math.floor(confidence * (num_buckets - 1) + 1e-5))))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,155 @@
+"""`noisystudent select`: thresholds, cap and duplication as DESIGN.md specifies, deterministic."""
+
+import collections
+import filecmp
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from beam_pipelines import select, selection
+from noisystudent import dataset_dir, records
+
+# class -> [(confidence, how many)]; num_image = 300 per class.
+DESIGN = {
+    0: [(0.955, 200), (0.655, 200), (0.355, 200)],  # rich: threshold 0.65, total 400, 0.75 copies each
+    1: [(0.905, 100), (0.205, 50)],                 # poor: threshold 0.30 (the minimum), 3 copies each
+    2: [(0.505, 50), (0.805, 25)],                   # poor: 75 images, 4 copies each
+}
+NUM_IMAGE = 300
+
+
+def _write(path, items):
+    with tf.io.TFRecordWriter(str(path)) as w:
+        for item in items:
+            w.write(item)
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    """Image shards + prediction records whose sources point at them."""
+    root = tmp_path_factory.mktemp("select")
+    rng = np.random.default_rng(0)
+    images, preds, pixels = [[], [], []], [], {}
+    n = 0
+    for label, groups in DESIGN.items():
+        for conf, count in groups:
+            for _ in range(count):
+                image_id = f"u/{n:05d}"
+                p = rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)
+                pixels[image_id] = p
+                shard = n % 3
+                images[shard].append(records.encode_image_record(image_id, tf.io.encode_png(p).numpy()))
+                probs = np.full(3, (1 - conf) / 2, np.float32)
+                probs[label] = conf
+                preds.append(records.encode_prediction(image_id, str(root / f"img-{shard}.tfrecord"), probs, "t"))
+                n += 1
+    for shard, items in enumerate(images):
+        _write(root / f"img-{shard}.tfrecord", items)
+    _write(root / "pred-0.tfrecord", preds[::2])
+    _write(root / "pred-1.tfrecord", preds[1::2])
+    return root, pixels
+
+
+def _run(root, out, *extra):
+    return select.run(["--predictions", str(root / "pred-*.tfrecord"), "--output_dir", str(out),
+                       "--num_image", str(NUM_IMAGE), *extra])
+
+
+def _written(out):
+    return [records.parse_pseudo_labeled(r) for r in dataset_dir.iter_split_records(str(out), "train")]
+
+
+def test_thresholds_totals_and_copies_match_a_hand_computation(synthetic, tmp_path):
+    root, pixels = synthetic
+    result = _run(root, tmp_path / "a")
+    rows = {r["class"]: r for r in result["stats"]["classes"]}
+    assert (rows[0]["threshold"], rows[0]["total_above_threshold"], rows[0]["expected_copies"]) == (0.65, 400, 0.75)
+    assert (rows[1]["threshold"], rows[1]["total_above_threshold"], rows[1]["expected_copies"]) == (0.3, 100, 3.0)
+    assert (rows[2]["threshold"], rows[2]["total_above_threshold"], rows[2]["expected_copies"]) == (0.3, 75, 4.0)
+    assert rows[0]["histogram"][95] == 200 and rows[0]["histogram"][65] == 200
+    # Rich class: a Bernoulli(0.75) draw per image -> 300 +- 3 sigma (sigma = 8.7).
+    assert abs(rows[0]["written"] - NUM_IMAGE) < 27 and rows[0]["kept_unique"] == rows[0]["written"]
+    # Poor classes are upsampled exactly: every image above the threshold, 3 or 4 times.
+    assert (rows[1]["kept_unique"], rows[1]["written"]) == (100, 300)
+    assert (rows[2]["kept_unique"], rows[2]["written"]) == (75, 300)
+    written = _written(tmp_path / "a")
+    assert collections.Counter(r.label for r in written) == {c: rows[c]["written"] for c in rows}
+    # The records carry the right image for each id, and only images above the threshold.
+    for r in written[:200]:
+        np.testing.assert_array_equal(tf.io.decode_png(r.encoded).numpy(), pixels[r.image_id])
+        assert r.confidence >= rows[r.label]["threshold"] - 1e-6
+    assert (tmp_path / "a" / "histograms.png").stat().st_size > 1000
+    assert (tmp_path / "a" / "samples.png").stat().st_size > 1000
+
+
+def test_without_upsampling_poor_classes_are_not_duplicated(synthetic, tmp_path):
+    root, _ = synthetic
+    rows = {r["class"]: r for r in _run(root, tmp_path / "b", "--no_upsample")["stats"]["classes"]}
+    assert (rows[1]["written"], rows[2]["written"]) == (100, 75)
+    assert abs(rows[0]["written"] - NUM_IMAGE) < 27
+
+
+def test_same_seed_same_files_other_seed_other_sample(synthetic, tmp_path):
+    root, _ = synthetic
+    _run(root, tmp_path / "s1", "--seed", "7")
+    _run(root, tmp_path / "s2", "--seed", "7")
+    _run(root, tmp_path / "s3", "--seed", "8")
+    name = dataset_dir.read_summary(str(tmp_path / "s1"))["splits"]["train"]["files"][0]
+    assert filecmp.cmp(tmp_path / "s1" / name, tmp_path / "s2" / name, shallow=False)
+    ids = lambda d: collections.Counter(r.image_id for r in _written(d) if r.label == 0)
+    a, c = ids(tmp_path / "s1"), ids(tmp_path / "s3")
+    assert a != c and abs(sum(a.values()) - sum(c.values())) < 40
+    # Copies of an image are not next to each other.
+    order = [r.image_id for r in _written(tmp_path / "s1")]
+    adjacent = sum(1 for x, y in zip(order, order[1:]) if x == y)
+    assert adjacent < 0.05 * len(order)
+
+
+def test_trainer_reads_the_output(synthetic, tmp_path):
+    from trainer import data
+    root, _ = synthetic
+    _run(root, tmp_path / "t")
+    files = dataset_dir.resolve_files(str(tmp_path / "t"), "train")
+    images, probs = next(iter(data.pseudo_labeled_images(files, 3, 8, 16, None)))
+    assert images.shape == (16, 8, 8, 3) and probs.shape == (16, 3)
+
+
+def test_bad_predictions_and_missing_images_go_to_the_dead_letter_file(synthetic, tmp_path):
+    root, _ = synthetic
+    src = str(root / "img-0.tfrecord")
+    _write(tmp_path / "bad-0.tfrecord", [
+        records.encode_prediction("u/00000", src, np.array([0.9, 0.05, 0.05]), "t"),
+        records.encode_prediction("ghost/1", src, np.array([0.9, 0.05, 0.05]), "t"),
+        records.encode_prediction("nan/1", src, np.array([np.nan, 0.5, 0.5]), "t"),
+        records.encode_prediction("short/1", src, np.array([0.5, 0.5]), "t"),
+    ])
+    out = tmp_path / "out"
+    result = select.run(["--predictions", str(tmp_path / "bad-*.tfrecord"), "--output_dir", str(out),
+                         "--num_image", "1", "--num_classes", "3", "--min_threshold", "0.5"])
+    dead = {d["id"]: d["reason"] for d in map(json.loads, (out / "dead_letter.jsonl").read_text().splitlines())}
+    assert set(dead) == {"ghost/1", "nan/1", "short/1"}
+    assert "no image with this id" in dead["ghost/1"] and "NaN" in dead["nan/1"]
+    assert "2 probabilities, expected 3" in dead["short/1"]
+    assert [r.image_id for r in _written(out)] == ["u/00000"] and result["dead_letter"] == 3
+
+
+def test_stats_only_writes_thresholds_and_no_images(synthetic, tmp_path):
+    root, _ = synthetic
+    result = _run(root, tmp_path / "st", "--stats_only")
+    assert result["splits"] == {} and not list((tmp_path / "st").glob("train-*"))
+    stats = json.loads((tmp_path / "st" / "stats.json").read_text())
+    assert stats["classes"][0]["threshold"] == 0.65 and stats["predictions"] == 825
+
+
+def test_selection_functions_by_hand():
+    hist = np.zeros((1, 11), np.int64)
+    hist[0, [3, 6, 9]] = [5, 5, 5]
+    (s,) = selection.compute_selection(hist, num_image=8, min_threshold=0.2, upsample=True)
+    assert (s.threshold_bucket, s.total, s.expected_copies) == (6, 10, 0.8)
+    (s,) = selection.compute_selection(hist, num_image=30, min_threshold=0.2, upsample=False)
+    assert (s.threshold_bucket, s.total, s.expected_copies) == (2, 15, 1.0)
+    draws = [selection.copies_for(0, f"id{i}", 2.25) for i in range(4000)]
+    assert set(draws) == {2, 3} and abs(np.mean(draws) - 2.25) < 0.03
+    assert selection.bucket_of(np.float32(0.65), 101) == 65
