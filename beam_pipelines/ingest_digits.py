@@ -21,7 +21,9 @@ from beam_pipelines import dataset_output as out
 from beam_pipelines.image_codec import encode_png
 from beam_pipelines.pipeline_options import (
     beam_flags_epilog,
+    is_dry_run,
     make_pipeline_options,
+    run_pipeline,
     split_job_and_beam_args,
 )
 from noisystudent import records
@@ -107,18 +109,22 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
         (splits[i], f"digits/{i:04d}", digits.images[i].astype(np.uint8).tolist(), int(labels[i]))
         for i in range(len(labels))
     ]
-    out.prepare_output_dir(args.output_dir, SPLITS, args.overwrite)
+    dry_run = is_dry_run(beam_args)
+    if not dry_run:
+        out.prepare_output_dir(args.output_dir, SPLITS, args.overwrite)
 
-    pipeline = test_pipeline or beam.Pipeline(options=make_pipeline_options(beam_args, save_main_session))
-    with pipeline as p:
-        reports = (
-            p
-            | "CreateDigits" >> beam.Create(elements, reshuffle=False)
-            | "EncodeImages" >> beam.Map(to_record, args.image_size)
-            | "WriteImageRecords" >> out.WriteShardedTFRecords(
-                args.output_dir, {s: 1 for s in SPLITS}, args.seed)
-        )
-        _ = reports | "WriteReport" >> out.WriteReport(args.output_dir)
+    p = test_pipeline or beam.Pipeline(options=make_pipeline_options(beam_args, save_main_session))
+    reports = (
+        p
+        | "CreateDigits" >> beam.Create(elements, reshuffle=False)
+        | "EncodeImages" >> beam.Map(to_record, args.image_size)
+        | "WriteImageRecords" >> out.WriteShardedTFRecords(
+            args.output_dir, {s: 1 for s in SPLITS}, args.seed)
+    )
+    _ = reports | "WriteReport" >> out.WriteReport(args.output_dir)
+    if dry_run:
+        return run_pipeline(p, dry_run)
+    run_pipeline(p, dry_run)
 
     summary = out.summarize_reports(args.output_dir, SPLITS)
     summary.update(

@@ -31,7 +31,9 @@ from beam_pipelines import dataset_output as out
 from beam_pipelines.image_codec import BadImageError, normalize_encoded
 from beam_pipelines.pipeline_options import (
     beam_flags_epilog,
+    is_dry_run,
     make_pipeline_options,
+    run_pipeline,
     split_job_and_beam_args,
 )
 from noisystudent import records
@@ -149,6 +151,9 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
         raise ValueError("give at least one of --labeled_dir, --test_dir, --unlabeled_dir")
     if "test" in roots and "labeled" not in roots and not args.class_names:
         raise ValueError("--test_dir needs --labeled_dir or --class_names to fix the class order")
+    dry_run = is_dry_run(beam_args)
+    if dry_run and "labeled" in roots and not args.class_names:
+        raise ValueError("a dry run reads no folders: pass --class_names")
     if args.class_names:
         class_names = [c.strip() for c in args.class_names.split(",") if c.strip()]
     elif "labeled" in roots:
@@ -157,40 +162,43 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
         class_names = []
     class_index = {name: i for i, name in enumerate(class_names)}
     for split in ("labeled", "test"):
-        if split in roots:
+        if split in roots and not dry_run:
             extra = sorted(set(list_class_names(roots[split])) - set(class_names))
             if extra:
                 raise ValueError(f"--{SPLIT_FLAGS[split]} {roots[split]}: class folders {extra} "
                                  f"are not among the class names {class_names}")
-    num_shards = {split: out.shards_for(count_images(root), args.records_per_shard)
+    num_shards = {split: 1 if dry_run else out.shards_for(count_images(root), args.records_per_shard)
                   for split, root in roots.items()}
-    out.prepare_output_dir(args.output_dir, num_shards, args.overwrite)
+    if not dry_run:
+        out.prepare_output_dir(args.output_dir, num_shards, args.overwrite)
 
-    pipeline = test_pipeline or beam.Pipeline(options=make_pipeline_options(beam_args, save_main_session))
-    with pipeline as p:
-        decoded, dead = [], []
-        for split, root in roots.items():
-            root = root.rstrip("/")
-            results = (
-                p
-                | f"Match{split.title()}Files" >> fileio.MatchFiles(posixpath.join(root, "**"))
-                | f"Keep{split.title()}Images" >> beam.Filter(lambda m: is_image_path(m.path))
-                | f"Read{split.title()}Files" >> fileio.ReadMatches()
-                | f"Decode{split.title()}Images" >> beam.ParDo(
-                    DecodeImageFiles(split, root, args.dataset_name,
-                                     class_index if split != "unlabeled" else None)
-                ).with_outputs(DecodeImageFiles.DEAD_LETTER, main="images")
-            )
-            decoded.append(results.images)
-            dead.append(results[DecodeImageFiles.DEAD_LETTER])
-        reports = (
-            decoded | "AllImages" >> beam.Flatten()
-            | "WriteImageRecords" >> out.WriteShardedTFRecords(args.output_dir, num_shards, args.seed)
+    p = test_pipeline or beam.Pipeline(options=make_pipeline_options(beam_args, save_main_session))
+    decoded, dead = [], []
+    for split, root in roots.items():
+        root = root.rstrip("/")
+        results = (
+            p
+            | f"Match{split.title()}Files" >> fileio.MatchFiles(posixpath.join(root, "**"))
+            | f"Keep{split.title()}Images" >> beam.Filter(lambda m: is_image_path(m.path))
+            | f"Read{split.title()}Files" >> fileio.ReadMatches()
+            | f"Decode{split.title()}Images" >> beam.ParDo(
+                DecodeImageFiles(split, root, args.dataset_name,
+                                 class_index if split != "unlabeled" else None)
+            ).with_outputs(DecodeImageFiles.DEAD_LETTER, main="images")
         )
-        dead_reports = (dead | "AllDeadLetters" >> beam.Flatten()
-                        | "WriteDeadLetters" >> out.WriteDeadLetters(args.output_dir))
-        _ = (reports, dead_reports) | "AllReports" >> beam.Flatten() | "WriteReport" >> out.WriteReport(
-            args.output_dir)
+        decoded.append(results.images)
+        dead.append(results[DecodeImageFiles.DEAD_LETTER])
+    reports = (
+        decoded | "AllImages" >> beam.Flatten()
+        | "WriteImageRecords" >> out.WriteShardedTFRecords(args.output_dir, num_shards, args.seed)
+    )
+    dead_reports = (dead | "AllDeadLetters" >> beam.Flatten()
+                    | "WriteDeadLetters" >> out.WriteDeadLetters(args.output_dir))
+    _ = (reports, dead_reports) | "AllReports" >> beam.Flatten() | "WriteReport" >> out.WriteReport(
+        args.output_dir)
+    if dry_run:
+        return run_pipeline(p, dry_run)
+    run_pipeline(p, dry_run)
 
     summary = out.summarize_reports(args.output_dir, num_shards)
     summary.update(dataset=args.dataset_name, num_classes=len(class_names) or None,

@@ -29,7 +29,9 @@ from beam_pipelines import dataset_output as out
 from beam_pipelines.image_codec import encode_png
 from beam_pipelines.pipeline_options import (
     beam_flags_epilog,
+    is_dry_run,
     make_pipeline_options,
+    run_pipeline,
     split_job_and_beam_args,
 )
 from noisystudent import records
@@ -38,6 +40,7 @@ NUM_CLASSES = 10
 SPLITS = ("train", "test", "extra")
 TFDS_NAME = "svhn_cropped"
 IMAGE_SHAPE = (32, 32, 3)
+PUBLISHED_SIZES = {"train": 73257, "test": 26032, "extra": 531131}  # shard counts of a dry run
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +175,10 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
     if unknown or not splits:
         raise ValueError(f"--splits: unknown split(s) {unknown}; choose from {', '.join(SPLITS)}")
 
-    if args.mat_dir:
+    dry_run = is_dry_run(beam_args)
+    if dry_run:
+        sizes = {s: PUBLISHED_SIZES[s] for s in splits}
+    elif args.mat_dir:
         sizes = {s: check_mat_split(mat_path(args.mat_dir, s)) for s in splits}
     else:
         info = _tfds_builder(args.tfds_data_dir).info
@@ -186,26 +192,29 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
         sizes["validation"] = args.validation_size
         sizes["train"] -= args.validation_size
     num_shards = {s: out.shards_for(n) for s, n in sizes.items()}
-    out.prepare_output_dir(args.output_dir, num_shards, args.overwrite)
+    if not dry_run:
+        out.prepare_output_dir(args.output_dir, num_shards, args.overwrite)
 
-    pipeline = test_pipeline or beam.Pipeline(options=make_pipeline_options(beam_args, save_main_session))
-    with pipeline as p:
-        if args.mat_dir:
-            images = (
-                p
-                | "ListSplitFiles" >> beam.Create([(s, mat_path(args.mat_dir, s)) for s in splits])
-                | "ReadMatFiles" >> beam.FlatMap(read_mat_split, args.validation_size, args.seed)
-            )
-        else:
-            images = (
-                p
-                | "ListSplits" >> beam.Create(splits)
-                | "ReadTfdsSplits" >> beam.FlatMap(read_tfds_split, args.tfds_data_dir,
-                                                   args.validation_size, args.seed)
-            )
-        reports = images | "WriteImageRecords" >> out.WriteShardedTFRecords(
-            args.output_dir, num_shards, args.seed)
-        _ = reports | "WriteReport" >> out.WriteReport(args.output_dir)
+    p = test_pipeline or beam.Pipeline(options=make_pipeline_options(beam_args, save_main_session))
+    if args.mat_dir:
+        images = (
+            p
+            | "ListSplitFiles" >> beam.Create([(s, mat_path(args.mat_dir, s)) for s in splits])
+            | "ReadMatFiles" >> beam.FlatMap(read_mat_split, args.validation_size, args.seed)
+        )
+    else:
+        images = (
+            p
+            | "ListSplits" >> beam.Create(splits)
+            | "ReadTfdsSplits" >> beam.FlatMap(read_tfds_split, args.tfds_data_dir,
+                                               args.validation_size, args.seed)
+        )
+    reports = images | "WriteImageRecords" >> out.WriteShardedTFRecords(
+        args.output_dir, num_shards, args.seed)
+    _ = reports | "WriteReport" >> out.WriteReport(args.output_dir)
+    if dry_run:
+        return run_pipeline(p, dry_run)
+    run_pipeline(p, dry_run)
 
     summary = out.summarize_reports(args.output_dir, num_shards)
     summary.update(

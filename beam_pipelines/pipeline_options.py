@@ -1,27 +1,57 @@
-"""Beam flag handling shared by every job (see apache_beam/examples/inference)."""
+"""Beam flag handling shared by every job (see apache_beam/examples/inference).
+
+Every job runs locally by default and on Dataflow with the standard flags:
+
+    --runner=DataflowRunner --project=P --region=R --temp_location=gs://B/tmp
+    --setup_file=./setup.py  (or --sdk_container_image=..., deploy/Dockerfile.dataflow)
+
+`--dry-run` (or Beam's own `--dry_run=True`) builds the job and prints its
+stages and resolved options without reading inputs, writing outputs or
+contacting Google Cloud; with DataflowRunner it also builds the Dataflow job
+request (Beam's dry run), which validates the Dataflow options.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Optional, Sequence
 
-from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions, TestOptions
 
-# Without --runner Beam tries to download Prism; offline that stalls before it
-# falls back. Local runs are what a user means when they name no runner.
+# Without --runner, Beam >= 2.6x tries to download Prism first, which stalls
+# offline; FnApiRunner is the batch engine DirectRunner falls back to.
 DEFAULT_RUNNER = "FnApiRunner"
+_TRUE = ("1", "true", "yes", "on")
 
 
 def split_job_and_beam_args(
     parser: argparse.ArgumentParser, argv: Optional[Sequence[str]]
 ) -> tuple[argparse.Namespace, list[str]]:
-    """Parse the job's own flags; everything unknown goes to Beam."""
-    return parser.parse_known_args(argv)
+    """Parse the job's own flags; everything unknown goes to Beam (with --dry-run normalised)."""
+    args, beam_args = parser.parse_known_args(argv)
+    normalised = []
+    for a in beam_args:
+        if a in ("--dry-run", "--dry_run"):
+            a = "--dry_run=True"
+        elif a.startswith("--dry-run="):
+            a = "--dry_run=" + a.split("=", 1)[1]
+        normalised.append(a)
+    return args, normalised
+
+
+def is_dry_run(beam_args: Sequence[str]) -> bool:
+    """Beam's --dry_run takes any string, so "--dry_run=False" would be truthy: parse it properly."""
+    value = PipelineOptions(list(beam_args)).view_as(TestOptions).dry_run
+    return str(value).strip().lower() in _TRUE
 
 
 def make_pipeline_options(beam_args: list[str], save_main_session: bool = True) -> PipelineOptions:
-    """PipelineOptions from the leftover flags, defaulting to DirectRunner."""
-    args = list(beam_args)
+    """PipelineOptions from the leftover flags, defaulting to the local batch runner."""
+    args = [a for a in beam_args if not a.startswith("--dry_run=")]
+    if is_dry_run(beam_args):
+        args.append("--dry_run=True")
     if not any(a == "--runner" or a.startswith("--runner=") for a in args):
         args.append(f"--runner={DEFAULT_RUNNER}")
     options = PipelineOptions(args)
@@ -29,10 +59,43 @@ def make_pipeline_options(beam_args: list[str], save_main_session: bool = True) 
     return options
 
 
+def run_pipeline(pipeline: beam.Pipeline, dry_run: bool) -> Optional[dict]:
+    """Run to completion; in a dry run, build (and for Dataflow, validate) and describe instead."""
+    if not dry_run:
+        pipeline.run().wait_until_finish()
+        return None
+    runner = pipeline.options.view_as(StandardOptions).runner or ""
+    description = describe_pipeline(pipeline)
+    if "Dataflow" in str(runner):
+        result = pipeline.run()  # Beam's dry run: builds the job request, submits nothing
+        job = getattr(result, "job", None)
+        if job is not None:
+            description["dataflow_job"] = {"name": job.proto.name, "steps": len(job.proto.steps) or None,
+                                           "transforms": len(job.proto_pipeline.components.transforms)}
+    print(json.dumps(description, indent=2, default=str))
+    return description
+
+
+def describe_pipeline(pipeline: beam.Pipeline) -> dict:
+    """Stage names (top level and one below) and the options as given."""
+    proto = pipeline.to_runner_api()
+    transforms = proto.components.transforms
+    stages = []
+    for root in proto.root_transform_ids:
+        for child in transforms[root].subtransforms:
+            stages.append(transforms[child].unique_name)
+            stages += [transforms[g].unique_name for g in transforms[child].subtransforms]
+    return {"runner": str(pipeline.options.view_as(StandardOptions).runner),
+            "options": pipeline.options.get_all_options(drop_default=True),
+            "stages": stages}
+
+
 def beam_flags_epilog() -> str:
     return (
         "Standard Beam flags pass through unchanged, e.g. --runner=DataflowRunner "
         "--project=P --region=R --temp_location=gs://B/tmp --setup_file=./setup.py "
         "--num_workers=N; locally --direct_num_workers=2 "
-        "--direct_running_mode=multi_processing. Default runner: FnApiRunner (the batch engine behind DirectRunner, without its Prism download attempt)."
+        "--direct_running_mode=multi_processing. Default runner: FnApiRunner (the batch engine "
+        "behind DirectRunner, without its Prism download attempt). --dry-run builds the job and "
+        "prints its stages and options without touching data or the cloud."
     )

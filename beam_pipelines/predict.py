@@ -28,7 +28,13 @@ import numpy as np
 from apache_beam.ml.inference.base import PredictionResult, RunInference
 
 from beam_pipelines import dataset_output as out
-from beam_pipelines.pipeline_options import beam_flags_epilog, make_pipeline_options, split_job_and_beam_args
+from beam_pipelines.pipeline_options import (
+    beam_flags_epilog,
+    is_dry_run,
+    make_pipeline_options,
+    run_pipeline,
+    split_job_and_beam_args,
+)
 from beam_pipelines.teacher_inference import ImageToLabel, KerasTeacherHandler
 from noisystudent import dataset_dir, records
 
@@ -138,41 +144,44 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
         raise ValueError(f"--temperature must be > 0, got {args.temperature}")
     if args.batch_size < 1:
         raise ValueError(f"--batch_size must be >= 1, got {args.batch_size}")
-    if not (args.model.endswith(".keras") or posixpath.isdir(args.model) or args.model.startswith("gs://")):
-        raise FileNotFoundError(f"--model {args.model}: expected a .keras file or a SavedModel directory")
-    import tensorflow as tf
-    if not tf.io.gfile.exists(args.model):
-        raise FileNotFoundError(f"--model {args.model} does not exist")
+    dry_run = is_dry_run(beam_args)
+    if not dry_run:
+        import tensorflow as tf
+        if not tf.io.gfile.exists(args.model):
+            raise FileNotFoundError(f"--model {args.model} does not exist")
     files = dataset_dir.resolve_files(args.input, "train" if args.relabel and args.split == "unlabeled"
-                                      else args.split)
+                                      else args.split, dry_run)
     split = RELABELED_SPLIT if args.relabel else PREDICTIONS_SPLIT
     num_shards = {split: args.num_shards or len(files)}
     teacher = args.teacher_name or args.model
-    out.prepare_output_dir(args.output_dir, num_shards, args.overwrite)
+    if not dry_run:
+        out.prepare_output_dir(args.output_dir, num_shards, args.overwrite)
     handler = KerasTeacherHandler(args.model, args.batch_size, args.image_size, args.large_model)
 
-    pipeline = test_pipeline or beam.Pipeline(options=make_pipeline_options(beam_args, save_main_session))
-    with pipeline as p:
-        read = (p | "ListInputFiles" >> beam.Create(files)
-                | "ReadImages" >> beam.io.ReadAllFromTFRecord(with_filename=True))
-        parsed = read | "ParseRecords" >> beam.ParDo(ParseForInference()).with_outputs(DEAD, main="images")
-        encoded = (
-            parsed.images
-            | "PredictWithTeacher" >> RunInference(handler)
-            | "EncodeOutput" >> beam.ParDo(EncodeOutput(teacher, args.prob_format, args.temperature,
-                                                        args.relabel)).with_outputs(
-                DEAD, EncodeOutput.CONFIDENCE, main="records")
-        )
-        reports = encoded.records | "WriteRecords" >> out.WriteShardedTFRecords(args.output_dir, num_shards,
-                                                                               args.seed)
-        dead = ((parsed[DEAD], encoded[DEAD]) | "AllDeadLetters" >> beam.Flatten()
-                | "WriteDeadLetters" >> out.WriteDeadLetters(args.output_dir))
-        counted = (read | "CountInput" >> beam.combiners.Count.Globally()
-                   | "InputTotal" >> beam.Map(lambda n: {"totals": {"input_records": n}}))
-        confidence = (encoded[EncodeOutput.CONFIDENCE] | "MeanConfidence" >> beam.combiners.Mean.Globally()
-                      | "ConfidenceTotal" >> beam.Map(lambda m: {"totals": {"mean_confidence": m}}))
-        _ = ((reports, dead, counted, confidence) | "AllReports" >> beam.Flatten()
-             | "WriteReport" >> out.WriteReport(args.output_dir))
+    p = test_pipeline or beam.Pipeline(options=make_pipeline_options(beam_args, save_main_session))
+    read = (p | "ListInputFiles" >> beam.Create(files)
+            | "ReadImages" >> beam.io.ReadAllFromTFRecord(with_filename=True))
+    parsed = read | "ParseRecords" >> beam.ParDo(ParseForInference()).with_outputs(DEAD, main="images")
+    encoded = (
+        parsed.images
+        | "PredictWithTeacher" >> RunInference(handler)
+        | "EncodeOutput" >> beam.ParDo(EncodeOutput(teacher, args.prob_format, args.temperature,
+                                                    args.relabel)).with_outputs(
+            DEAD, EncodeOutput.CONFIDENCE, main="records")
+    )
+    reports = encoded.records | "WriteRecords" >> out.WriteShardedTFRecords(args.output_dir, num_shards,
+                                                                           args.seed)
+    dead = ((parsed[DEAD], encoded[DEAD]) | "AllDeadLetters" >> beam.Flatten()
+            | "WriteDeadLetters" >> out.WriteDeadLetters(args.output_dir))
+    counted = (read | "CountInput" >> beam.combiners.Count.Globally()
+               | "InputTotal" >> beam.Map(lambda n: {"totals": {"input_records": n}}))
+    confidence = (encoded[EncodeOutput.CONFIDENCE] | "MeanConfidence" >> beam.combiners.Mean.Globally()
+                  | "ConfidenceTotal" >> beam.Map(lambda m: {"totals": {"mean_confidence": m}}))
+    _ = ((reports, dead, counted, confidence) | "AllReports" >> beam.Flatten()
+         | "WriteReport" >> out.WriteReport(args.output_dir))
+    if dry_run:
+        return run_pipeline(p, dry_run)
+    run_pipeline(p, dry_run)
 
     summary = out.summarize_reports(args.output_dir, num_shards)
     predicted = summary["splits"][split]["records"]

@@ -37,7 +37,13 @@ import tensorflow as tf
 
 from beam_pipelines import dataset_output as out
 from beam_pipelines import selection
-from beam_pipelines.pipeline_options import beam_flags_epilog, make_pipeline_options, split_job_and_beam_args
+from beam_pipelines.pipeline_options import (
+    beam_flags_epilog,
+    is_dry_run,
+    make_pipeline_options,
+    run_pipeline,
+    split_job_and_beam_args,
+)
 from noisystudent import dataset_dir, records
 from noisystudent.stable_random import stable_hash64
 
@@ -206,56 +212,62 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
     if args.num_buckets < 2:
         raise ValueError(f"--num_buckets must be >= 2, got {args.num_buckets}")
     records.parse_probability_format(args.prob_format)
-    files = dataset_dir.resolve_files(args.predictions, "predictions")
+    dry_run = is_dry_run(beam_args)
+    if dry_run and not args.num_classes:
+        raise ValueError("a dry run reads no predictions: pass --num_classes")
+    files = dataset_dir.resolve_files(args.predictions, "predictions", dry_run)
     num_classes = args.num_classes or infer_num_classes(files)
-    class_names = _class_names(args.predictions)
+    class_names = None if dry_run else _class_names(args.predictions)
     upsample = not args.no_upsample
     expected_out = args.num_image * num_classes
     num_shards = {SPLIT: out.shards_for(expected_out, args.records_per_shard)}
-    out.prepare_output_dir(args.output_dir, num_shards, args.overwrite)
+    if not dry_run:
+        out.prepare_output_dir(args.output_dir, num_shards, args.overwrite)
 
-    pipeline = test_pipeline or beam.Pipeline(options=make_pipeline_options(beam_args, save_main_session))
-    with pipeline as p:
-        parsed = (
-            p | "ListPredictionFiles" >> beam.Create(files)
-            | "ReadPredictions" >> beam.io.ReadAllFromTFRecord()
-            | "ParsePredictions" >> beam.ParDo(ParsePredictions(num_classes, args.num_buckets, args.max_prob))
-            .with_outputs(DEAD, main="predictions")
-        )
-        histogram = (
+    p = test_pipeline or beam.Pipeline(options=make_pipeline_options(beam_args, save_main_session))
+    parsed = (
+        p | "ListPredictionFiles" >> beam.Create(files)
+        | "ReadPredictions" >> beam.io.ReadAllFromTFRecord()
+        | "ParsePredictions" >> beam.ParDo(ParsePredictions(num_classes, args.num_buckets, args.max_prob))
+        .with_outputs(DEAD, main="predictions")
+    )
+    histogram = (
+        parsed.predictions
+        | "LabelAndBucket" >> beam.Map(lambda e: (e[0], e[1]))
+        | "ConfidenceHistograms" >> beam.CombineGlobally(ConfidenceHistogramFn(num_classes, args.num_buckets))
+    )
+    reports = [histogram | "HistogramReport" >> beam.Map(lambda h: {"totals": {"histogram": h.tolist()}})]
+    dead = [parsed[DEAD]]
+    if not args.stats_only:
+        plan = histogram | "Thresholds" >> beam.Map(
+            lambda h: [(s.threshold_bucket, s.expected_copies) for s in
+                       selection.compute_selection(h, args.num_image, args.min_threshold, upsample)])
+        fetched = (
             parsed.predictions
-            | "LabelAndBucket" >> beam.Map(lambda e: (e[0], e[1]))
-            | "ConfidenceHistograms" >> beam.CombineGlobally(ConfidenceHistogramFn(num_classes, args.num_buckets))
+            | "SelectAndBalance" >> beam.FlatMap(decide_copies, beam.pvalue.AsSingleton(plan), args.seed)
+            | "GroupBySource" >> beam.GroupByKey()
+            | "FetchSelectedImages" >> beam.ParDo(
+                FetchSelectedImages(args.prob_format, args.samples_per_class, args.seed))
+            .with_outputs(DEAD, "kept", SAMPLES, main="records")
         )
-        reports = [histogram | "HistogramReport" >> beam.Map(lambda h: {"totals": {"histogram": h.tolist()}})]
-        dead = [parsed[DEAD]]
-        if not args.stats_only:
-            plan = histogram | "Thresholds" >> beam.Map(
-                lambda h: [(s.threshold_bucket, s.expected_copies) for s in
-                           selection.compute_selection(h, args.num_image, args.min_threshold, upsample)])
-            fetched = (
-                parsed.predictions
-                | "SelectAndBalance" >> beam.FlatMap(decide_copies, beam.pvalue.AsSingleton(plan), args.seed)
-                | "GroupBySource" >> beam.GroupByKey()
-                | "FetchSelectedImages" >> beam.ParDo(
-                    FetchSelectedImages(args.prob_format, args.samples_per_class, args.seed))
-                .with_outputs(DEAD, "kept", SAMPLES, main="records")
-            )
-            reports.append(fetched.records | "WritePseudoLabeled" >> out.WriteShardedTFRecords(
-                args.output_dir, num_shards, args.seed))
-            reports.append(fetched.kept | "CountKept" >> beam.combiners.ToList()
-                           | "KeptReport" >> beam.Map(lambda ls: {"totals": {"kept_unique": _count_labels(ls)}}))
-            dead.append(fetched[DEAD])
-            if args.samples_per_class:
-                _ = (fetched[SAMPLES]
-                     | "SamplePerClass" >> beam.combiners.Top.SmallestPerKey(args.samples_per_class)
-                     | "SampleRecords" >> beam.FlatMap(lambda kv: [records.encode_image_record(i, e, kv[0])
-                                                                   for _, i, e in kv[1]])
-                     | "WriteSamples" >> beam.io.WriteToTFRecord(posixpath.join(args.output_dir, SAMPLES_FILE),
-                                                                  shard_name_template=""))
-        reports.append(dead | "AllDeadLetters" >> beam.Flatten()
-                       | "WriteDeadLetters" >> out.WriteDeadLetters(args.output_dir))
-        _ = reports | "AllReports" >> beam.Flatten() | "WriteReport" >> out.WriteReport(args.output_dir)
+        reports.append(fetched.records | "WritePseudoLabeled" >> out.WriteShardedTFRecords(
+            args.output_dir, num_shards, args.seed))
+        reports.append(fetched.kept | "CountKept" >> beam.combiners.ToList()
+                       | "KeptReport" >> beam.Map(lambda ls: {"totals": {"kept_unique": _count_labels(ls)}}))
+        dead.append(fetched[DEAD])
+        if args.samples_per_class:
+            _ = (fetched[SAMPLES]
+                 | "SamplePerClass" >> beam.combiners.Top.SmallestPerKey(args.samples_per_class)
+                 | "SampleRecords" >> beam.FlatMap(lambda kv: [records.encode_image_record(i, e, kv[0])
+                                                               for _, i, e in kv[1]])
+                 | "WriteSamples" >> beam.io.WriteToTFRecord(posixpath.join(args.output_dir, SAMPLES_FILE),
+                                                              shard_name_template=""))
+    reports.append(dead | "AllDeadLetters" >> beam.Flatten()
+                   | "WriteDeadLetters" >> out.WriteDeadLetters(args.output_dir))
+    _ = reports | "AllReports" >> beam.Flatten() | "WriteReport" >> out.WriteReport(args.output_dir)
+    if dry_run:
+        return run_pipeline(p, dry_run)
+    run_pipeline(p, dry_run)
 
     summary = out.summarize_reports(args.output_dir, () if args.stats_only else num_shards)
     totals = summary.pop("totals", {})

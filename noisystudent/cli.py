@@ -11,6 +11,7 @@ from typing import Optional, Sequence
 # name -> (module with run(argv), one-line description)
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("noisystudent.demo", "The whole method on the bundled digits data, offline."),
+    "loop": ("noisystudent.loop", "teacher -> predict -> select -> student, iterated, resumable."),
     "ingest-digits": ("beam_pipelines.ingest_digits",
                       "Beam: scikit-learn digits -> labeled/unlabeled/test image records."),
     "ingest-svhn": ("beam_pipelines.ingest_svhn",
@@ -22,6 +23,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "select": ("beam_pipelines.select",
                "Beam: confidence histograms, thresholds, cap and duplicate-to-balance -> student data."),
     "train": ("trainer.task", "Keras: train a teacher or a noisy student (also python -m trainer.task)."),
+    "dataflow": ("deploy.dataflow", "Run a Beam job on Dataflow (or --dry-run it)."),
+    "submit-training": ("deploy.vertex", "Submit the trainer to Vertex AI, TPU/GPU/CPU (or --dry-run it)."),
 }
 
 

@@ -53,9 +53,15 @@ def split_files(dataset_dir: str, split: str) -> list[str]:
     return [posixpath.join(dataset_dir, f) for f in summary["splits"][split]["files"]]
 
 
-def resolve_files(location: str, split: str) -> list[str]:
-    """A dataset dir + split, or a glob of TFRecord files; errors name what was missing."""
-    if any(c in location for c in "*?["):
+def resolve_files(location: str, split: str, dry_run: bool = False) -> list[str]:
+    """A dataset dir + split, or a glob of TFRecord files; errors name what was missing.
+
+    In a dry run nothing is read: the glob (or the split's shard pattern) is returned as is.
+    """
+    is_glob = any(c in location for c in "*?[")
+    if dry_run:
+        return [location if is_glob else split_pattern(location, split)]
+    if is_glob:
         files = sorted(tf.io.gfile.glob(location))
         if not files:
             raise FileNotFoundError(f"no files match {location}")

@@ -67,8 +67,15 @@ def make_strategy(config: TrainConfig):
     """TPUStrategy on a TPU VM, MirroredStrategy on several GPUs, else the default strategy."""
     import tensorflow as tf
 
+    if keras.backend.backend() == "jax":
+        import jax
+
+        if len(jax.devices()) > 1:  # TPU cores or several GPUs: data parallel over all of them
+            keras.distribution.set_distribution(keras.distribution.DataParallel())
+            log.info("training data-parallel on %d %s devices", len(jax.devices()), jax.devices()[0].platform)
+        return None
     if keras.backend.backend() != "tensorflow":
-        return None  # JAX: keras.distribution handles devices
+        return None
     if config.tpu == "auto" and has_tpu():
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=os.environ.get("TPU_NAME", "local"))
         tf.config.experimental_connect_to_cluster(resolver)

@@ -1,0 +1,120 @@
+"""Run a Beam job of this project on Dataflow with sensible worker settings, or dry-run it.
+
+    noisystudent dataflow predict --project my-project --region us-central1 \\
+        --bucket gs://my-bucket --max_workers 50 --dry-run \\
+        -- --input gs://my-bucket/jft --split unlabeled \\
+           --model gs://my-bucket/teacher/model.keras --output_dir gs://my-bucket/preds
+
+adds the standard Dataflow flags to the job's own (everything after `--`) and
+runs it: `--runner=DataflowRunner`, temp/staging under --bucket, the project's
+setup.py for the workers (or --image, built from deploy/Dockerfile.dataflow,
+which starts workers faster: TensorFlow preinstalled), autoscaling, and a
+GPU per worker with --gpu (Dataflow's worker_accelerator service option).
+--dry-run builds the Dataflow job request and prints the stages and options;
+nothing is read, written or submitted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import re
+import sys
+from typing import Optional, Sequence
+
+JOBS = {
+    "ingest-svhn": "beam_pipelines.ingest_svhn",
+    "ingest-folder": "beam_pipelines.ingest_folder",
+    "ingest-digits": "beam_pipelines.ingest_digits",
+    "predict": "beam_pipelines.predict",
+    "select": "beam_pipelines.select",
+}
+# Job flags that name data: on Dataflow they must be gs:// paths.
+PATH_FLAGS = ("--input", "--output_dir", "--model", "--predictions", "--mat_dir", "--tfds_data_dir",
+              "--labeled_dir", "--test_dir", "--unlabeled_dir")
+SETUP_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "setup.py")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="noisystudent dataflow", description=__doc__.split("\n\n")[0],
+                                     epilog="Job flags follow a lone `--`.")
+    parser.add_argument("job", choices=sorted(JOBS))
+    parser.add_argument("--project", required=True)
+    parser.add_argument("--region", required=True)
+    parser.add_argument("--bucket", required=True, help="gs://bucket[/prefix] for temp and staging files.")
+    parser.add_argument("--job_name", default="", help="Dataflow job name (default: Beam's).")
+    parser.add_argument("--machine_type", default="n2-standard-8",
+                        help="Worker machine (default n2-standard-8; CPU inference is decode-bound).")
+    parser.add_argument("--max_workers", type=int, default=20, help="Autoscaling ceiling (default 20).")
+    parser.add_argument("--gpu", default="", help="TYPE:COUNT per worker, e.g. nvidia-l4:1 (needs --image).")
+    parser.add_argument("--image", default="", help="Worker container (deploy/Dockerfile.dataflow).")
+    parser.add_argument("--service_account", default="")
+    parser.add_argument("--network", default="")
+    parser.add_argument("--dry-run", "--dry_run", dest="dry_run", action="store_true",
+                        help="Build the Dataflow job and print it; submit nothing.")
+    return parser
+
+
+def validate(args: argparse.Namespace, job_args: Sequence[str]) -> None:
+    if not re.fullmatch(r"[a-z][a-z0-9-]{4,28}[a-z0-9]", args.project):
+        raise ValueError(f"--project {args.project!r}: expected a Google Cloud project id")
+    if not re.fullmatch(r"[a-z]+-[a-z]+\d+", args.region):
+        raise ValueError(f"--region {args.region!r}: expected a region such as us-central1")
+    if not args.bucket.startswith("gs://"):
+        raise ValueError(f"--bucket {args.bucket!r}: Dataflow needs a gs:// bucket")
+    if args.gpu and not re.fullmatch(r"[a-z0-9-]+:\d+", args.gpu):
+        raise ValueError(f"--gpu {args.gpu!r}: expected TYPE:COUNT, e.g. nvidia-l4:1")
+    if args.gpu and not args.image:
+        raise ValueError("--gpu needs --image: GPU workers need a container with CUDA and TensorFlow")
+    for i, arg in enumerate(job_args):
+        name, _, value = arg.partition("=")
+        if name in PATH_FLAGS:
+            value = value or (job_args[i + 1] if i + 1 < len(job_args) else "")
+            if value and not value.startswith("gs://"):
+                raise ValueError(f"job flag {name} {value!r}: Dataflow workers cannot read local paths; "
+                                 "use gs://")
+
+
+def dataflow_flags(args: argparse.Namespace) -> list[str]:
+    """The standard Beam flags for a Dataflow run of this project."""
+    bucket = args.bucket.rstrip("/")
+    flags = [
+        "--runner=DataflowRunner", f"--project={args.project}", f"--region={args.region}",
+        f"--temp_location={bucket}/tmp", f"--staging_location={bucket}/staging",
+        f"--machine_type={args.machine_type}", f"--max_num_workers={args.max_workers}",
+        "--autoscaling_algorithm=THROUGHPUT_BASED", "--experiments=use_runner_v2",
+    ]
+    if args.image:
+        flags.append(f"--sdk_container_image={args.image}")
+    else:
+        flags.append(f"--setup_file={SETUP_FILE}")
+    if args.gpu:
+        kind, count = args.gpu.split(":")
+        flags.append(f"--dataflow_service_options=worker_accelerator=type:{kind};count:{count};"
+                     "install-nvidia-driver")
+    if args.job_name:
+        flags.append(f"--job_name={args.job_name}")
+    if args.service_account:
+        flags.append(f"--service_account_email={args.service_account}")
+    if args.network:
+        flags.append(f"--network={args.network}")
+    if args.dry_run:
+        flags.append("--dry_run=True")
+    return flags
+
+
+def run(argv: Optional[Sequence[str]] = None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    job_args: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, job_args = argv[:cut], argv[cut + 1:]
+    args = build_parser().parse_args(argv)
+    validate(args, job_args)
+    module = importlib.import_module(JOBS[args.job])
+    return module.run(job_args + dataflow_flags(args))
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,205 @@
+"""The whole method, iterated: teacher -> predict -> select -> student -> evaluate -> repeat.
+
+    noisystudent loop --data runs/digits/data --models cnn-small,cnn-small,cnn-small \\
+        --preset digits --num_image 120 --run_dir runs/loop
+
+Every step writes into its own folder under --run_dir, and manifest.json records
+the config, inputs, which teacher produced which labels, metrics and timings.
+Run the same command again after a crash: finished steps (their completion
+marker exists and the manifest says done) are skipped, the rest run.
+
+    <run_dir>/manifest.json
+    <run_dir>/iter0/teacher/                 supervised teacher (model.keras, eval.json)
+    <run_dir>/iter1/predictions/             teacher's labels on the unlabeled split
+    <run_dir>/iter1/pseudo/                  selected, balanced pseudo-labeled records
+    <run_dir>/iter1/student/                 noised student; it labels iteration 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import posixpath
+import time
+from typing import Callable, Optional, Sequence
+
+import tensorflow as tf
+
+log = logging.getLogger(__name__)
+MANIFEST = "manifest.json"
+
+
+@dataclasses.dataclass
+class LoopConfig:
+    data: str
+    run_dir: str
+    models: list[str]
+    preset: str = "digits"
+    labeled_split: str = "labeled"
+    unlabeled_split: str = "unlabeled"
+    eval_split: str = "test"
+    num_image: int = 0  # per class; 0 = the unlabeled split's size / classes
+    min_threshold: float = 0.3
+    seed: int = 0
+    train_args: tuple[str, ...] = ()
+    select_args: tuple[str, ...] = ()
+    beam_args: tuple[str, ...] = ()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="noisystudent loop", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", required=True, help="Dataset dir with labeled, unlabeled and test splits.")
+    parser.add_argument("--run_dir", required=True, help="Where every step writes; re-run to resume.")
+    parser.add_argument("--models", required=True,
+                        help="Comma-separated: the teacher, then one student per iteration (equal or larger).")
+    parser.add_argument("--preset", default="digits", help="Trainer preset (digits, svhn, imagenet).")
+    parser.add_argument("--labeled_split", default="labeled")
+    parser.add_argument("--unlabeled_split", default="unlabeled")
+    parser.add_argument("--eval_split", default="test")
+    parser.add_argument("--num_image", type=int, default=0,
+                        help="Pseudo-labeled images per class (default: unlabeled images / classes).")
+    parser.add_argument("--min_threshold", type=float, default=0.3, help="Selection's lowest confidence.")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--train_args", default="", help="Extra trainer flags, e.g. '--train_steps 600'.")
+    parser.add_argument("--select_args", default="", help="Extra selection flags.")
+    parser.add_argument("--beam_args", default="", help="Beam flags for predict/select, e.g. '--runner=...'.")
+    return parser
+
+
+class Manifest:
+    """manifest.json: what ran, on what, with which result; rewritten after every step."""
+
+    def __init__(self, run_dir: str, config: dict):
+        self.path = posixpath.join(run_dir, MANIFEST)
+        self.data = {"config": config, "steps": {}}
+        if tf.io.gfile.exists(self.path):
+            with tf.io.gfile.GFile(self.path) as f:
+                previous = json.load(f)
+            self.data["steps"] = previous.get("steps", {})
+        tf.io.gfile.makedirs(run_dir)
+        self.save()
+
+    def done(self, name: str) -> bool:
+        return self.data["steps"].get(name, {}).get("status") == "done"
+
+    def record(self, name: str, **entry) -> None:
+        self.data["steps"][name] = {**self.data["steps"].get(name, {}), **entry}
+        self.save()
+
+    def save(self) -> None:
+        with tf.io.gfile.GFile(self.path, "w") as f:
+            json.dump(self.data, f, indent=2)
+
+
+def _step(manifest: Manifest, name: str, marker: str, fn: Callable[[], dict], **info) -> dict:
+    """Run fn unless the step is done and its output marker exists; record time and result."""
+    if manifest.done(name) and tf.io.gfile.exists(marker):
+        log.info("step %s: done already, skipped", name)
+        return manifest.data["steps"][name].get("result", {})
+    log.info("step %s: running", name)
+    manifest.record(name, status="running", started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **info)
+    start = time.time()
+    try:
+        result = fn()
+    except Exception as e:
+        manifest.record(name, status="failed", error=f"{type(e).__name__}: {e}")
+        raise
+    manifest.record(name, status="done", seconds=round(time.time() - start, 1), result=result)
+    return result
+
+
+def _eval_summary(report: dict) -> dict:
+    return {k: report[k] for k in ("top1_accuracy", "top5_accuracy", "num_examples") if k in report}
+
+
+def run_loop(cfg: LoopConfig) -> list[dict]:
+    """Run (or resume) the loop; returns one table row per model trained."""
+    import keras
+
+    from beam_pipelines import predict, select
+    from noisystudent import dataset_dir
+    from trainer import task
+
+    if len(cfg.models) < 2:
+        raise ValueError("--models needs a teacher and at least one student")
+    summary = dataset_dir.read_summary(cfg.data)
+    for split in (cfg.labeled_split, cfg.unlabeled_split, cfg.eval_split):
+        if split not in summary["splits"]:
+            raise ValueError(f"--data {cfg.data} has no split {split!r} (it has {', '.join(summary['splits'])})")
+    num_classes = summary["num_classes"]
+    num_image = cfg.num_image or max(1, summary["splits"][cfg.unlabeled_split]["records"] // num_classes)
+    manifest = Manifest(cfg.run_dir, dataclasses.asdict(cfg))
+    common = ["--preset", cfg.preset, "--labeled_data", cfg.data, "--labeled_split", cfg.labeled_split,
+              "--eval_split", cfg.eval_split, "--seed", str(cfg.seed), *cfg.train_args]
+    rows = []
+
+    def train(name: str, out: str, args: list[str]) -> dict:
+        def fn():
+            keras.backend.clear_session()
+            return _eval_summary(task.run(common + ["--output_dir", out] + args))
+        return _step(manifest, name, posixpath.join(out, "eval.json"), fn, output=out)
+
+    teacher_dir = posixpath.join(cfg.run_dir, "iter0", "teacher")
+    result = train("iter0/teacher", teacher_dir, ["--model", cfg.models[0], "--mode", "supervised"])
+    labeled = summary["splits"][cfg.labeled_split]["records"]
+    rows.append({"iteration": 0, "model": cfg.models[0], "role": "teacher (labeled only)",
+                 "labeled": labeled, "pseudo_labeled": 0, **result})
+    for i, student in enumerate(cfg.models[1:], start=1):
+        base = posixpath.join(cfg.run_dir, f"iter{i}")
+        teacher_model = posixpath.join(teacher_dir, "model.keras")
+        preds, pseudo, student_dir = (posixpath.join(base, d) for d in ("predictions", "pseudo", "student"))
+        _step(manifest, f"iter{i}/predict", posixpath.join(preds, dataset_dir.SUMMARY_FILE),
+              lambda: _beam_result(predict.run(
+                  ["--input", cfg.data, "--split", cfg.unlabeled_split, "--model", teacher_model,
+                   "--teacher_name", f"iter{i - 1}:{cfg.models[i - 1]}", "--output_dir", preds,
+                   "--overwrite", "--seed", str(cfg.seed), *cfg.beam_args])),
+              teacher=teacher_model)
+        selected = _step(manifest, f"iter{i}/select", posixpath.join(pseudo, dataset_dir.SUMMARY_FILE),
+                         lambda: _select_result(select.run(
+                             ["--predictions", preds, "--output_dir", pseudo, "--num_image", str(num_image),
+                              "--min_threshold", str(cfg.min_threshold), "--overwrite", "--seed", str(cfg.seed),
+                              *cfg.select_args, *cfg.beam_args])),
+                         predictions=preds)
+        result = train(f"iter{i}/student", student_dir,
+                       ["--model", student, "--mode", "offline", "--unlabeled_data", pseudo,
+                        "--teacher", teacher_model])
+        rows.append({"iteration": i, "model": student, "role": f"student of iter{i - 1}", "labeled": labeled,
+                     "pseudo_labeled": selected.get("written", 0), **result})
+        teacher_dir = student_dir
+    manifest.data["table"] = rows
+    manifest.save()
+    return rows
+
+
+def _beam_result(summary: dict) -> dict:
+    keys = ("input_records", "predicted", "dead_letter", "mean_confidence")
+    return {k: summary[k] for k in keys if k in summary}
+
+
+def _select_result(summary: dict) -> dict:
+    return {"kept_unique": summary["kept_unique"], "written": summary["written"],
+            "per_class_written": {r["name"]: r["written"] for r in summary["stats"]["classes"]},
+            "thresholds": {r["name"]: r["threshold"] for r in summary["stats"]["classes"]}}
+
+
+def format_table(rows: list[dict]) -> str:
+    lines = ["iteration  model         role                      labeled  pseudo-labeled  test top-1",
+             "---------  ------------  ------------------------  -------  --------------  -----------"]
+    for r in rows:
+        lines.append(f"{r['iteration']:>9}  {r['model']:<12}  {r['role']:<24}  {r['labeled']:>7}  "
+                     f"{r['pseudo_labeled']:>14}  {r.get('top1_accuracy', float('nan')):>11.4f}")
+    return "\n".join(lines)
+
+
+def run(argv: Optional[Sequence[str]] = None) -> list[dict]:
+    args = build_parser().parse_args(argv)
+    cfg = LoopConfig(data=args.data, run_dir=args.run_dir, models=[m.strip() for m in args.models.split(",")],
+                     preset=args.preset, labeled_split=args.labeled_split, unlabeled_split=args.unlabeled_split,
+                     eval_split=args.eval_split, num_image=args.num_image, min_threshold=args.min_threshold,
+                     seed=args.seed, train_args=tuple(args.train_args.split()),
+                     select_args=tuple(args.select_args.split()), beam_args=tuple(args.beam_args.split()))
+    rows = run_loop(cfg)
+    print(format_table(rows))
+    return rows

@@ -1,0 +1,102 @@
+"""deploy/: the exact Vertex AI request and Dataflow job, built offline; bad cloud configs refused early."""
+
+import json
+
+import pytest
+
+from deploy import dataflow, vertex
+
+CLOUD = ["--project", "my-project", "--region", "us-central1", "--staging_bucket", "gs://my-bucket",
+         "--base_output_dir", "gs://my-bucket/runs/student1"]
+TRAINER = ["--", "--preset", "svhn", "--mode", "offline", "--labeled_data", "gs://my-bucket/svhn",
+           "--unlabeled_data", "gs://my-bucket/pseudo"]
+
+
+def test_vertex_dry_run_request_is_the_sdks_custom_job(capsys):
+    from google.cloud.aiplatform.compat.types import custom_job as gca_custom_job
+
+    request = vertex.run(CLOUD + ["--tpu", "v5e-4", "--image", "us-docker.pkg.dev/my-project/ns/trainer:1",
+                                  "--spot", "--timeout_s", "86400", "--keras_backend", "jax", "--dry-run"]
+                         + TRAINER)
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == request
+    assert request["parent"] == "projects/my-project/locations/us-central1"
+    job = gca_custom_job.CustomJob.from_json(json.dumps(request["custom_job"]))
+    pool = job.job_spec.worker_pool_specs[0]
+    assert (pool.machine_spec.machine_type, pool.machine_spec.tpu_topology) == ("ct5lp-hightpu-4t", "2x2")
+    assert pool.container_spec.image_uri == "us-docker.pkg.dev/my-project/ns/trainer:1"
+    assert list(pool.container_spec.command) == ["python", "-m", "trainer.task"]
+    assert list(pool.container_spec.args) == TRAINER[1:]
+    assert {e.name: e.value for e in pool.container_spec.env} == {"KERAS_BACKEND": "jax"}
+    assert job.job_spec.base_output_directory.output_uri_prefix == "gs://my-bucket/runs/student1"
+    assert job.job_spec.scheduling.restart_job_on_worker_restart
+    assert job.job_spec.scheduling.strategy == gca_custom_job.Scheduling.Strategy.SPOT
+    assert job.job_spec.scheduling.timeout.total_seconds() == 86400
+
+
+def test_vertex_gpu_and_python_package_variants():
+    spec, _ = vertex.parse_spec(CLOUD + ["--gpu", "NVIDIA_TESLA_A100:2", "--machine_type", "a2-highgpu-2g",
+                                         "--python_package_uri", "gs://my-bucket/dist/noisystudent-0.1.0.tar.gz",
+                                         "--executor_image", "us-docker.pkg.dev/vertex-ai/training/tf-gpu:latest"]
+                                + TRAINER)
+    request = vertex.dry_run_request(spec)
+    pool = request["custom_job"]["job_spec"]["worker_pool_specs"][0]
+    assert pool["machine_spec"]["accelerator_type"] == "NVIDIA_TESLA_A100"
+    assert pool["machine_spec"]["accelerator_count"] == 2
+    assert pool["python_package_spec"]["python_module"] == "trainer.task"
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"project": "p"}, "--project 'p'"),
+    ({"region": "middle-earth"}, "--region"),
+    ({"staging_bucket": "/tmp/bucket"}, "--staging_bucket '/tmp/bucket': Vertex AI needs a gs:// path"),
+    ({"tpu": "v9-1024"}, "unknown TPU type"),
+    ({"image": ""}, "exactly one of --image"),
+    ({"trainer_args": ["--labeled_data", "/home/me/svhn"]}, "--labeled_data '/home/me/svhn'"),
+])
+def test_bad_vertex_configs_fail_before_any_network_call(change, message):
+    spec = vertex.TrainingJobSpec(project="my-project", region="us-central1", staging_bucket="gs://b",
+                                  base_output_dir="gs://b/o", trainer_args=[], image="img", tpu="v5e-4")
+    for key, value in change.items():
+        setattr(spec, key, value)
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        vertex.validate(spec)
+
+
+def test_dataflow_dry_run_builds_the_job_with_its_stages_and_options(capsys):
+    description = dataflow.run(["predict", "--project", "my-project", "--region", "us-central1",
+                                "--bucket", "gs://my-bucket", "--max_workers", "50", "--dry-run", "--",
+                                "--input", "gs://my-bucket/jft", "--split", "unlabeled",
+                                "--model", "gs://my-bucket/teacher/model.keras", "--output_dir", "gs://my-bucket/p"])
+    for stage in ("ReadImages", "ParseRecords", "PredictWithTeacher", "WriteRecords", "WriteDeadLetters"):
+        assert stage in description["stages"]
+    options = description["options"]
+    assert options["runner"] == "DataflowRunner" and options["project"] == "my-project"
+    assert options["max_num_workers"] == 50 and options["temp_location"] == "gs://my-bucket/tmp"
+    assert options["setup_file"].endswith("setup.py")
+    assert description["dataflow_job"]["transforms"] > 20
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--bucket", "/tmp/b"], "Dataflow needs a gs:// bucket"),
+    (["--bucket", "gs://b", "--gpu", "nvidia-l4:1"], "--gpu needs --image"),
+    (["--bucket", "gs://b", "--", "--output_dir", "/tmp/out"], "cannot read local paths"),
+])
+def test_bad_dataflow_configs_fail_before_any_network_call(argv, message):
+    base = ["select", "--project", "my-project", "--region", "us-central1"]
+    with pytest.raises(ValueError, match=message):
+        dataflow.run(base + argv)
+
+
+@pytest.mark.parametrize("job, args", [
+    ("beam_pipelines.ingest_digits", ["--output_dir", "OUT"]),
+    ("beam_pipelines.ingest_svhn", ["--mat_dir", "gs://b/svhn", "--output_dir", "OUT"]),
+    ("beam_pipelines.ingest_folder", ["--labeled_dir", "gs://b/l", "--class_names", "a,b", "--output_dir", "OUT"]),
+    ("beam_pipelines.select", ["--predictions", "gs://b/p", "--num_image", "5", "--num_classes", "3",
+                               "--output_dir", "OUT"]),
+])
+def test_every_beam_job_dry_runs_locally_without_touching_data(job, args, tmp_path):
+    import importlib
+    out = tmp_path / "never-written"
+    description = importlib.import_module(job).run([a.replace("OUT", str(out)) for a in args] + ["--dry-run"])
+    assert description["stages"] and not out.exists()

@@ -1,0 +1,64 @@
+"""`noisystudent loop`: two iterations on tiny data, a manifest, and resuming after a crash."""
+
+import json
+
+import pytest
+
+from noisystudent import loop
+from tests.digits_data import make_digits_dataset
+
+TINY = ("--image_size", "16", "--batch_size", "16", "--unlabel_ratio", "2", "--train_steps", "20",
+        "--steps_per_epoch", "10", "--warmup_steps", "0", "--randaugment_ops", "1", "--verbose", "0")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_digits_dataset(tmp_path_factory.mktemp("digits"), labels_per_class=5, test_size=200)
+
+
+def _config(data, run_dir):
+    return loop.LoopConfig(data=data, run_dir=str(run_dir), models=["cnn-small"] * 3, num_image=60,
+                           train_args=TINY)
+
+
+def test_two_iterations_write_a_manifest_and_resume_without_redoing(data, tmp_path, monkeypatch):
+    from trainer import task
+
+    real_run = task.run
+
+    def crash_in_iteration_2(argv):
+        if any("iter2" in a for a in argv):
+            raise RuntimeError("simulated preemption")
+        return real_run(argv)
+
+    monkeypatch.setattr(task, "run", crash_in_iteration_2)
+    with pytest.raises(RuntimeError, match="simulated preemption"):
+        loop.run_loop(_config(data, tmp_path))
+    manifest = json.loads((tmp_path / loop.MANIFEST).read_text())
+    assert manifest["steps"]["iter2/student"]["status"] == "failed"
+    assert "simulated preemption" in manifest["steps"]["iter2/student"]["error"]
+    done_before = {k: v["started"] for k, v in manifest["steps"].items() if v["status"] == "done"}
+    assert set(done_before) == {"iter0/teacher", "iter1/predict", "iter1/select", "iter1/student",
+                                "iter2/predict", "iter2/select"}
+
+    monkeypatch.setattr(task, "run", real_run)
+    rows = loop.run_loop(_config(data, tmp_path))
+    manifest = json.loads((tmp_path / loop.MANIFEST).read_text())
+    # Finished steps were skipped (same start time), the failed one ran and finished.
+    for name, started in done_before.items():
+        assert manifest["steps"][name]["started"] == started
+    assert manifest["steps"]["iter2/student"]["status"] == "done"
+    assert [r["iteration"] for r in rows] == [0, 1, 2]
+    assert all(0 <= r["top1_accuracy"] <= 1 for r in rows)
+    assert rows[1]["pseudo_labeled"] > 0
+    assert manifest["steps"]["iter2/predict"]["teacher"].endswith("iter1/student/model.keras")
+    assert manifest["config"]["models"] == ["cnn-small"] * 3
+    assert "test top-1" in loop.format_table(rows)
+
+
+def test_loop_needs_a_student_and_the_splits(data, tmp_path):
+    with pytest.raises(ValueError, match="at least one student"):
+        loop.run_loop(loop.LoopConfig(data=data, run_dir=str(tmp_path), models=["cnn-small"]))
+    with pytest.raises(ValueError, match="no split 'extra'"):
+        loop.run_loop(loop.LoopConfig(data=data, run_dir=str(tmp_path), models=["cnn-small"] * 2,
+                                      unlabeled_split="extra"))
