@@ -27,6 +27,9 @@ setup(
         "tensorboard>=2.20",  # training logs (tensorflow 2.21 no longer pulls it in)
         "google-cloud-aiplatform>=1.165,<2",
     ],
-    extras_require={"test": ["pytest>=8"]},
+    extras_require={
+        "test": ["pytest>=8"],
+        "bench": ["tensorflow-hub>=0.16"],  # Beam's stock TF handler imports it (bench/ peers only)
+    },
     entry_points={"console_scripts": ["noisystudent=noisystudent.cli:main"]},
 )

@@ -29,7 +29,7 @@ import tensorflow as tf
 from noisystudent import records
 from noisystudent.dataset_dir import (  # noqa: F401  (re-exported for the jobs)
     SUMMARY_FILE, iter_split_records, read_summary, shard_path, split_files, split_pattern)
-from noisystudent.stable_random import stable_hash64, stable_shard
+from noisystudent.stable_random import stable_hash64
 
 REPORT_FILE = "_report.json"
 DEAD_LETTER_FILE = "dead_letter.jsonl"
@@ -94,8 +94,8 @@ class WriteShardedTFRecords(beam.PTransform):
         def key_by_shard(r: ShardedRecord):
             if r.split not in num_shards:
                 raise ValueError(f"record {r.key!r}: no shard count for split {r.split!r}")
-            shard = stable_shard(seed, num_shards[r.split], r.key)
-            return (r.split, shard), (stable_hash64(seed, r.key), r.key, r.serialized, r.label)
+            h = stable_hash64(seed, r.key)  # one hash: the shard, and the order inside it
+            return (r.split, h % num_shards[r.split]), (h, r.key, r.serialized, r.label)
 
         return (
             pcoll

@@ -59,11 +59,13 @@ def make_pipeline_options(beam_args: list[str], save_main_session: bool = True) 
     return options
 
 
-def run_pipeline(pipeline: beam.Pipeline, dry_run: bool) -> Optional[dict]:
-    """Run to completion; in a dry run, build (and for Dataflow, validate) and describe instead."""
+def run_pipeline(pipeline: beam.Pipeline, dry_run: bool):
+    """Run to completion and return the PipelineResult; in a dry run, build (and for
+    Dataflow, validate) the job and return its description instead."""
     if not dry_run:
-        pipeline.run().wait_until_finish()
-        return None
+        result = pipeline.run()
+        result.wait_until_finish()
+        return result
     runner = pipeline.options.view_as(StandardOptions).runner or ""
     description = describe_pipeline(pipeline)
     if "Dataflow" in str(runner):
@@ -74,6 +76,17 @@ def run_pipeline(pipeline: beam.Pipeline, dry_run: bool) -> Optional[dict]:
                                            "transforms": len(job.proto_pipeline.components.transforms)}
     print(json.dumps(description, indent=2, default=str))
     return description
+
+
+def counter_value(result, namespace: str, name: str) -> Optional[int]:
+    """A Beam counter's committed value (attempted where the runner commits none)."""
+    from apache_beam.metrics.metric import MetricsFilter
+
+    found = result.metrics().query(MetricsFilter().with_namespace(namespace).with_name(name))["counters"]
+    if not found:
+        return None
+    values = [c.committed if c.committed is not None else c.attempted for c in found]
+    return int(sum(values))
 
 
 def describe_pipeline(pipeline: beam.Pipeline) -> dict:

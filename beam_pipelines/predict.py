@@ -30,6 +30,7 @@ from apache_beam.ml.inference.base import PredictionResult, RunInference
 from beam_pipelines import dataset_output as out
 from beam_pipelines.pipeline_options import (
     beam_flags_epilog,
+    counter_value,
     is_dry_run,
     make_pipeline_options,
     run_pipeline,
@@ -105,14 +106,25 @@ def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
 
 
 class EncodeOutput(beam.DoFn):
-    """PredictionResult -> ShardedRecord (prediction or re-labelled record), or a dead letter."""
+    """PredictionResult -> ShardedRecord (prediction or re-labelled record), or a dead letter.
 
-    CONFIDENCE = "confidence"
+    Confidence totals leave once per bundle (on the 'totals' output), not per image.
+    """
+
+    TOTALS = "totals"
 
     def __init__(self, teacher: str, prob_format: str, temperature: float, relabel: bool):
         self._teacher, self._format, self._temperature, self._relabel = teacher, prob_format, temperature, relabel
         self._predicted = beam.metrics.Metrics.counter("predict", "predicted")
         self._bad = beam.metrics.Metrics.counter("predict", "dead_letter")
+
+    def start_bundle(self):
+        self._confidence_sum, self._count = 0.0, 0
+
+    def finish_bundle(self):
+        if self._count:
+            yield beam.pvalue.TaggedOutput(self.TOTALS, beam.transforms.window.GlobalWindows.windowed_value(
+                {"totals": {"confidence_sum": self._confidence_sum, "confidence_count": self._count}}))
 
     def process(self, result: PredictionResult) -> Iterator:
         item: ImageToLabel = result.example
@@ -130,7 +142,8 @@ class EncodeOutput(beam.DoFn):
             serialized = records.encode_prediction(item.image_id, item.source, probs, self._teacher, self._format)
             split = PREDICTIONS_SPLIT
         self._predicted.inc()
-        yield beam.pvalue.TaggedOutput(self.CONFIDENCE, float(probs.max()))
+        self._confidence_sum += float(probs.max())
+        self._count += 1
         # Duplicated images (relabel input) share an id: their identical bytes sort together.
         yield out.ShardedRecord(split, item.image_id, serialized, int(probs.argmax()))
 
@@ -167,33 +180,31 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
         | "PredictWithTeacher" >> RunInference(handler)
         | "EncodeOutput" >> beam.ParDo(EncodeOutput(teacher, args.prob_format, args.temperature,
                                                     args.relabel)).with_outputs(
-            DEAD, EncodeOutput.CONFIDENCE, main="records")
+            DEAD, EncodeOutput.TOTALS, main="records")
     )
     reports = encoded.records | "WriteRecords" >> out.WriteShardedTFRecords(args.output_dir, num_shards,
                                                                            args.seed)
     dead = ((parsed[DEAD], encoded[DEAD]) | "AllDeadLetters" >> beam.Flatten()
             | "WriteDeadLetters" >> out.WriteDeadLetters(args.output_dir))
-    counted = (read | "CountInput" >> beam.combiners.Count.Globally()
-               | "InputTotal" >> beam.Map(lambda n: {"totals": {"input_records": n}}))
-    confidence = (encoded[EncodeOutput.CONFIDENCE] | "MeanConfidence" >> beam.combiners.Mean.Globally()
-                  | "ConfidenceTotal" >> beam.Map(lambda m: {"totals": {"mean_confidence": m}}))
-    _ = ((reports, dead, counted, confidence) | "AllReports" >> beam.Flatten()
+    _ = ((reports, dead, encoded[EncodeOutput.TOTALS]) | "AllReports" >> beam.Flatten()
          | "WriteReport" >> out.WriteReport(args.output_dir))
     if dry_run:
         return run_pipeline(p, dry_run)
-    run_pipeline(p, dry_run)
+    result = run_pipeline(p, dry_run)
+    # Counted where records enter, independently of where they leave.
+    input_records = counter_value(result, "predict", "records_read")
 
     summary = out.summarize_reports(args.output_dir, num_shards)
     predicted = summary["splits"][split]["records"]
     totals = summary.pop("totals", {})
     summary.update(
         job="relabel" if args.relabel else "predict", input=args.input, input_files=len(files),
-        input_records=totals.get("input_records", 0), predicted=predicted,
-        mean_confidence=totals.get("mean_confidence"), teacher=teacher, prob_format=args.prob_format,
+        input_records=input_records, predicted=predicted,
+        mean_confidence=totals["confidence_sum"] / totals["confidence_count"] if predicted else None, teacher=teacher, prob_format=args.prob_format,
         temperature=args.temperature, predicted_class_histogram=summary["splits"][split]["labels"],
     )
-    if summary["input_records"] != predicted + summary["dead_letter"]:
-        raise RuntimeError(f"record accounting failed: {summary['input_records']} in, {predicted} predicted, "
+    if input_records is not None and input_records != predicted + summary["dead_letter"]:
+        raise RuntimeError(f"record accounting failed: {input_records} in, {predicted} predicted, "
                            f"{summary['dead_letter']} dead letters")
     out.write_summary(args.output_dir, summary)
     log.info("%d records: %d predicted, %d to the dead letter file; mean confidence %.3f",

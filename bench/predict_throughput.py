@@ -91,7 +91,7 @@ def stock_rate(files, model_path, size) -> float:
 
 
 def tfx_bsl_rate(files, saved_model_dir) -> float:
-    from tensorflow_serving.apis import model_pb2  # noqa: F401
+    from apache_beam.ml.inference.base import RunInference
     from tfx_bsl.public.beam import run_inference
     from tfx_bsl.public.proto import model_spec_pb2
 
@@ -101,7 +101,7 @@ def tfx_bsl_rate(files, saved_model_dir) -> float:
     with beam.Pipeline(argv=RUNNER) as p:
         _ = (p | beam.io.ReadFromTFRecord(os.path.join(os.path.dirname(files[0]), "images-*.tfrecord"),
                                           coder=beam.coders.ProtoCoder(tf.train.Example))
-             | run_inference.RunInferenceImpl(spec)
+             | RunInference(run_inference.CreateModelHandler(spec))
              | beam.combiners.Count.Globally())
     return _count(files) / (time.perf_counter() - start)
 
