@@ -57,11 +57,14 @@ def raw_rate(files, model, size, batch=256) -> float:
 
     ds = tf.data.TFRecordDataset(files).batch(batch).prefetch(2)
     infer(next(iter(ds)))  # trace once
-    n, start = 0, time.perf_counter()
-    for b in ds:
-        infer(b).numpy()
-        n += int(b.shape[0])
-    return n / (time.perf_counter() - start)
+    best = 0.0
+    for _ in range(2):  # the limit: the faster of two passes (this VM's speed drifts)
+        n, start = 0, time.perf_counter()
+        for b in ds:
+            infer(b).numpy()
+            n += int(b.shape[0])
+        best = max(best, n / (time.perf_counter() - start))
+    return best
 
 
 def ours_rate(files, model_path, out_dir) -> float:

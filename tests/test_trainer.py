@@ -55,6 +55,25 @@ def test_offline_student_trains_on_pseudo_labels(digits, tmp_path):
     assert report["mode"] == "offline"
 
 
+def test_head_only_fine_tune_from_a_keras_checkpoint(digits, teacher_dir, tmp_path):
+    task.run(FAST + ["--labeled_data", digits, "--output_dir", str(tmp_path), "--train_steps", "30",
+                     "--init_checkpoint", str(teacher_dir / "model.keras"), "--train_head_only", "true"])
+    teacher = keras.saving.load_model(str(teacher_dir / "model.keras"))
+    tuned = keras.saving.load_model(str(tmp_path / "model.keras"))
+    for layer in tuned.layers:
+        same = all(np.array_equal(a, b) for a, b in zip(layer.get_weights(),
+                                                        teacher.get_layer(layer.name).get_weights()))
+        assert same == (layer.name != "predictions"), layer.name
+
+
+def test_fixres_finetune_exports_the_larger_resolution(digits, tmp_path):
+    task.run(FAST + ["--labeled_data", digits, "--output_dir", str(tmp_path), "--train_steps", "30",
+                     "--finetune_steps", "5", "--finetune_image_size", "24"])
+    model = keras.saving.load_model(str(tmp_path / "model.keras"))
+    assert model.input_shape[1:3] == (24, 24)
+    assert json.loads((tmp_path / "eval.json").read_text())["num_examples"] == 200
+
+
 @pytest.mark.parametrize("prob_format", ["float16", "top_k:3"])
 def test_offline_reads_compact_probabilities(digits, tmp_path, prob_format):
     from trainer import data

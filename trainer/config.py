@@ -26,6 +26,9 @@ class TrainConfig:
     model: str = _f("cnn-small", "student network name (model/ registry)")
     teacher: str = _f("", "online mode: the teacher's .keras file; also used to check sizes")
     allow_smaller_student: bool = _f(False, "accept a student smaller than its teacher")
+    init_checkpoint: str = _f("", "start from weights: a .keras file, or an original EfficientNet / Noisy "
+                                  "Student TF checkpoint (its head is skipped when the class count differs)")
+    train_head_only: bool = _f(False, "fine-tune only the classifier (with init_checkpoint)")
     labeled_data: str = _f("", "dataset dir (with summary.json) or glob of image records")
     labeled_split: str = _f("labeled", "split of labeled_data to train on")
     unlabeled_data: str = _f("", "offline: the selection job's output; online: image records")

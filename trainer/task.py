@@ -92,12 +92,43 @@ def load_teacher(config: TrainConfig) -> Optional[keras.Model]:
     return teacher
 
 
-def build_student(config: TrainConfig, num_classes: int, image_size: int) -> keras.Model:
-    return build_model(
+def build_student(config: TrainConfig, num_classes: int, image_size: int,
+                  init_checkpoint: str = "") -> keras.Model:
+    model = build_model(
         config.model, num_classes, input_shape=(image_size, image_size, 3),
         dropout_rate=None if config.dropout_rate < 0 else config.dropout_rate,
         stochastic_depth_rate=config.stochastic_depth_rate,
         bn_momentum=None if config.bn_momentum < 0 else config.bn_momentum)
+    if init_checkpoint:
+        initialize_from(model, init_checkpoint)
+    if config.train_head_only:
+        from trainer.published_checkpoint import freeze_all_but_head
+        freeze_all_but_head(model)
+    return model
+
+
+def initialize_from(model: keras.Model, checkpoint: str) -> None:
+    """Weights from a .keras file (matching layers) or an original TF checkpoint; a new head if
+    the class count differs."""
+    if checkpoint.endswith(".keras"):
+        source = keras.saving.load_model(checkpoint, safe_mode=True, compile=False)
+        same_head = source.output_shape[-1] == model.output_shape[-1]
+        for layer in model.layers:
+            if layer.weights and (layer.name != "predictions" or same_head):
+                layer.set_weights(source.get_layer(layer.name).get_weights())
+        log.info("initialised %s from %s%s", model.name, checkpoint, "" if same_head else " (new head)")
+        return
+    from trainer.published_checkpoint import load_original_checkpoint
+    reader_classes = None
+    try:
+        shapes = tf.train.load_checkpoint(checkpoint).get_variable_to_shape_map()
+        reader_classes = shapes.get(f"{model.name}/head/dense/bias", [None])[0]
+    except (tf.errors.NotFoundError, ValueError) as e:
+        raise FileNotFoundError(f"config field 'init_checkpoint': cannot read {checkpoint} ({e})") from None
+    report = load_original_checkpoint(model, checkpoint,
+                                      skip_head=reader_classes != model.output_shape[-1])
+    log.info("initialised %s from %s: %d weights (%d EMA), head %s", model.name, checkpoint, report.loaded,
+             report.used_ema, "new" if report.skipped else "loaded")
 
 
 def make_training_data(config: TrainConfig, info: DataInfo) -> tf.data.Dataset:
@@ -158,7 +189,7 @@ def train(config: TrainConfig) -> dict:
     with scope:
         teacher = load_teacher(config)
         check_student_size(config, teacher, info.num_classes)
-        student = build_student(config, info.num_classes, config.image_size)
+        student = build_student(config, info.num_classes, config.image_size, config.init_checkpoint)
         trainer = NoisyStudent(student, teacher if config.mode == "online" else None)
         trainer.compile(make_optimizer(config, epochs * config.steps_per_epoch),
                         unlabeled_weight=config.resolved_unlabeled_weight(),

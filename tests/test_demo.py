@@ -1,0 +1,17 @@
+"""`noisystudent demo`, reduced: one seed, one iteration, few steps (the full demo takes minutes)."""
+
+import json
+
+from noisystudent import demo
+
+
+def test_reduced_demo_prints_the_table_and_keeps_its_results(tmp_path, capsys):
+    result = demo.run(["--run_dir", str(tmp_path), "--seeds", "0", "--iterations", "1", "--train_steps", "40"])
+    out = capsys.readouterr().out
+    assert "teacher (labeled only)" in out and "student of iter0" in out and "gain of the last student" in out
+    saved = json.loads((tmp_path / "demo_results.json").read_text())
+    assert [r["iteration"] for r in saved["rows"]] == [0, 1]
+    assert saved["rows"][1]["pseudo_labeled"] > 500
+    assert all((tmp_path / "seed0" / "loop" / "iter1" / "pseudo" / p).exists()
+               for p in ("histograms.png", "samples.png", "stats.json"))
+    assert result["rows"][0]["labeled"] == 100
