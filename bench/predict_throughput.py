@@ -6,7 +6,7 @@ pipeline start-up and model loading included for the Beam variants:
 - raw:        tf.data reads the shards; one tf.function parses, decodes and infers
               batches of 256 (the limit any pipeline can approach);
 - ours:       `beam_pipelines.predict` (RunInference + KerasTeacherHandler), writing
-              prediction records;
+              prediction records, with its local defaults (FnApiRunner, two threads);
 - stock:      ReadFromTFRecord, per-element Python parse + decode, RunInference with
               Beam's TFModelHandlerNumpy on the .keras model;
 - tfx-bsl:    tfx_bsl's RunInference handler (what TFX BulkInferrer runs) on our
@@ -70,7 +70,7 @@ def raw_rate(files, model, size, batch=256) -> float:
 def ours_rate(files, model_path, out_dir) -> float:
     start = time.perf_counter()
     summary = predict.run(["--input", os.path.join(os.path.dirname(files[0]), "images-*.tfrecord"),
-                           "--model", model_path, "--output_dir", out_dir, "--overwrite"] + RUNNER)
+                           "--model", model_path, "--output_dir", out_dir, "--overwrite"])  # the job's defaults
     return summary["predicted"] / (time.perf_counter() - start)
 
 

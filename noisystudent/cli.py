@@ -23,6 +23,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "select": ("beam_pipelines.select",
                "Beam: confidence histograms, thresholds, cap and duplicate-to-balance -> student data."),
     "train": ("trainer.task", "Keras: train a teacher or a noisy student (also python -m trainer.task)."),
+    "classify": ("noisystudent.classify", "Top-k classes for your images with a trained model."),
+    "features": ("noisystudent.features", "Pooled embeddings for your images (.npy or TFRecords)."),
     "dataflow": ("deploy.dataflow", "Run a Beam job on Dataflow (or --dry-run it)."),
     "submit-training": ("deploy.vertex", "Submit the trainer to Vertex AI, TPU/GPU/CPU (or --dry-run it)."),
 }

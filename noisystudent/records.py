@@ -45,6 +45,7 @@ TOP_K_VALUES = "probabilities/top_k_values"
 PROB_NUM_CLASSES = "probabilities/num_classes"
 CONFIDENCE = "confidence"
 TEACHER = "teacher"
+EMBEDDING = "embedding"
 
 UNLABELED = -1
 TFRECORD_SUFFIX = ".tfrecord"
@@ -308,6 +309,13 @@ def parse_pseudo_labeled(serialized: bytes) -> PseudoLabeledRecord:
         teacher = features[TEACHER].bytes_list.value[0]
     return PseudoLabeledRecord(image_id, encoded, _read_probabilities(features, what),
                                teacher.decode("utf-8"))
+
+
+def encode_embedding(image_id: str, vector: np.ndarray) -> bytes:
+    """An image's embedding (features command): image/id + embedding float list."""
+    feature = {IMAGE_ID: _bytes([image_id.encode("utf-8")]),
+               EMBEDDING: _float(np.asarray(vector, np.float32).ravel().tolist())}
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(deterministic=True)
 
 
 # ---------------------------------------------------------------- tf.data specs

@@ -1,0 +1,183 @@
+"""Use a trained model on your own images: top-k classes (`classify`) or embeddings (`features`).
+
+    noisystudent classify --model runs/demo/seed0/loop/iter2/student/model.keras photos/*.png
+    noisystudent features --model runs/.../model.keras --output emb.npy photos/
+
+Images are files, folders (walked) or globs; local or gs://. The model is a
+`.keras` file or a SavedModel exported by the trainer; class names come from
+the noisystudent.json the trainer writes beside it, or --class_names (a file
+with one name per line); a 1,000-class model without names shows ImageNet
+synset ids (n01440764 ...). An image that cannot be decoded is reported and
+skipped; the others are classified.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import posixpath
+import sys
+from typing import Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+
+
+def list_images(specs: Sequence[str]) -> list[str]:
+    """Files, folders (recursively) and globs -> image paths, in order; errors name what is missing."""
+    paths: list[str] = []
+    for spec in specs:
+        if any(c in spec for c in "*?["):
+            found = sorted(tf.io.gfile.glob(spec))
+        elif tf.io.gfile.isdir(spec):
+            found = sorted(posixpath.join(root, f) for root, _, files in tf.io.gfile.walk(spec) for f in files
+                           if f.lower().endswith(IMAGE_EXTENSIONS))
+        elif tf.io.gfile.exists(spec):
+            found = [spec]
+        else:
+            raise FileNotFoundError(f"{spec}: no such file, folder or matching glob")
+        if not found:
+            raise FileNotFoundError(f"{spec}: no images found")
+        paths += found
+    return paths
+
+
+def class_names_for(model_path: str, num_classes: int, names_file: Optional[str] = None) -> list[str]:
+    """Names from --class_names, the trainer's noisystudent.json, ImageNet synsets, or indices."""
+    if names_file:
+        with tf.io.gfile.GFile(names_file) as f:
+            names = [line.strip() for line in f if line.strip()]
+        if len(names) != num_classes:
+            raise ValueError(f"--class_names {names_file}: {len(names)} names for a {num_classes}-class model")
+        return names
+    base = model_path[:-len(".keras")] if model_path.endswith(".keras") else model_path
+    folder = posixpath.dirname(base) if model_path.endswith(".keras") else base
+    for candidate in (posixpath.join(folder, "saved_model", "noisystudent.json"),
+                      posixpath.join(folder, "noisystudent.json")):
+        if tf.io.gfile.exists(candidate):
+            with tf.io.gfile.GFile(candidate) as f:
+                names = json.load(f).get("class_names")
+            if names and len(names) == num_classes:
+                return list(names)
+    if num_classes == 1000:
+        import tensorflow_datasets as tfds
+        labels = os.path.join(os.path.dirname(tfds.__file__), "datasets", "imagenet2012", "labels.txt")
+        if os.path.exists(labels):
+            with open(labels) as f:
+                return [line.strip() for line in f if line.strip()]
+    return [str(i) for i in range(num_classes)]
+
+
+def _read(path: str) -> bytes:
+    with tf.io.gfile.GFile(path, "rb") as f:
+        return f.read()
+
+
+def classify(model_path: str, images: Sequence[str], top_k: int = 5, batch_size: int = 64,
+             names_file: Optional[str] = None) -> list[dict]:
+    """One dict per image: path and top-k (class, name, probability), or an error."""
+    from beam_pipelines.teacher_inference import load_teacher
+
+    teacher = load_teacher(model_path)
+    names = class_names_for(model_path, teacher.num_classes, names_file)
+    paths = list_images(images)
+    results = []
+    for start in range(0, len(paths), batch_size):
+        chunk = paths[start:start + batch_size]
+        encoded = [_read(p) for p in chunk]
+        try:
+            probs = teacher.predict(tf.constant(encoded)).numpy()
+            per_image = list(probs)
+        except tf.errors.InvalidArgumentError:  # find the bad image(s), keep the rest
+            per_image = []
+            for e in encoded:
+                try:
+                    per_image.append(teacher.predict(tf.constant([e])).numpy()[0])
+                except tf.errors.InvalidArgumentError as err:
+                    per_image.append(f"undecodable image: {err.message.splitlines()[0][:120]}")
+        for path, p in zip(chunk, per_image):
+            if isinstance(p, str):
+                results.append({"image": path, "error": p})
+                continue
+            top = np.argsort(-p)[:top_k]
+            results.append({"image": path, "top": [{"class": int(c), "name": names[c],
+                                                    "probability": round(float(p[c]), 5)} for c in top]})
+    return results
+
+
+def extract_features(model_path: str, images: Sequence[str], output: str, layer: str = "avg_pool",
+                     batch_size: int = 64) -> dict:
+    """Pooled embeddings of a .keras model's `layer`, written as .npy (+ ids .json) or TFRecords."""
+    import keras
+
+    from noisystudent import image_ops, records
+
+    if not model_path.endswith(".keras"):
+        raise ValueError(f"--model {model_path}: features need the .keras model (its layers)")
+    model = keras.saving.load_model(model_path, safe_mode=True, compile=False)
+    try:
+        embed = keras.Model(model.input, model.get_layer(layer).output)
+    except ValueError:
+        raise ValueError(f"--layer {layer!r} is not a layer of {model.name}") from None
+    size = int(model.input_shape[1])
+    paths = list_images(images)
+    vectors, kept, failed = [], [], []
+    for path in paths:
+        try:
+            image = image_ops.decode_image(tf.constant(_read(path)), size)
+        except tf.errors.InvalidArgumentError:
+            failed.append(path)
+            continue
+        kept.append(path)
+        vectors.append(image)
+    embeddings = np.concatenate([np.asarray(embed(tf.stack(vectors[i:i + batch_size]), training=False))
+                                 for i in range(0, len(vectors), batch_size)]) if vectors else np.zeros((0, 0))
+    if output.endswith(".npy"):
+        with tf.io.gfile.GFile(output, "wb") as f:
+            np.save(f, embeddings)
+        with tf.io.gfile.GFile(output[:-4] + ".ids.json", "w") as f:
+            json.dump(kept, f)
+    else:
+        with tf.io.TFRecordWriter(output) as w:
+            for path, vector in zip(kept, embeddings):
+                w.write(records.encode_embedding(path, vector))
+    return {"images": len(kept), "failed": failed, "dim": int(embeddings.shape[-1]) if len(kept) else 0,
+            "output": output}
+
+
+def _parser(prog: str, description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("images", nargs="+", help="Image files, folders or globs.")
+    parser.add_argument("--model", required=True, help="A .keras file (or, for classify, a SavedModel dir).")
+    parser.add_argument("--batch_size", type=int, default=64)
+    return parser
+
+
+def run(argv: Optional[Sequence[str]] = None) -> list[dict]:
+    parser = _parser("noisystudent classify", "Top-k classes for your images.")
+    parser.add_argument("--top_k", type=int, default=5)
+    parser.add_argument("--class_names", help="A file with one class name per line.")
+    parser.add_argument("--json", action="store_true", help="Print JSON lines instead of a table.")
+    args = parser.parse_args(argv)
+    results = classify(args.model, args.images, args.top_k, args.batch_size, args.class_names)
+    for r in results:
+        if args.json:
+            print(json.dumps(r))
+        elif "error" in r:
+            print(f"{r['image']}: {r['error']}", file=sys.stderr)
+        else:
+            print(f"{r['image']}: " + ", ".join(f"{t['name']} {t['probability']:.3f}" for t in r["top"]))
+    return results
+
+
+def run_features(argv: Optional[Sequence[str]] = None) -> dict:
+    parser = _parser("noisystudent features", "Pooled embeddings for your images (.npy or TFRecords).")
+    parser.add_argument("--output", required=True, help="emb.npy (with emb.ids.json) or emb.tfrecord.")
+    parser.add_argument("--layer", default="avg_pool", help="Layer whose output is the embedding.")
+    args = parser.parse_args(argv)
+    summary = extract_features(args.model, args.images, args.output, args.layer, args.batch_size)
+    print(json.dumps(summary))
+    return summary

@@ -1,0 +1,3 @@
+"""`noisystudent features`: pooled embeddings of your images (see noisystudent/classify.py)."""
+
+from noisystudent.classify import run_features as run  # noqa: F401
