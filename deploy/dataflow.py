@@ -23,6 +23,8 @@ import re
 import sys
 from typing import Optional, Sequence
 
+from deploy.cloud_checks import check_cloud_paths, check_project_and_region
+
 JOBS = {
     "ingest-svhn": "beam_pipelines.ingest_svhn",
     "ingest-folder": "beam_pipelines.ingest_folder",
@@ -57,23 +59,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def validate(args: argparse.Namespace, job_args: Sequence[str]) -> None:
-    if not re.fullmatch(r"[a-z][a-z0-9-]{4,28}[a-z0-9]", args.project):
-        raise ValueError(f"--project {args.project!r}: expected a Google Cloud project id")
-    if not re.fullmatch(r"[a-z]+-[a-z]+\d+", args.region):
-        raise ValueError(f"--region {args.region!r}: expected a region such as us-central1")
+    check_project_and_region(args.project, args.region)
     if not args.bucket.startswith("gs://"):
         raise ValueError(f"--bucket {args.bucket!r}: Dataflow needs a gs:// bucket")
     if args.gpu and not re.fullmatch(r"[a-z0-9-]+:\d+", args.gpu):
         raise ValueError(f"--gpu {args.gpu!r}: expected TYPE:COUNT, e.g. nvidia-l4:1")
     if args.gpu and not args.image:
         raise ValueError("--gpu needs --image: GPU workers need a container with CUDA and TensorFlow")
-    for i, arg in enumerate(job_args):
-        name, _, value = arg.partition("=")
-        if name in PATH_FLAGS:
-            value = value or (job_args[i + 1] if i + 1 < len(job_args) else "")
-            if value and not value.startswith("gs://"):
-                raise ValueError(f"job flag {name} {value!r}: Dataflow workers cannot read local paths; "
-                                 "use gs://")
+    check_cloud_paths(job_args, PATH_FLAGS, "job")
 
 
 def dataflow_flags(args: argparse.Namespace) -> list[str]:

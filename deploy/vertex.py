@@ -26,6 +26,8 @@ import re
 import sys
 from typing import Optional, Sequence
 
+from deploy.cloud_checks import check_cloud_paths, check_project_and_region
+
 # name -> (machine type, topology, accelerator type, accelerator count)
 TPU_TYPES = {
     "v5e-1": ("ct5lp-hightpu-1t", "1x1", None, 0),
@@ -66,11 +68,7 @@ class TrainingJobSpec:
 
 def validate(spec: TrainingJobSpec) -> None:
     """Clear errors, before any network call, for configs that cannot work."""
-    if not re.fullmatch(r"[a-z][a-z0-9-]{4,28}[a-z0-9]", spec.project or ""):
-        raise ValueError(f"--project {spec.project!r}: expected a Google Cloud project id (6-30 lowercase "
-                         "letters, digits, hyphens)")
-    if not re.fullmatch(r"[a-z]+-[a-z]+\d+", spec.region or ""):
-        raise ValueError(f"--region {spec.region!r}: expected a region such as us-central1")
+    check_project_and_region(spec.project, spec.region)
     for flag, value in (("--staging_bucket", spec.staging_bucket), ("--base_output_dir", spec.base_output_dir)):
         if not (value or "").startswith("gs://"):
             raise ValueError(f"{flag} {value!r}: Vertex AI needs a gs:// path")
@@ -86,14 +84,7 @@ def validate(spec: TrainingJobSpec) -> None:
         raise ValueError("--tpu and --gpu exclude each other")
     if spec.gpu and not re.fullmatch(r"[A-Z0-9_]+:\d+", spec.gpu):
         raise ValueError(f"--gpu {spec.gpu!r}: expected TYPE:COUNT, e.g. NVIDIA_TESLA_A100:1")
-    args = spec.trainer_args
-    for i, arg in enumerate(args):
-        name, _, value = arg.partition("=")
-        if name in GCS_FLAGS:
-            value = value or (args[i + 1] if i + 1 < len(args) else "")
-            if value and not value.startswith("gs://"):
-                raise ValueError(f"trainer flag {name} {value!r}: a cloud job cannot read local paths; "
-                                 "use gs://")
+    check_cloud_paths(spec.trainer_args, GCS_FLAGS, "trainer")
 
 
 def worker_pool_specs(spec: TrainingJobSpec) -> list[dict]:

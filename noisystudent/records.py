@@ -62,36 +62,34 @@ class ImageRecord:
     label: int = UNLABELED
 
 
+class _TeacherLabel:
+    """label (argmax) and confidence (max) derived from `probabilities`."""
+
+    probabilities: np.ndarray
+
+    @property
+    def label(self) -> int:
+        return int(np.argmax(self.probabilities))
+
+    @property
+    def confidence(self) -> float:
+        return float(np.max(self.probabilities))
+
+
 @dataclasses.dataclass(frozen=True)
-class Prediction:
+class Prediction(_TeacherLabel):
     image_id: str
     source: str
     probabilities: np.ndarray
     teacher: str
 
-    @property
-    def label(self) -> int:
-        return int(np.argmax(self.probabilities))
-
-    @property
-    def confidence(self) -> float:
-        return float(np.max(self.probabilities))
-
 
 @dataclasses.dataclass(frozen=True)
-class PseudoLabeledRecord:
+class PseudoLabeledRecord(_TeacherLabel):
     image_id: str
     encoded: bytes
     probabilities: np.ndarray
     teacher: str
-
-    @property
-    def label(self) -> int:
-        return int(np.argmax(self.probabilities))
-
-    @property
-    def confidence(self) -> float:
-        return float(np.max(self.probabilities))
 
 
 # ---------------------------------------------------------------- features
