@@ -106,7 +106,7 @@ class WriteShardedTFRecords(beam.PTransform):
 
 
 class WriteDeadLetters(beam.PTransform):
-    """Dicts with at least a 'reason' -> dead_letter.jsonl; outputs one report per record."""
+    """Dicts with at least a 'reason' -> dead_letter.jsonl; outputs one report with the count."""
 
     def __init__(self, output_dir: str):
         super().__init__()
@@ -122,9 +122,8 @@ class WriteDeadLetters(beam.PTransform):
                 shard_name_template="",
             )
         )
-        return pcoll | "DeadLetterReport" >> beam.Map(
-            lambda d: {"dead_letter": 1, "dead_letter_split": d.get("split", "")}
-        )
+        return (pcoll | "CountDeadLetters" >> beam.combiners.Count.Globally()
+                | "DeadLetterReport" >> beam.Map(lambda n: {"dead_letter": n}))
 
 
 class WriteReport(beam.PTransform):

@@ -182,13 +182,6 @@ class FetchSelectedImages(beam.DoFn):
             yield out.ShardedRecord(SPLIT, f"{image.image_id}#{copy}", record, label)
 
 
-def _count_labels(labels: Sequence[int]) -> dict:
-    counts: dict = {}
-    for label in labels:
-        counts[str(label)] = counts.get(str(label), 0) + 1
-    return counts
-
-
 def infer_num_classes(files: list[str]) -> int:
     """Class count from the first readable prediction record."""
     for raw in tf.data.TFRecordDataset(files[:4]).take(64).as_numpy_iterator():
@@ -252,8 +245,9 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
         )
         reports.append(fetched.records | "WritePseudoLabeled" >> out.WriteShardedTFRecords(
             args.output_dir, num_shards, args.seed))
-        reports.append(fetched.kept | "CountKept" >> beam.combiners.ToList()
-                       | "KeptReport" >> beam.Map(lambda ls: {"totals": {"kept_unique": _count_labels(ls)}}))
+        reports.append(fetched.kept | "CountKeptPerClass" >> beam.combiners.Count.PerElement()
+                       | "KeptReport" >> beam.MapTuple(
+                           lambda label, n: {"totals": {"kept_unique": {str(label): n}}}))
         dead.append(fetched[DEAD])
         if args.samples_per_class:
             _ = (fetched[SAMPLES]

@@ -22,10 +22,3 @@ def stable_hash64(seed: int, *parts: object) -> int:
 def stable_uniform(seed: int, *parts: object) -> float:
     """A number in [0, 1) drawn deterministically from (seed, parts)."""
     return stable_hash64(seed, *parts) / _DENOMINATOR
-
-
-def stable_shard(seed: int, num_shards: int, *parts: object) -> int:
-    """Shard index in [0, num_shards) for (seed, parts)."""
-    if num_shards < 1:
-        raise ValueError(f"num_shards must be >= 1, got {num_shards}")
-    return stable_hash64(seed, "shard", *parts) % num_shards

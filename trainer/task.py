@@ -31,7 +31,7 @@ from trainer.augment import RandAugment
 from trainer.config import TrainConfig, config_from_args
 from trainer.export import export_saved_model
 from trainer.noisy_student import NoisyStudent
-from trainer.optimization import make_optimizer, make_strategy
+from trainer.optimization import make_optimizer, make_strategy, peak_learning_rate
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +220,7 @@ def train(config: TrainConfig) -> dict:
     evaluate.write_report(report, posixpath.join(model_dir, "eval.json"))
     with tf.io.gfile.GFile(posixpath.join(model_dir, "history.json"), "w") as f:
         json.dump({k: [float(x) for x in v] for k, v in history.history.items()}, f)
-    student.save(_local_or_remote(model_dir, "model.keras"))
+    student.save(posixpath.join(model_dir, "model.keras"))
     export_saved_model(student, posixpath.join(model_dir, "saved_model"), info.class_names)
     log.info("%s: top-1 %.4f on %s/%s; model in %s", config.model, report["top1_accuracy"],
              eval_location, config.eval_split, model_dir)
@@ -234,7 +234,7 @@ def finetune_at_resolution(config: TrainConfig, info: DataInfo, student: keras.M
     bigger.set_weights(student.get_weights())
     finetuner = NoisyStudent(bigger)
     tuned = dataclasses.replace(config, warmup_steps=0, ema_momentum=0.0)
-    finetuner.compile(make_optimizer(tuned, config.finetune_steps, peak=_peak_lr(config) * 0.1),
+    finetuner.compile(make_optimizer(tuned, config.finetune_steps, peak=peak_learning_rate(config) * 0.1),
                       label_smoothing=config.label_smoothing, weight_decay=config.weight_decay)
     labeled = data.labeled_images(info.labeled_files, info.num_classes, size, config.batch_size, None,
                                   config.shuffle_buffer, config.seed)
@@ -242,15 +242,6 @@ def finetune_at_resolution(config: TrainConfig, info: DataInfo, student: keras.M
                   steps_per_epoch=config.finetune_steps, verbose=config.verbose, shuffle=False)
     log.info("fine-tuned at %dx%d for %d steps", size, size, config.finetune_steps)
     return bigger
-
-
-def _peak_lr(config: TrainConfig) -> float:
-    from trainer.optimization import peak_learning_rate
-    return peak_learning_rate(config)
-
-
-def _local_or_remote(directory: str, name: str) -> str:
-    return posixpath.join(directory, name)
 
 
 class _null_scope:
