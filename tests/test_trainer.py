@@ -112,6 +112,11 @@ def test_bad_configs_name_the_field(digits, teacher_dir, tmp_path):
         task.run(FAST + ["--labeled_data", digits, "--mode", "offline"] + out)
     with pytest.raises(ValueError, match="labels \\[-1\\] are outside"):
         task.run(FAST + ["--labeled_data", digits, "--labeled_split", "unlabeled"] + out)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "summary.json").write_text(json.dumps({"splits": {"train": {"records": 0, "labels": {}, "files": []}}}))
+    with pytest.raises(ValueError, match="holds no records .*selection keep nothing"):
+        task.run(FAST + ["--labeled_data", digits, "--mode", "offline", "--unlabeled_data", str(empty)] + out)
     with pytest.raises(FileNotFoundError, match="no files match"):
         task.run(FAST + ["--labeled_data", str(tmp_path / "none-*.tfrecord"), "--num_classes", "10"] + out)
     big_teacher = tmp_path / "wrn.keras"

@@ -19,6 +19,8 @@ AUTOTUNE = tf.data.AUTOTUNE
 
 
 def _records(files: list[str], shuffle_buffer: int, seed: int, repeat: bool) -> tf.data.Dataset:
+    if not files:
+        raise ValueError("no TFRecord files to read (an empty split?)")
     ds = tf.data.Dataset.from_tensor_slices(files)
     if repeat:
         ds = ds.shuffle(len(files), seed=seed).repeat()

@@ -140,6 +140,10 @@ def make_training_data(config: TrainConfig, info: DataInfo) -> tf.data.Dataset:
     unlabeled = None
     if config.mode != "supervised":
         files = dataset_dir.resolve_files(config.unlabeled_data, config.unlabeled_split)
+        if not files:
+            raise ValueError(f"config field 'unlabeled_data': split {config.unlabeled_split!r} of "
+                             f"{config.unlabeled_data} holds no records (did the selection keep nothing? "
+                             "see its stats.json; lower --min_threshold)")
         batch = config.batch_size * config.unlabel_ratio
         if config.mode == "offline":
             unlabeled = data.pseudo_labeled_images(files, info.num_classes, config.image_size, batch,
