@@ -6,7 +6,7 @@ from noisystudent import demo
 
 
 def test_reduced_demo_prints_the_table_and_keeps_its_results(tmp_path, capsys):
-    result = demo.run(["--run_dir", str(tmp_path), "--seeds", "0", "--iterations", "1", "--train_steps", "40"])
+    result = demo.run(["--run_dir", str(tmp_path), "--seeds", "0", "--iterations", "1", "--train_steps", "80"])
     out = capsys.readouterr().out
     assert "teacher (labeled only)" in out and "student of iter0" in out and "gain of the last student" in out
     saved = json.loads((tmp_path / "demo_results.json").read_text())
