@@ -20,15 +20,13 @@ import math
 import posixpath
 import time
 import uuid
-from typing import Iterable, NamedTuple, Optional
+from typing import Iterable, NamedTuple
 
 import apache_beam as beam
 import numpy as np
 import tensorflow as tf
 
-from noisystudent import records
-from noisystudent.dataset_dir import (  # noqa: F401  (re-exported for the jobs)
-    SUMMARY_FILE, iter_split_records, read_summary, shard_path, split_files, split_pattern)
+from noisystudent.dataset_dir import SUMMARY_FILE, shard_path, split_pattern
 from noisystudent.stable_random import stable_hash64
 
 REPORT_FILE = "_report.json"

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import posixpath
 from typing import Iterator, Optional, Sequence
 
 import apache_beam as beam

@@ -18,7 +18,6 @@ import logging
 import time
 from typing import Any, Iterable, NamedTuple, Optional, Sequence
 
-import numpy as np
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 log = logging.getLogger(__name__)

@@ -47,7 +47,7 @@ def inference_rate(model, batch, size, seconds=6.0, dtype="float32"):
     xd = jax.device_put(x)
     n, t = 0, time.perf_counter()
     while time.perf_counter() - t < seconds:
-        out = model.predict_on_batch(xd)
+        model.predict_on_batch(xd)
         n += batch
     return n / (time.perf_counter() - t), compile_s
 

@@ -12,8 +12,6 @@ classifier, and output class probabilities.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import keras
 from keras import layers
 

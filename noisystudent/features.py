@@ -1,3 +1,5 @@
 """`noisystudent features`: pooled embeddings of your images (see noisystudent/classify.py)."""
 
-from noisystudent.classify import run_features as run  # noqa: F401
+from noisystudent.classify import run_features as run
+
+__all__ = ["run"]

@@ -8,12 +8,12 @@ import pytest
 import tensorflow as tf
 from sklearn.datasets import load_digits
 
-from beam_pipelines import dataset_output, ingest_digits
-from noisystudent import records
+from beam_pipelines import ingest_digits
+from noisystudent import dataset_dir, records
 
 
 def _read(out_dir, split):
-    return [records.parse_image_record(r) for r in dataset_output.iter_split_records(str(out_dir), split)]
+    return [records.parse_image_record(r) for r in dataset_dir.iter_split_records(str(out_dir), split)]
 
 
 def test_splits_sizes_labels_and_disjoint_ids(tmp_path):
@@ -42,7 +42,7 @@ def test_same_seed_gives_identical_files_and_another_seed_does_not(tmp_path):
     ingest_digits.run(["--output_dir", str(b), "--seed", "1"])
     ingest_digits.run(["--output_dir", str(c), "--seed", "2"])
     for split in ingest_digits.SPLITS:
-        for name in dataset_output.read_summary(str(a))["splits"][split]["files"]:
+        for name in dataset_dir.read_summary(str(a))["splits"][split]["files"]:
             assert filecmp.cmp(a / name, b / name, shallow=False)
     labeled = lambda d: {r.image_id for r in _read(d, "labeled")}
     assert labeled(a) != labeled(c)

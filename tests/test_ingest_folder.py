@@ -9,7 +9,7 @@ import tensorflow as tf
 from PIL import Image
 
 from beam_pipelines import dataset_output, ingest_folder
-from noisystudent import records
+from noisystudent import dataset_dir, records
 
 
 def _image(path, seed, fmt=None):
@@ -50,7 +50,7 @@ def test_labeled_test_and_unlabeled_folders(folders, tmp_path):
     assert dead[0]["path"].endswith("raw/broken.jpg") and "undecodable" in dead[0]["reason"]
 
     got = {r.image_id: r for s in ("labeled", "test", "unlabeled")
-           for r in map(records.parse_image_record, dataset_output.iter_split_records(str(out), s))}
+           for r in map(records.parse_image_record, dataset_dir.iter_split_records(str(out), s))}
     assert got["pets/labeled/dog/1.png"].label == 1
     assert got["pets/test/emu/t.png"].label == 2
     assert got["pets/unlabeled/deep/er/x.bmp"].label == records.UNLABELED

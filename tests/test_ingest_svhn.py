@@ -8,14 +8,14 @@ import pytest
 import scipy.io
 import tensorflow as tf
 
-from beam_pipelines import dataset_output, ingest_svhn
-from noisystudent import records
+from beam_pipelines import ingest_svhn
+from noisystudent import dataset_dir, records
 from tests.svhn_files import prepare_tfds_svhn, write_svhn_mat
 
 
 def _read_all(out_dir):
-    summary = dataset_output.read_summary(str(out_dir))
-    return {s: [records.parse_image_record(r) for r in dataset_output.iter_split_records(str(out_dir), s)]
+    summary = dataset_dir.read_summary(str(out_dir))
+    return {s: [records.parse_image_record(r) for r in dataset_dir.iter_split_records(str(out_dir), s)]
             for s in summary["splits"]}
 
 
@@ -78,6 +78,6 @@ def test_bad_inputs_name_the_file_and_leave_nothing_complete(tmp_path):
         ingest_svhn.run(["--mat_dir", str(mat), "--output_dir", out, "--splits", "test"])
     with pytest.raises(FileNotFoundError, match="no prepared svhn_cropped"):
         ingest_svhn.run(["--tfds_data_dir", str(tmp_path / "empty"), "--output_dir", out])
-    assert not os.path.exists(os.path.join(out, dataset_output.SUMMARY_FILE))
+    assert not os.path.exists(os.path.join(out, dataset_dir.SUMMARY_FILE))
     with pytest.raises(FileNotFoundError, match="did not finish"):
-        dataset_output.read_summary(out)
+        dataset_dir.read_summary(out)

@@ -1,7 +1,6 @@
 """`noisystudent predict`: the teacher labels every image once; bad records go to the dead letter file."""
 
 import json
-import os
 
 import numpy as np
 import pytest
@@ -10,13 +9,8 @@ import tensorflow as tf
 from beam_pipelines import predict
 from model import build_model
 from noisystudent import dataset_dir, records
+from tests.tfrecord_files import write_tfrecord
 from trainer.export import export_saved_model
-
-
-def _write_records(path, items):
-    with tf.io.TFRecordWriter(str(path)) as w:
-        for item in items:
-            w.write(item)
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +34,7 @@ def images(tmp_path_factory):
         pixels[f"img/{i:02d}"] = p
         shards[i % 2].append(records.encode_image_record(f"img/{i:02d}", tf.io.encode_png(p).numpy()))
     for k, shard in enumerate(shards):
-        _write_records(d / f"part-{k}.tfrecord", shard)
+        write_tfrecord(d / f"part-{k}.tfrecord", shard)
     return d, pixels
 
 
@@ -74,7 +68,7 @@ def test_bad_records_go_to_the_dead_letter_file(teacher, images, tmp_path):
     png = tf.io.encode_png(pixels["img/00"]).numpy()
     no_image = tf.train.Example()
     no_image.features.feature[records.IMAGE_ID].bytes_list.value.append(b"bad/no-image")
-    _write_records(tmp_path / "bad.tfrecord", [
+    write_tfrecord(tmp_path / "bad.tfrecord", [
         records.encode_image_record("bad/truncated", png[: len(png) // 2]),
         records.encode_image_record("bad/not-an-image", b"hello world"),
         no_image.SerializeToString(),
@@ -100,7 +94,7 @@ def test_relabel_keeps_images_and_ids_and_replaces_probabilities(teacher, images
     pseudo = [records.encode_pseudo_labeled(i, tf.io.encode_png(p).numpy(), old, "old-teacher")
               for i, p in pixels.items()]
     pseudo.append(pseudo[0])  # a duplicated image, as the selection job writes them
-    _write_records(tmp_path / "train-00000-of-00001.tfrecord", pseudo)
+    write_tfrecord(tmp_path / "train-00000-of-00001.tfrecord", pseudo)
     out = tmp_path / "out"
     predict.run(["--input", str(tmp_path / "train-*.tfrecord"), "--relabel", "--model", str(tdir / "t.keras"),
                  "--output_dir", str(out), "--teacher_name", "better"])

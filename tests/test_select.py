@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from beam_pipelines import select, selection
 from noisystudent import dataset_dir, records
+from tests.tfrecord_files import write_tfrecord
 
 # class -> [(confidence, how many)]; num_image = 300 per class.
 DESIGN = {
@@ -18,12 +19,6 @@ DESIGN = {
     2: [(0.505, 50), (0.805, 25)],                   # poor: 75 images, 4 copies each
 }
 NUM_IMAGE = 300
-
-
-def _write(path, items):
-    with tf.io.TFRecordWriter(str(path)) as w:
-        for item in items:
-            w.write(item)
 
 
 @pytest.fixture(scope="module")
@@ -46,9 +41,9 @@ def synthetic(tmp_path_factory):
                 preds.append(records.encode_prediction(image_id, str(root / f"img-{shard}.tfrecord"), probs, "t"))
                 n += 1
     for shard, items in enumerate(images):
-        _write(root / f"img-{shard}.tfrecord", items)
-    _write(root / "pred-0.tfrecord", preds[::2])
-    _write(root / "pred-1.tfrecord", preds[1::2])
+        write_tfrecord(root / f"img-{shard}.tfrecord", items)
+    write_tfrecord(root / "pred-0.tfrecord", preds[::2])
+    write_tfrecord(root / "pred-1.tfrecord", preds[1::2])
     return root, pixels
 
 
@@ -119,7 +114,7 @@ def test_trainer_reads_the_output(synthetic, tmp_path):
 def test_bad_predictions_and_missing_images_go_to_the_dead_letter_file(synthetic, tmp_path):
     root, _ = synthetic
     src = str(root / "img-0.tfrecord")
-    _write(tmp_path / "bad-0.tfrecord", [
+    write_tfrecord(tmp_path / "bad-0.tfrecord", [
         records.encode_prediction("u/00000", src, np.array([0.9, 0.05, 0.05]), "t"),
         records.encode_prediction("ghost/1", src, np.array([0.9, 0.05, 0.05]), "t"),
         records.encode_prediction("nan/1", src, np.array([np.nan, 0.5, 0.5]), "t"),

@@ -77,7 +77,6 @@ def test_fixres_finetune_exports_the_larger_resolution(digits, tmp_path):
 @pytest.mark.parametrize("prob_format", ["float16", "top_k:3"])
 def test_offline_reads_compact_probabilities(digits, tmp_path, prob_format):
     from trainer import data
-    from noisystudent import records
     pseudo = make_pseudo_labeled(digits, tmp_path / "p", prob_format=prob_format)
     ds = data.pseudo_labeled_images(tf.io.gfile.glob(pseudo), 10, 16, 8, None, prob_format)
     _, probs = next(iter(ds))
