@@ -11,6 +11,7 @@ setup(
     python_requires=">=3.10,<3.13",
     packages=find_packages(include=["noisystudent*", "beam_pipelines*", "trainer*", "model*", "deploy*"]),
     include_package_data=True,
+    package_data={"noisystudent": ["data/*.tsv"]},  # ImageNet class names (classify)
     install_requires=[
         # Known to resolve together (tfx-bsl pins tensorflow and beam ranges).
         "apache-beam[gcp]>=2.77,<2.78",

@@ -6,8 +6,8 @@
 Images are files, folders (walked) or globs; local or gs://. The model is a
 `.keras` file or a SavedModel exported by the trainer; class names come from
 the noisystudent.json the trainer writes beside it, or --class_names (a file
-with one name per line); a 1,000-class model without names shows ImageNet
-synset ids (n01440764 ...). An image that cannot be decoded is reported and
+with one name per line); a 1,000-class model without names shows the ImageNet
+class names shipped with the package (tench, goldfish, ...). An image that cannot be decoded is reported and
 skipped; the others are classified.
 """
 
@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import posixpath
 import sys
 from typing import Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
+
+from noisystudent import imagenet_classes
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 
@@ -46,7 +47,7 @@ def list_images(specs: Sequence[str]) -> list[str]:
 
 
 def class_names_for(model_path: str, num_classes: int, names_file: Optional[str] = None) -> list[str]:
-    """Names from --class_names, the trainer's noisystudent.json, ImageNet synsets, or indices."""
+    """Names from --class_names, the trainer's noisystudent.json, ImageNet's (shipped), or indices."""
     if names_file:
         with tf.io.gfile.GFile(names_file) as f:
             names = [line.strip() for line in f if line.strip()]
@@ -62,12 +63,8 @@ def class_names_for(model_path: str, num_classes: int, names_file: Optional[str]
                 names = json.load(f).get("class_names")
             if names and len(names) == num_classes:
                 return list(names)
-    if num_classes == 1000:
-        import tensorflow_datasets as tfds
-        labels = os.path.join(os.path.dirname(tfds.__file__), "datasets", "imagenet2012", "labels.txt")
-        if os.path.exists(labels):
-            with open(labels) as f:
-                return [line.strip() for line in f if line.strip()]
+    if num_classes == imagenet_classes.NUM_CLASSES:
+        return imagenet_classes.imagenet_class_names()
     return [str(i) for i in range(num_classes)]
 
 

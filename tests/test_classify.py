@@ -9,7 +9,7 @@ import tensorflow as tf
 from PIL import Image
 
 from model import build_model
-from noisystudent import classify, records
+from noisystudent import classify, imagenet_classes, records
 from trainer.export import export_saved_model
 
 
@@ -68,3 +68,19 @@ def test_missing_images_are_a_clear_error(setup):
     root, _, _ = setup
     with pytest.raises(FileNotFoundError, match="nowhere.png: no such file"):
         classify.classify(str(root / "model" / "model.keras"), [str(root / "nowhere.png")])
+
+
+def test_a_1000_class_model_without_names_shows_imagenet_names(setup, tmp_path, capsys):
+    root, _, pixels = setup
+    model = build_model("cnn-small", 1000, input_shape=(16, 16, 3))
+    model.save(str(tmp_path / "imagenet.keras"))
+    results = classify.run(["--model", str(tmp_path / "imagenet.keras"), "--top_k", "3",
+                            str(root / "imgs" / "*.png")])
+    names = imagenet_classes.imagenet_class_names()
+    assert names[0] == "tench" and names[1] == "goldfish" and names[999] == "toilet tissue"
+    assert imagenet_classes.imagenet_synsets()[0] == "n01440764"
+    for r in results:
+        if "top" in r:
+            assert [t["name"] for t in r["top"]] == [names[t["class"]] for t in r["top"]]
+    first = next(r for r in results if "top" in r)
+    assert f"{first['top'][0]['name']} {first['top'][0]['probability']:.3f}" in capsys.readouterr().out
