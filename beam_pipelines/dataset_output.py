@@ -57,8 +57,8 @@ class _WriteShardFn(beam.DoFn):
         self._written = beam.metrics.Metrics.counter("dataset_output", "records_written")
 
     def process(self, element):
-        (split, shard), items = element
-        items = sorted(items)  # (hash, key, serialized, label): deterministic order
+        (split, shard), groups = element
+        items = sorted(item for group in groups for item in group)  # by (hash, key): deterministic
         path = shard_path(self._output_dir, split, shard, self._num_shards[split])
         tmp_path = f"{path}.tmp-{uuid.uuid4().hex}"
         labels: dict[int, int] = {}
@@ -78,26 +78,36 @@ class _WriteShardFn(beam.DoFn):
 
 
 class WriteShardedTFRecords(beam.PTransform):
-    """ShardedRecords -> deterministic shards; outputs one report dict per shard."""
+    """ShardedRecords -> deterministic shards; outputs one report dict per shard.
 
-    def __init__(self, output_dir: str, num_shards: dict[str, int], seed: int):
+    With `batched=True` each input element is a list of ShardedRecords (e.g. one
+    model call's output): they are grouped by shard before the shuffle, so the
+    shuffle moves one element per (batch, shard) instead of one per record.
+    """
+
+    def __init__(self, output_dir: str, num_shards: dict[str, int], seed: int, batched: bool = False):
         super().__init__()
         self._output_dir = output_dir
         self._num_shards = dict(num_shards)
         self._seed = seed
+        self._batched = batched
 
     def expand(self, pcoll):
         seed, num_shards = self._seed, self._num_shards
 
-        def key_by_shard(r: ShardedRecord):
-            if r.split not in num_shards:
-                raise ValueError(f"record {r.key!r}: no shard count for split {r.split!r}")
-            h = stable_hash64(seed, r.key)  # one hash: the shard, and the order inside it
-            return (r.split, h % num_shards[r.split]), (h, r.key, r.serialized, r.label)
+        def by_shard(batch: Iterable[ShardedRecord]):
+            groups: dict[tuple[str, int], list] = {}
+            for r in batch:
+                if r.split not in num_shards:
+                    raise ValueError(f"record {r.key!r}: no shard count for split {r.split!r}")
+                h = stable_hash64(seed, r.key)  # one hash: the shard, and the order inside it
+                groups.setdefault((r.split, h % num_shards[r.split]), []).append((h, r.key, r.serialized, r.label))
+            return groups.items()
 
+        keyed = (pcoll | "KeyByShard" >> beam.FlatMap(by_shard) if self._batched
+                 else pcoll | "KeyByShard" >> beam.FlatMap(lambda r: by_shard([r])))
         return (
-            pcoll
-            | "KeyByShard" >> beam.Map(key_by_shard)
+            keyed
             | "GroupByShard" >> beam.GroupByKey()
             | "WriteShards" >> beam.ParDo(_WriteShardFn(self._output_dir, num_shards))
         )

@@ -4,7 +4,8 @@
         --model runs/demo/teacher/model.keras --output_dir runs/demo/predictions
 
 reads image records (a dataset dir + --split, or a glob; gs:// works), runs the
-teacher in inference mode on batches of --batch_size, and writes prediction
+teacher in inference mode on chunks of --batch_size images (one element per
+chunk all the way to the shard writer: see teacher_inference.py), and writes prediction
 records (image/id, source, probabilities, label, confidence, teacher) to
 <output_dir>/predictions-*.tfrecord. Records it cannot label (missing
 fields, undecodable images) go to dead_letter.jsonl with their id, source and
@@ -35,7 +36,7 @@ from beam_pipelines.pipeline_options import (
     run_pipeline,
     split_job_and_beam_args,
 )
-from beam_pipelines.teacher_inference import ImageToLabel, KerasTeacherHandler
+from beam_pipelines.teacher_inference import ChunkLabels, ImageChunk, KerasTeacherHandler
 from noisystudent import dataset_dir, records
 
 PREDICTIONS_SPLIT = "predictions"
@@ -70,44 +71,84 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class ParseForInference(beam.DoFn):
-    """(source file, serialized record) -> ImageToLabel, or a dead letter before any batching."""
+class ReadImageChunks(beam.DoFn):
+    """An input file -> ImageChunks of up to `chunk_size` images, and dead letters for bad records.
 
-    def __init__(self):
+    TFRecord files are not splittable (no sync markers; Beam's own reader reads
+    them whole too), so a file is the unit of parallelism: inputs should be
+    many moderate shards, as ingestion writes them. Reading goes through
+    tf.data (C++ reads, local or gs://); records are parsed here so that no
+    per-image element ever enters the pipeline. A file that is truncated or
+    corrupt mid-way yields what was read and one dead letter for the rest.
+    """
+
+    def __init__(self, chunk_size: int):
+        self._chunk_size = chunk_size
         self._read = beam.metrics.Metrics.counter("predict", "records_read")
         self._bad = beam.metrics.Metrics.counter("predict", "dead_letter")
 
-    def process(self, element) -> Iterator:
-        source, serialized = element
-        self._read.inc()
+    def process(self, path: str) -> Iterator:
+        import tensorflow as tf
+
+        read = 0
         try:
-            record = records.parse_image_record(serialized)
-        except records.RecordError as e:
+            for serialized in tf.data.TFRecordDataset(path, buffer_size=8 << 20).batch(
+                    self._chunk_size).as_numpy_iterator():
+                read += len(serialized)
+                self._read.inc(len(serialized))
+                yield from self._chunk(path, serialized)
+        except (tf.errors.DataLossError, tf.errors.OutOfRangeError) as e:
+            # The failing batch is lost as a whole: re-read it record by record, up to the damage.
+            salvaged = []
+            try:
+                for data in tf.data.TFRecordDataset(path).skip(read).as_numpy_iterator():
+                    salvaged.append(data)
+            except (tf.errors.DataLossError, tf.errors.OutOfRangeError) as again:
+                e = again
+            read += len(salvaged)
+            self._read.inc(len(salvaged) + 1)  # the unreadable rest of the file counts as one input
+            yield from self._chunk(path, salvaged)
             self._bad.inc()
-            yield beam.pvalue.TaggedOutput(DEAD, {"id": records.peek_image_id(serialized), "source": source,
-                                                  "reason": str(e)})
-            return
-        if not record.encoded.startswith(IMAGE_MAGIC):
-            self._bad.inc()
-            yield beam.pvalue.TaggedOutput(DEAD, {"id": record.image_id, "source": source,
-                                                  "reason": "image/encoded is not a PNG, JPEG, GIF or BMP image"})
-            return
-        yield ImageToLabel(record.image_id, source, record.encoded)
+            message = e.message.split("}} ")[-1].split(" [Op:")[0].splitlines()[0][:200]
+            yield beam.pvalue.TaggedOutput(DEAD, {"id": "", "source": path, "reason": (
+                f"unreadable TFRecord data after record {read}: {message}")})
+
+    def _chunk(self, path: str, serialized) -> Iterator:
+        chunk = ImageChunk(path, [], [])
+        for data in serialized:
+            try:
+                record = records.parse_image_record(data)
+            except records.RecordError as e:
+                self._bad.inc()
+                yield beam.pvalue.TaggedOutput(DEAD, {"id": records.peek_image_id(data), "source": path,
+                                                      "reason": str(e)})
+                continue
+            if not record.encoded.startswith(IMAGE_MAGIC):
+                self._bad.inc()
+                yield beam.pvalue.TaggedOutput(DEAD, {"id": record.image_id, "source": path, "reason":
+                                                      "image/encoded is not a PNG, JPEG, GIF or BMP image"})
+                continue
+            chunk.image_ids.append(record.image_id)
+            chunk.encoded.append(record.encoded)
+        if chunk.image_ids:
+            yield chunk
 
 
 def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """Rows of probabilities p -> p^(1/T), renormalised (T = 1: unchanged)."""
     if temperature == 1.0:
         return probs
     logp = np.log(np.clip(probs.astype(np.float64), 1e-12, 1.0)) / temperature
-    logp -= logp.max()
+    logp -= logp.max(axis=-1, keepdims=True)
     p = np.exp(logp)
-    return (p / p.sum()).astype(np.float32)
+    return (p / p.sum(axis=-1, keepdims=True)).astype(np.float32)
 
 
-class EncodeOutput(beam.DoFn):
-    """PredictionResult -> ShardedRecord (prediction or re-labelled record), or a dead letter.
+class EncodeChunk(beam.DoFn):
+    """PredictionResult(ImageChunk, ChunkLabels) -> one list of ShardedRecords, and dead letters.
 
-    Confidence totals leave once per bundle (on the 'totals' output), not per image.
+    The output stays one element per chunk up to the shard writer; confidence
+    totals leave once per bundle (on the 'totals' output).
     """
 
     TOTALS = "totals"
@@ -126,25 +167,32 @@ class EncodeOutput(beam.DoFn):
                 {"totals": {"confidence_sum": self._confidence_sum, "confidence_count": self._count}}))
 
     def process(self, result: PredictionResult) -> Iterator:
-        item: ImageToLabel = result.example
-        if isinstance(result.inference, str) or not np.all(np.isfinite(result.inference)):
+        chunk: ImageChunk = result.example
+        labels: ChunkLabels = result.inference
+        probs = apply_temperature(labels.probabilities, self._temperature)
+        good = np.isfinite(probs).all(axis=1)
+        for row in np.flatnonzero(~good):
             self._bad.inc()
-            reason = result.inference if isinstance(result.inference, str) else "teacher output is not finite"
-            yield beam.pvalue.TaggedOutput(DEAD, {"id": item.image_id, "source": item.source, "reason": reason})
+            reason = labels.errors.get(int(row), "teacher output is not finite")
+            yield beam.pvalue.TaggedOutput(DEAD, {"id": chunk.image_ids[row], "source": chunk.source,
+                                                  "reason": reason})
+        rows = np.flatnonzero(good).tolist()
+        if not rows:
             return
-        probs = apply_temperature(np.asarray(result.inference, np.float32), self._temperature)
+        ids, probs = [chunk.image_ids[i] for i in rows], probs[rows]
         if self._relabel:
-            serialized = records.encode_pseudo_labeled(item.image_id, item.encoded, probs, self._teacher,
-                                                       self._format)
+            serialized = records.encode_pseudo_labeled_batch(ids, [chunk.encoded[i] for i in rows], probs,
+                                                             self._teacher, self._format)
             split = RELABELED_SPLIT
         else:
-            serialized = records.encode_prediction(item.image_id, item.source, probs, self._teacher, self._format)
+            serialized = records.encode_predictions(ids, chunk.source, probs, self._teacher, self._format)
             split = PREDICTIONS_SPLIT
-        self._predicted.inc()
-        self._confidence_sum += float(probs.max())
-        self._count += 1
+        self._predicted.inc(len(rows))
+        self._confidence_sum += float(probs.max(axis=1).sum(dtype=np.float64))
+        self._count += len(rows)
         # Duplicated images (relabel input) share an id: their identical bytes sort together.
-        yield out.ShardedRecord(split, item.image_id, serialized, int(probs.argmax()))
+        yield [out.ShardedRecord(split, i, data, label)
+               for i, data, label in zip(ids, serialized, probs.argmax(axis=1).tolist())]
 
 
 def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
@@ -168,24 +216,25 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
     teacher = args.teacher_name or args.model
     if not dry_run:
         out.prepare_output_dir(args.output_dir, num_shards, args.overwrite)
-    handler = KerasTeacherHandler(args.model, args.batch_size, args.image_size, args.large_model)
+    handler = KerasTeacherHandler(args.model, args.image_size, args.large_model)
 
     p = test_pipeline or beam.Pipeline(options=make_pipeline_options(beam_args, save_main_session))
-    read = (p | "ListInputFiles" >> beam.Create(files)
-            | "ReadImages" >> beam.io.ReadAllFromTFRecord(with_filename=True))
-    parsed = read | "ParseRecords" >> beam.ParDo(ParseForInference()).with_outputs(DEAD, main="images")
+    chunks = (p | "ListInputFiles" >> beam.Create(files)
+              | "SpreadFiles" >> beam.Reshuffle()
+              | "ReadImageChunks" >> beam.ParDo(ReadImageChunks(args.batch_size)).with_outputs(
+                  DEAD, main="chunks"))
     encoded = (
-        parsed.images
+        chunks.chunks
         | "PredictWithTeacher" >> RunInference(handler)
-        | "EncodeOutput" >> beam.ParDo(EncodeOutput(teacher, args.prob_format, args.temperature,
-                                                    args.relabel)).with_outputs(
-            DEAD, EncodeOutput.TOTALS, main="records")
+        | "EncodeOutput" >> beam.ParDo(EncodeChunk(teacher, args.prob_format, args.temperature,
+                                                   args.relabel)).with_outputs(
+            DEAD, EncodeChunk.TOTALS, main="records")
     )
     reports = encoded.records | "WriteRecords" >> out.WriteShardedTFRecords(args.output_dir, num_shards,
-                                                                           args.seed)
-    dead = ((parsed[DEAD], encoded[DEAD]) | "AllDeadLetters" >> beam.Flatten()
+                                                                           args.seed, batched=True)
+    dead = ((chunks[DEAD], encoded[DEAD]) | "AllDeadLetters" >> beam.Flatten()
             | "WriteDeadLetters" >> out.WriteDeadLetters(args.output_dir))
-    _ = ((reports, dead, encoded[EncodeOutput.TOTALS]) | "AllReports" >> beam.Flatten()
+    _ = ((reports, dead, encoded[EncodeChunk.TOTALS]) | "AllReports" >> beam.Flatten()
          | "WriteReport" >> out.WriteReport(args.output_dir))
     if dry_run:
         return run_pipeline(p, dry_run)

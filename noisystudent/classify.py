@@ -84,20 +84,10 @@ def classify(model_path: str, images: Sequence[str], top_k: int = 5, batch_size:
     results = []
     for start in range(0, len(paths), batch_size):
         chunk = paths[start:start + batch_size]
-        encoded = [_read(p) for p in chunk]
-        try:
-            probs = teacher.predict(tf.constant(encoded)).numpy()
-            per_image = list(probs)
-        except tf.errors.InvalidArgumentError:  # find the bad image(s), keep the rest
-            per_image = []
-            for e in encoded:
-                try:
-                    per_image.append(teacher.predict(tf.constant([e])).numpy()[0])
-                except tf.errors.InvalidArgumentError as err:
-                    per_image.append(f"undecodable image: {err.message.splitlines()[0][:120]}")
-        for path, p in zip(chunk, per_image):
-            if isinstance(p, str):
-                results.append({"image": path, "error": p})
+        labels = teacher.label_each([_read(p) for p in chunk])
+        for row, (path, p) in enumerate(zip(chunk, labels.probabilities)):
+            if row in labels.errors:
+                results.append({"image": path, "error": labels.errors[row]})
                 continue
             top = np.argsort(-p)[:top_k]
             results.append({"image": path, "top": [{"class": int(c), "name": names[c],

@@ -29,10 +29,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
+
+from noisystudent import example_wire
 
 IMAGE_ENCODED = "image/encoded"
 IMAGE_ID = "image/id"
@@ -93,16 +95,18 @@ class PseudoLabeledRecord(_TeacherLabel):
 
 
 # ---------------------------------------------------------------- features
-def _bytes(values: list[bytes]) -> tf.train.Feature:
-    return tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
+# Writers build the wire bytes directly (example_wire: byte-identical to protobuf's
+# deterministic serialization, ~4x faster); readers parse with protobuf / tf.io.
+def _bytes(values: list[bytes]) -> bytes:
+    return example_wire.bytes_feature(values)
 
 
-def _int64(values: list[int]) -> tf.train.Feature:
-    return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+def _int64(values: list[int]) -> bytes:
+    return example_wire.int64_feature(values)
 
 
-def _float(values) -> tf.train.Feature:
-    return tf.train.Feature(float_list=tf.train.FloatList(value=values))
+def _float(values) -> bytes:
+    return example_wire.float_feature(values)
 
 
 def parse_probability_format(spec: str) -> tuple[str, int]:
@@ -121,18 +125,18 @@ def parse_probability_format(spec: str) -> tuple[str, int]:
     )
 
 
-def _probability_features(probs: np.ndarray, prob_format: str) -> dict[str, tf.train.Feature]:
+def _probability_features(probs: np.ndarray, prob_format: str) -> dict[str, bytes]:
     kind, k = parse_probability_format(prob_format)
     probs = np.asarray(probs, dtype=np.float32)
     if kind == "float32":
-        return {PROBABILITIES: _float(probs.tolist())}
+        return {PROBABILITIES: _float(probs)}
     if kind == "float16":
         return {PROBABILITIES_FLOAT16: _bytes([probs.astype("<f2").tobytes()])}
     k = min(k, probs.shape[0])
     top = np.argsort(-probs, kind="stable")[:k]
     return {
         TOP_K_CLASSES: _int64(top.tolist()),
-        TOP_K_VALUES: _float(probs[top].tolist()),
+        TOP_K_VALUES: _float(probs[top]),
         PROB_NUM_CLASSES: _int64([int(probs.shape[0])]),
     }
 
@@ -202,16 +206,11 @@ def encode_image_record(image_id: str, encoded: bytes, label: int = UNLABELED) -
     """Serialize an image record (encoded JPEG/PNG bytes, stable id, 0-based label or -1)."""
     if not image_id:
         raise RecordError("image record: empty image/id")
-    example = tf.train.Example(
-        features=tf.train.Features(
-            feature={
-                IMAGE_ID: _bytes([image_id.encode("utf-8")]),
-                IMAGE_ENCODED: _bytes([encoded]),
-                LABEL: _int64([int(label)]),
-            }
-        )
-    )
-    return example.SerializeToString(deterministic=True)
+    return example_wire.example({
+        IMAGE_ID: _bytes([image_id.encode("utf-8")]),
+        IMAGE_ENCODED: _bytes([encoded]),
+        LABEL: _int64([int(label)]),
+    })
 
 
 def parse_image_record(serialized: bytes) -> ImageRecord:
@@ -227,6 +226,18 @@ def parse_image_record(serialized: bytes) -> ImageRecord:
 
 
 # ---------------------------------------------------------------- predictions
+def encode_predictions(
+    image_ids: Sequence[str],
+    source: str,
+    probabilities: np.ndarray,
+    teacher: str,
+    prob_format: str = "float32",
+) -> list[bytes]:
+    """Serialize a teacher's predictions for images of one source file ([N, C] probabilities)."""
+    constant = {SOURCE: _bytes([source.encode("utf-8")]), TEACHER: _bytes([teacher.encode("utf-8")])}
+    return _encode_labelled(image_ids, None, probabilities, constant, prob_format)
+
+
 def encode_prediction(
     image_id: str,
     source: str,
@@ -235,16 +246,28 @@ def encode_prediction(
     prob_format: str = "float32",
 ) -> bytes:
     """Serialize a teacher's prediction for one image."""
+    return encode_predictions([image_id], source, np.asarray(probabilities)[None], teacher, prob_format)[0]
+
+
+def _encode_labelled(image_ids: Sequence[str], images: Optional[Sequence[bytes]], probabilities: np.ndarray,
+                     constant: dict[str, bytes], prob_format: str) -> list[bytes]:
+    """Records with a teacher's labels: the batch's scalars computed at once, bytes per record."""
     probs = np.asarray(probabilities, dtype=np.float32)
-    feature = {
-        IMAGE_ID: _bytes([image_id.encode("utf-8")]),
-        SOURCE: _bytes([source.encode("utf-8")]),
-        LABEL: _int64([int(np.argmax(probs))]),
-        CONFIDENCE: _float([float(np.max(probs))]),
-        TEACHER: _bytes([teacher.encode("utf-8")]),
-    }
-    feature.update(_probability_features(probs, prob_format))
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(deterministic=True)
+    if probs.ndim != 2 or probs.shape[0] != len(image_ids):
+        raise ValueError(f"probabilities of shape {probs.shape} for {len(image_ids)} images")
+    parse_probability_format(prob_format)
+    labels, confidence = probs.argmax(axis=1).tolist(), probs.max(axis=1)
+    out = []
+    for i, image_id in enumerate(image_ids):
+        feature = dict(constant)
+        feature[IMAGE_ID] = _bytes([image_id.encode("utf-8")])
+        if images is not None:
+            feature[IMAGE_ENCODED] = _bytes([images[i]])
+        feature[LABEL] = _int64([labels[i]])
+        feature[CONFIDENCE] = _float(confidence[i:i + 1])
+        feature.update(_probability_features(probs[i], prob_format))
+        out.append(example_wire.example(feature))
+    return out
 
 
 def parse_prediction(serialized: bytes, num_classes: Optional[int] = None) -> Prediction:
@@ -276,6 +299,20 @@ def read_label_and_confidence(serialized: bytes) -> tuple[int, float]:
 
 
 # ---------------------------------------------------------------- pseudo-labeled
+def encode_pseudo_labeled_batch(
+    image_ids: Sequence[str],
+    encoded_images: Sequence[bytes],
+    probabilities: np.ndarray,
+    teacher: str,
+    prob_format: str = "float32",
+) -> list[bytes]:
+    """Serialize student training records: images plus the teacher's labels ([N, C] probabilities)."""
+    if len(encoded_images) != len(image_ids):
+        raise ValueError(f"{len(encoded_images)} images for {len(image_ids)} ids")
+    constant = {TEACHER: _bytes([teacher.encode("utf-8")])}
+    return _encode_labelled(image_ids, encoded_images, probabilities, constant, prob_format)
+
+
 def encode_pseudo_labeled(
     image_id: str,
     encoded: bytes,
@@ -284,16 +321,8 @@ def encode_pseudo_labeled(
     prob_format: str = "float32",
 ) -> bytes:
     """Serialize a student training record: the image plus the teacher's labels."""
-    probs = np.asarray(probabilities, dtype=np.float32)
-    feature = {
-        IMAGE_ID: _bytes([image_id.encode("utf-8")]),
-        IMAGE_ENCODED: _bytes([encoded]),
-        LABEL: _int64([int(np.argmax(probs))]),
-        CONFIDENCE: _float([float(np.max(probs))]),
-        TEACHER: _bytes([teacher.encode("utf-8")]),
-    }
-    feature.update(_probability_features(probs, prob_format))
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(deterministic=True)
+    return encode_pseudo_labeled_batch([image_id], [encoded], np.asarray(probabilities)[None], teacher,
+                                       prob_format)[0]
 
 
 def parse_pseudo_labeled(serialized: bytes) -> PseudoLabeledRecord:
@@ -312,8 +341,8 @@ def parse_pseudo_labeled(serialized: bytes) -> PseudoLabeledRecord:
 def encode_embedding(image_id: str, vector: np.ndarray) -> bytes:
     """An image's embedding (features command): image/id + embedding float list."""
     feature = {IMAGE_ID: _bytes([image_id.encode("utf-8")]),
-               EMBEDDING: _float(np.asarray(vector, np.float32).ravel().tolist())}
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(deterministic=True)
+               EMBEDDING: _float(np.asarray(vector, np.float32).ravel())}
+    return example_wire.example(feature)
 
 
 # ---------------------------------------------------------------- tf.data specs

@@ -70,21 +70,30 @@ def test_bad_records_go_to_the_dead_letter_file(teacher, images, tmp_path):
     no_image.features.feature[records.IMAGE_ID].bytes_list.value.append(b"bad/no-image")
     write_tfrecord(tmp_path / "bad.tfrecord", [
         records.encode_image_record("bad/truncated", png[: len(png) // 2]),
+        records.encode_image_record("good/one", png),
         records.encode_image_record("bad/not-an-image", b"hello world"),
         no_image.SerializeToString(),
-        records.encode_image_record("good/one", png),
+        records.encode_image_record("good/two", png),
+        records.encode_image_record("bad/truncated-2", png[: len(png) // 3]),
+        records.encode_image_record("good/three", png),
     ])
+    # A file cut off in its third record: the first two are labelled, the rest is one dead letter.
+    write_tfrecord(tmp_path / "cut.tfrecord", [records.encode_image_record(f"cut/{i}", png) for i in range(3)])
+    data = (tmp_path / "cut.tfrecord").read_bytes()
+    (tmp_path / "cut.tfrecord").write_bytes(data[: len(data) - 20])
     out = tmp_path / "out"
     summary = predict.run(["--input", str(tmp_path / "*.tfrecord"), "--model", str(tdir / "t.keras"),
                            "--output_dir", str(out), "--batch_size", "4"])
     dead = {d["id"]: d for d in map(json.loads, (out / "dead_letter.jsonl").read_text().splitlines())}
-    assert set(dead) == {"bad/truncated", "bad/not-an-image", "bad/no-image"}
-    assert "undecodable" in dead["bad/truncated"]["reason"]
+    assert set(dead) == {"bad/truncated", "bad/truncated-2", "bad/not-an-image", "bad/no-image", ""}
+    assert "undecodable" in dead["bad/truncated"]["reason"] and "undecodable" in dead["bad/truncated-2"]["reason"]
     assert "not a PNG" in dead["bad/not-an-image"]["reason"]
     assert "'image/encoded'" in dead["bad/no-image"]["reason"]
     assert dead["bad/truncated"]["source"].endswith("bad.tfrecord")
-    assert [p.image_id for p in _predictions(out)] == ["good/one"]
-    assert summary["input_records"] == 4 == summary["predicted"] + summary["dead_letter"]
+    assert dead[""]["source"].endswith("cut.tfrecord") and "after record 2" in dead[""]["reason"]
+    assert sorted(p.image_id for p in _predictions(out)) == ["cut/0", "cut/1", "good/one", "good/three",
+                                                             "good/two"]
+    assert summary["input_records"] == 7 + 3 == summary["predicted"] + summary["dead_letter"]
 
 
 def test_relabel_keeps_images_and_ids_and_replaces_probabilities(teacher, images, tmp_path):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from noisystudent import records
+from noisystudent import example_wire, records
 
 
 def test_image_record_round_trip_and_tf_parse():
@@ -69,3 +69,47 @@ def test_errors_name_the_record_and_field():
         records.parse_prediction(records.encode_prediction("i", "s", np.ones(3) / 3, "t"), 10)
     with pytest.raises(ValueError, match="top_k:K"):
         records.parse_probability_format("top_k:zero")
+
+
+def _proto_feature(kind: str, values) -> tf.train.Feature:
+    if kind == "bytes":
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
+    if kind == "float":
+        return tf.train.Feature(float_list=tf.train.FloatList(value=np.asarray(values, np.float32).tolist()))
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+
+
+def test_wire_encoder_matches_protobuf():
+    rng = np.random.default_rng(0)
+    write = {"bytes": example_wire.bytes_feature, "float": example_wire.float_feature,
+             "int64": example_wire.int64_feature}
+    for trial in range(300):
+        features = {}
+        for f in range(int(rng.integers(0, 7))):
+            kind = ["bytes", "float", "int64"][int(rng.integers(3))]
+            n = int(rng.integers(0, 40 if trial % 10 else 400))  # long lists: multi-byte lengths
+            if kind == "bytes":
+                values = [rng.bytes(int(rng.integers(0, 300))) for _ in range(n)]
+            elif kind == "float":
+                values = rng.normal(size=n).astype(np.float32) * 10.0 ** float(rng.integers(-30, 30))
+            else:
+                values = [int(v) for v in rng.integers(-(2 ** 63), 2 ** 63 - 1, size=n, dtype=np.int64)]
+            key = "".join(rng.choice(list("ab/_éz9"), size=int(rng.integers(1, 12))))
+            features[key] = (kind, values)
+        expected = tf.train.Example(features=tf.train.Features(
+            feature={k: _proto_feature(kind, v) for k, (kind, v) in features.items()}))
+        for key, (kind, values) in features.items():  # each Feature: the same bytes
+            assert write[kind](values) == expected.features.feature[key].SerializeToString(), (key, kind)
+        got = example_wire.example({k: write[kind](v) for k, (kind, v) in features.items()})
+        assert tf.train.Example.FromString(got) == expected and len(got) == expected.ByteSize()
+        assert got == example_wire.example(dict(reversed(list(  # insertion order does not matter
+            {k: write[kind](v) for k, (kind, v) in features.items()}.items()))))
+
+
+def test_record_writers_write_valid_examples():
+    probs = np.array([0.1, 0.7, 0.2], np.float32)
+    data = records.encode_prediction("id/ü", "gs://b/shard-0.tfrecord", probs, "teacher-1", "top_k:2")
+    assert len(data) == tf.train.Example.FromString(data).ByteSize()
+    data = records.encode_image_record("x/1", b"img")  # label -1: a ten-byte varint
+    assert len(data) == tf.train.Example.FromString(data).ByteSize()
+    assert tf.train.Example.FromString(data).features.feature[records.LABEL].int64_list.value == [-1]
