@@ -10,7 +10,9 @@ One pipeline (the original needed 2 x 128 processes polling each other's files):
 2. ConfidenceHistograms: a CombineFn, [classes x buckets] counts.
 3. Thresholds and expected copies per class, computed once from the histogram
    (beam_pipelines/selection.py) and used as a side input.
-4. SelectAndBalance: keep/copy decisions, a pure function of (seed, image id).
+4. SelectAndBalance: keep/copy decisions, a pure function of (seed, image id),
+   on a second read of the predictions (holding N predictions until the
+   thresholds are known would cost memory in N; reading again costs little).
 5. FetchSelectedImages: selected predictions grouped by `source` file; each
    source file is read once and its selected images emitted with their copies.
    Image bytes are never shuffled to meet their predictions.
@@ -85,10 +87,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class ParsePredictions(beam.DoFn):
-    """Serialized prediction -> (label, bucket, id, source, serialized); bad ones -> dead letter."""
+    """Serialized prediction -> (label, bucket, id, source, serialized); bad ones -> dead letter.
 
-    def __init__(self, num_classes: int, num_buckets: int, max_prob: float):
+    The job reads the predictions twice (histograms, then selection) instead of
+    holding them all until the thresholds are known; only the first pass
+    (`report=True`) counts and writes dead letters.
+    """
+
+    def __init__(self, num_classes: int, num_buckets: int, max_prob: float, report: bool = True):
         self._num_classes, self._num_buckets, self._max_prob = num_classes, num_buckets, max_prob
+        self._report = report
         self._bad = beam.metrics.Metrics.counter("select", "dead_letter")
         self._above_max = beam.metrics.Metrics.counter("select", "above_max_prob")
 
@@ -96,11 +104,13 @@ class ParsePredictions(beam.DoFn):
         try:
             p = records.parse_prediction(serialized, self._num_classes)
         except records.RecordError as e:
-            self._bad.inc()
-            yield beam.pvalue.TaggedOutput(DEAD, {"id": records.peek_image_id(serialized), "reason": str(e)})
+            if self._report:
+                self._bad.inc()
+                yield beam.pvalue.TaggedOutput(DEAD, {"id": records.peek_image_id(serialized), "reason": str(e)})
             return
         if p.confidence > self._max_prob:
-            self._above_max.inc()
+            if self._report:
+                self._above_max.inc()
             return
         yield p.label, selection.bucket_of(p.confidence, self._num_buckets), p.image_id, p.source, serialized
 
@@ -141,7 +151,14 @@ def decide_copies(element, plan: list, seed: int) -> Iterator:
 
 
 class FetchSelectedImages(beam.DoFn):
-    """(source file, selected predictions) -> pseudo-labeled records, each source read once."""
+    """(source file, selected predictions) -> pseudo-labeled records, each source read once.
+
+    Per source file it emits lists of ShardedRecords (at most ~16 MB each, for
+    the batched shard writer), (label, kept count) pairs and at most
+    `samples_per_class` sample images per class: no per-image element leaves it.
+    """
+
+    MAX_BATCH_BYTES = 16 << 20
 
     def __init__(self, prob_format: str, samples_per_class: int, seed: int):
         self._format, self._samples, self._seed = prob_format, samples_per_class, seed
@@ -151,35 +168,55 @@ class FetchSelectedImages(beam.DoFn):
     def process(self, element) -> Iterator:
         source, selected = element
         wanted = {image_id: (copies, serialized) for image_id, copies, serialized in selected}
-        found = set()
+        found: set[str] = set()
+        kept: dict[int, int] = {}
+        samples: dict[int, list] = {}
+        batch, batch_bytes = [], 0
         try:
-            for raw in tf.data.TFRecordDataset(source).as_numpy_iterator():
-                image_id = records.peek_image_id(raw)
-                if image_id not in wanted or image_id in found:
-                    continue
-                found.add(image_id)
-                yield from self._emit(raw, *wanted[image_id])
+            for chunk in tf.data.TFRecordDataset(source, buffer_size=8 << 20).batch(256).as_numpy_iterator():
+                for raw in chunk:
+                    image_id = records.peek_image_id(raw)
+                    if image_id not in wanted or image_id in found:
+                        continue
+                    found.add(image_id)
+                    for record in self._records(raw, *wanted[image_id], kept, samples):
+                        batch.append(record)
+                        batch_bytes += len(record.serialized)
+                    if batch_bytes >= self.MAX_BATCH_BYTES:
+                        yield self._flush(batch)
+                        batch, batch_bytes = [], 0
         except (tf.errors.NotFoundError, tf.errors.DataLossError) as e:
             reason = f"source file unreadable: {e.message.splitlines()[0][:200]}"
         else:
             reason = f"no image with this id in its source file {source}"
+        if batch:
+            yield self._flush(batch)
+        for label, n in sorted(kept.items()):
+            yield beam.pvalue.TaggedOutput("kept", (label, n))
+        for label, items in sorted(samples.items()):
+            for item in sorted(items)[: self._samples]:
+                yield beam.pvalue.TaggedOutput(SAMPLES, (label, item))
         for image_id in sorted(set(wanted) - found):
             self._missing.inc()
             yield beam.pvalue.TaggedOutput(DEAD, {"id": image_id, "source": source, "reason": reason})
 
-    def _emit(self, raw: bytes, copies: int, serialized_prediction: bytes) -> Iterator:
+    def _flush(self, batch: list) -> list:
+        self._written.inc(len(batch))
+        return batch
+
+    def _records(self, raw: bytes, copies: int, serialized_prediction: bytes, kept: dict, samples: dict):
         image = records.parse_image_record(raw)
         pred = records.parse_prediction(serialized_prediction)
         record = records.encode_pseudo_labeled(image.image_id, image.encoded, pred.probabilities,
                                                pred.teacher, self._format)
         label = pred.label
-        yield beam.pvalue.TaggedOutput("kept", label)
+        kept[label] = kept.get(label, 0) + 1
         if self._samples:
-            yield beam.pvalue.TaggedOutput(SAMPLES, (label, (stable_hash64(self._seed, image.image_id, "sample"),
-                                                             image.image_id, image.encoded)))
-        for copy in range(copies):
-            self._written.inc()
-            yield out.ShardedRecord(SPLIT, f"{image.image_id}#{copy}", record, label)
+            pool = samples.setdefault(label, [])
+            pool.append((stable_hash64(self._seed, image.image_id, "sample"), image.image_id, image.encoded))
+            if len(pool) > 4 * self._samples:  # keep the smallest hashes only
+                pool[:] = sorted(pool)[: self._samples]
+        return [out.ShardedRecord(SPLIT, f"{image.image_id}#{copy}", record, label) for copy in range(copies)]
 
 
 def infer_num_classes(files: list[str]) -> int:
@@ -218,8 +255,9 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
         out.prepare_output_dir(args.output_dir, num_shards, args.overwrite)
 
     p = test_pipeline or beam.Pipeline(options=make_pipeline_options(beam_args, save_main_session))
+    prediction_files = p | "ListPredictionFiles" >> beam.Create(files)
     parsed = (
-        p | "ListPredictionFiles" >> beam.Create(files)
+        prediction_files
         | "ReadPredictions" >> beam.io.ReadAllFromTFRecord()
         | "ParsePredictions" >> beam.ParDo(ParsePredictions(num_classes, args.num_buckets, args.max_prob))
         .with_outputs(DEAD, main="predictions")
@@ -236,7 +274,10 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
             lambda h: [(s.threshold_bucket, s.expected_copies) for s in
                        selection.compute_selection(h, args.num_image, args.min_threshold, upsample)])
         fetched = (
-            parsed.predictions
+            prediction_files
+            | "ReadPredictionsAgain" >> beam.io.ReadAllFromTFRecord()
+            | "ParseAgain" >> beam.ParDo(ParsePredictions(num_classes, args.num_buckets, args.max_prob,
+                                                          report=False))
             | "SelectAndBalance" >> beam.FlatMap(decide_copies, beam.pvalue.AsSingleton(plan), args.seed)
             | "GroupBySource" >> beam.GroupByKey()
             | "FetchSelectedImages" >> beam.ParDo(
@@ -244,8 +285,8 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
             .with_outputs(DEAD, "kept", SAMPLES, main="records")
         )
         reports.append(fetched.records | "WritePseudoLabeled" >> out.WriteShardedTFRecords(
-            args.output_dir, num_shards, args.seed))
-        reports.append(fetched.kept | "CountKeptPerClass" >> beam.combiners.Count.PerElement()
+            args.output_dir, num_shards, args.seed, batched=True))
+        reports.append(fetched.kept | "CountKeptPerClass" >> beam.CombinePerKey(sum)
                        | "KeptReport" >> beam.MapTuple(
                            lambda label, n: {"totals": {"kept_unique": {str(label): n}}}))
         dead.append(fetched[DEAD])
