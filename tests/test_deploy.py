@@ -68,7 +68,7 @@ def test_dataflow_dry_run_builds_the_job_with_its_stages_and_options(capsys):
                                 "--bucket", "gs://my-bucket", "--max_workers", "50", "--dry-run", "--",
                                 "--input", "gs://my-bucket/jft", "--split", "unlabeled",
                                 "--model", "gs://my-bucket/teacher/model.keras", "--output_dir", "gs://my-bucket/p"])
-    for stage in ("ReadImages", "ParseRecords", "PredictWithTeacher", "WriteRecords", "WriteDeadLetters"):
+    for stage in ("ReadImageChunks", "PredictWithTeacher", "EncodeOutput", "WriteRecords", "WriteDeadLetters"):
         assert stage in description["stages"]
     options = description["options"]
     assert options["runner"] == "DataflowRunner" and options["project"] == "my-project"
