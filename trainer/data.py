@@ -2,8 +2,8 @@
 
 Per step: `batch_size` labeled images and `unlabel_ratio * batch_size` unlabeled
 ones, zipped into the dict NoisyStudent expects. Decoding and resizing use
-noisystudent.image_ops (the same as inference and serving); RandAugment is
-mapped per image before batching, in parallel.
+noisystudent.image_ops (the same as inference and serving); RandAugment runs
+on whole batches (each image still draws its own ops), batches in parallel.
 """
 
 from __future__ import annotations
@@ -50,9 +50,10 @@ def labeled_images(files: list[str], num_classes: int, image_size: int, batch_si
         return image, label
 
     ds = _records(files, shuffle_buffer, seed, repeat).map(parse, num_parallel_calls=AUTOTUNE)
+    ds = ds.batch(batch_size, drop_remainder=repeat)
     if augment is not None:
-        ds = ds.map(lambda image, label: (augment(image), label), num_parallel_calls=AUTOTUNE)
-    return ds.batch(batch_size, drop_remainder=repeat)
+        ds = ds.map(lambda images, labels: (augment(images), labels), num_parallel_calls=AUTOTUNE)
+    return ds
 
 
 def pseudo_labeled_images(files: list[str], num_classes: int, image_size: int, batch_size: int,
@@ -64,9 +65,10 @@ def pseudo_labeled_images(files: list[str], num_classes: int, image_size: int, b
         return image_ops.decode_image(encoded[0], image_size), probs[0]
 
     ds = _records(files, shuffle_buffer, seed + 1, True).map(parse, num_parallel_calls=AUTOTUNE)
+    ds = ds.batch(batch_size, drop_remainder=True)
     if augment is not None:
-        ds = ds.map(lambda image, probs: (augment(image), probs), num_parallel_calls=AUTOTUNE)
-    return ds.batch(batch_size, drop_remainder=True)
+        ds = ds.map(lambda images, probs: (augment(images), probs), num_parallel_calls=AUTOTUNE)
+    return ds
 
 
 def unlabeled_image_pairs(files: list[str], image_size: int, batch_size: int,
@@ -75,11 +77,12 @@ def unlabeled_image_pairs(files: list[str], image_size: int, batch_size: int,
     """Online mode: (clean images for the teacher, noised images for the student)."""
     def parse(serialized):
         parsed = tf.io.parse_single_example(serialized, records.image_feature_spec())
-        image = image_ops.decode_image(parsed[records.IMAGE_ENCODED], image_size)
-        return image, (augment(image) if augment is not None else image)
+        return image_ops.decode_image(parsed[records.IMAGE_ENCODED], image_size)
 
     ds = _records(files, shuffle_buffer, seed + 1, True).map(parse, num_parallel_calls=AUTOTUNE)
-    return ds.batch(batch_size, drop_remainder=True)
+    ds = ds.batch(batch_size, drop_remainder=True)
+    return ds.map(lambda clean: (clean, augment(clean) if augment is not None else clean),
+                  num_parallel_calls=AUTOTUNE)
 
 
 def training_batches(labeled: tf.data.Dataset, unlabeled: Optional[tf.data.Dataset],
