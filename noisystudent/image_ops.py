@@ -20,11 +20,15 @@ def decode_image(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
     image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
     image.set_shape([None, None, 3])
     shape = tf.shape(image)
-    return tf.cond(
+    image = tf.cond(
         tf.logical_and(tf.equal(shape[0], image_size), tf.equal(shape[1], image_size)),
-        lambda: tf.ensure_shape(tf.cast(image, tf.float32), [image_size, image_size, 3]),
+        lambda: tf.cast(image, tf.float32),
         lambda: tf.clip_by_value(tf.image.resize(image, [image_size, image_size], method="bilinear",
                                                  antialias=True), 0.0, 255.0))
+    # Static shape only: a runtime check inside a branch can run on the other branch's input
+    # once the cond is lowered into a while loop (map_fn).
+    image.set_shape([image_size, image_size, 3])
+    return image
 
 
 def decode_batch(encoded: tf.Tensor, image_size: int) -> tf.Tensor:

@@ -73,3 +73,8 @@ def test_decoding_skips_only_a_resize_that_changes_nothing():
     np.testing.assert_array_equal(tf.image.resize(same, [12, 12], antialias=True).numpy(), same)
     resized = image_ops.decode_image(tf.io.encode_png(other), 12).numpy()
     np.testing.assert_allclose(resized, tf.image.resize(other, [12, 12], antialias=True).numpy(), atol=1e-4)
+    # Mixed sizes in one compiled batch (what inference and serving run).
+    batch = tf.function(lambda e: image_ops.decode_batch(e, 12))(
+        tf.stack([tf.io.encode_png(other), tf.io.encode_png(same)])).numpy()
+    np.testing.assert_array_equal(batch[1], same)
+    np.testing.assert_allclose(batch[0], resized, atol=1e-4)
