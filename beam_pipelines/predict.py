@@ -219,7 +219,8 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
     handler = KerasTeacherHandler(args.model, args.image_size, args.large_model)
 
     p = test_pipeline or beam.Pipeline(options=make_pipeline_options(beam_args, save_main_session))
-    chunks = (p | "ListInputFiles" >> beam.Create(files)  # Create reshuffles: files spread over workers
+    chunks = (p | "ListInputFiles" >> beam.Create(files)
+              | "SpreadFiles" >> beam.Reshuffle()  # one file per element, spread over workers
               | "ReadImageChunks" >> beam.ParDo(ReadImageChunks(args.batch_size)).with_outputs(
                   DEAD, main="chunks"))
     encoded = (
