@@ -20,13 +20,13 @@ import math
 import posixpath
 import time
 import uuid
-from typing import Iterable, NamedTuple
+from typing import Iterable, NamedTuple, Optional
 
 import apache_beam as beam
 import numpy as np
 import tensorflow as tf
 
-from noisystudent.dataset_dir import SUMMARY_FILE, shard_path, split_pattern
+from noisystudent.dataset_dir import SUMMARY_FILE, RecordAccountingError, shard_path, split_pattern
 from noisystudent.stable_random import stable_hash64
 
 REPORT_FILE = "_report.json"
@@ -114,11 +114,15 @@ class WriteShardedTFRecords(beam.PTransform):
 
 
 class WriteDeadLetters(beam.PTransform):
-    """Dicts with at least a 'reason' -> dead_letter.jsonl; outputs one report with the count."""
+    """Dicts with at least a 'reason' -> dead_letter.jsonl; outputs one count report per split.
 
-    def __init__(self, output_dir: str):
+    A dead letter's split is its 'split' field, else `split` (the job's one output split).
+    """
+
+    def __init__(self, output_dir: str, split: str = ""):
         super().__init__()
         self._output_dir = output_dir
+        self._split = split
 
     def expand(self, pcoll):
         _ = (
@@ -130,8 +134,10 @@ class WriteDeadLetters(beam.PTransform):
                 shard_name_template="",
             )
         )
-        return (pcoll | "CountDeadLetters" >> beam.combiners.Count.Globally()
-                | "DeadLetterReport" >> beam.Map(lambda n: {"dead_letter": n}))
+        default = self._split
+        return (pcoll | "SplitOfDeadLetter" >> beam.Map(lambda d: (d.get("split", default), 1))
+                | "CountDeadLetters" >> beam.CombinePerKey(sum)
+                | "DeadLetterReport" >> beam.MapTuple(lambda split, n: {"dead_letter": {split: n}}))
 
 
 class WriteReport(beam.PTransform):
@@ -185,11 +191,12 @@ def summarize_reports(output_dir: str, expected_splits: Iterable[str] = ()) -> d
     splits: dict[str, dict] = {
         s: {"records": 0, "labels": {}, "files": []} for s in expected_splits
     }
-    dead = 0
+    dead: dict[str, int] = {}
     totals: dict = {}
     for item in reports:
         if "dead_letter" in item:
-            dead += item["dead_letter"]
+            for split, n in item["dead_letter"].items():
+                dead[split] = dead.get(split, 0) + n
             continue
         if "totals" in item:
             totals = _merge_totals(totals, item["totals"])
@@ -203,10 +210,59 @@ def summarize_reports(output_dir: str, expected_splits: Iterable[str] = ()) -> d
         split["files"].sort()
         split["labels"] = dict(sorted(split["labels"].items(), key=lambda kv: int(kv[0])))
     tf.io.gfile.remove(path)
-    summary = {"splits": dict(sorted(splits.items())), "dead_letter": dead}
+    summary = {"splits": dict(sorted(splits.items())), "dead_letter": sum(dead.values()),
+               "dead_letter_by_split": dict(sorted(dead.items()))}
     if totals:
         summary["totals"] = totals
     return summary
+
+
+def check_accounting(output_dir: str, summary: dict, inputs: dict[str, int],
+                     dead: Optional[dict[str, int]] = None,
+                     balances: Iterable[tuple[str, int, dict[str, int]]] = ()) -> dict:
+    """Prove count(in) = count(written) + count(dead) per split, from what the job wrote.
+
+    `inputs` are counted where records enter (a listing, a file's size, a read
+    counter); written counts are the shard writers' reports after closing their
+    files, and every reported shard must be on disk, with no other shard of the
+    split beside it. `dead` overrides the dead-letter count of a split (default:
+    the dead-letter file's lines of that split); `balances` are further
+    (name, count in, {part: count}) equations the job proves. On success the
+    proof is stored in summary["accounting"]; otherwise RecordAccountingError
+    names the split and the numbers, and the caller writes no summary.json, so
+    readers refuse the directory.
+    """
+    dead = {**summary.get("dead_letter_by_split", {}), **(dead or {})}
+    accounting, problems = {}, []
+    for split, n_in in sorted(inputs.items()):
+        entry = summary["splits"].get(split, {"records": 0, "files": []})
+        parts = {"written": entry["records"], "dead_letter": dead.get(split, 0)}
+        accounting[split] = {"input": n_in, **parts}
+        problems += _unbalanced(f"split {split!r}", n_in, parts)
+        on_disk = {posixpath.basename(f) for f in tf.io.gfile.glob(split_pattern(output_dir, split))}
+        reported = set(entry["files"])
+        if reported - on_disk:
+            problems.append(f"split {split!r}: shards reported but not on disk: {sorted(reported - on_disk)[:5]}")
+        if on_disk - reported:
+            problems.append(f"split {split!r}: shards on disk that no writer reported: "
+                            f"{sorted(on_disk - reported)[:5]}")
+    for name, n_in, parts in balances:
+        accounting[name] = {"input": n_in, **parts}
+        problems += _unbalanced(name, n_in, parts)
+    if problems:
+        raise RecordAccountingError(f"{output_dir}: record accounting failed, summary.json not written: "
+                                    + "; ".join(problems))
+    summary["accounting"] = accounting
+    return summary
+
+
+def _unbalanced(name: str, n_in: Optional[int], parts: dict[str, int]) -> list[str]:
+    if n_in is not None and n_in == sum(parts.values()):
+        return []
+    shown = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in parts.items())
+    if n_in is None:
+        return [f"{name}: the input count is missing (the runner reported no counter), {shown}"]
+    return [f"{name}: {n_in} records in, {shown} ({n_in - sum(parts.values()):+d} unaccounted for)"]
 
 
 def _merge_totals(a: dict, b: dict) -> dict:

@@ -127,6 +127,7 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
     run_pipeline(p, dry_run)
 
     summary = out.summarize_reports(args.output_dir, SPLITS)
+    out.check_accounting(args.output_dir, summary, {s: splits.count(s) for s in SPLITS})
     summary.update(
         dataset="digits", num_classes=NUM_CLASSES, image_size=args.image_size,
         class_names=[str(c) for c in range(NUM_CLASSES)], seed=args.seed,

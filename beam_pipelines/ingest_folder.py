@@ -5,7 +5,10 @@
   --unlabeled_dir DIR   any tree of images                            -> split `unlabeled`
 
 Class indices are the sorted class folder names of --labeled_dir (or
---class_names). PNG and JPEG bytes are stored as they are; other formats PIL
+--class_names). Hidden entries never become classes or images: any path
+component starting with "." (.ipynb_checkpoints, .git, .Trash-1000, .DS_Store)
+or named __MACOSX is skipped, and summary.json lists what was ignored. A class
+folder without images is an error unless --class_names names the classes. PNG and JPEG bytes are stored as they are; other formats PIL
 reads (BMP, GIF, WebP, TIFF, ...) are re-encoded as PNG. An image that cannot
 be decoded goes to dead_letter.jsonl with its path and the reason, and the job
 finishes; summary.json counts them. Ids are `<dataset_name>/<split>/<path
@@ -20,7 +23,8 @@ from __future__ import annotations
 import argparse
 import logging
 import posixpath
-from typing import Iterator, Optional, Sequence
+from collections import Counter
+from typing import Iterator, NamedTuple, Optional, Sequence
 
 import apache_beam as beam
 import tensorflow as tf
@@ -39,6 +43,8 @@ from beam_pipelines.pipeline_options import (
 from noisystudent import records
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+IGNORED_NAMES = ("__MACOSX",)  # besides any name starting with "."
+MAX_IGNORED_LISTED = 20
 SPLIT_FLAGS = {"labeled": "labeled_dir", "test": "test_dir", "unlabeled": "unlabeled_dir"}
 
 log = logging.getLogger(__name__)
@@ -66,9 +72,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def is_image_path(path: str) -> bool:
-    name = posixpath.basename(path)
-    return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
+def hidden_entry(rel: str) -> Optional[str]:
+    """The first hidden component of a relative path, as a path prefix ("a/.git"), or None."""
+    parts = rel.split("/")
+    for i, part in enumerate(parts):
+        if part.startswith(".") or part in IGNORED_NAMES:
+            return "/".join(parts[: i + 1])
+    return None
+
+
+def is_image_name(path: str) -> bool:
+    return path.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def is_wanted(path: str, root: str) -> bool:
+    """An image file under root with no hidden component: what the job ingests."""
+    return is_image_name(path) and hidden_entry(relative_path(root, path)) is None
 
 
 def relative_path(root: str, path: str) -> str:
@@ -78,26 +97,67 @@ def relative_path(root: str, path: str) -> str:
     return path[len(root):]
 
 
+class FolderScan(NamedTuple):
+    """What a listing of a folder tree found (metadata only, no image is read)."""
+
+    images: int
+    images_per_folder: dict[str, int]  # by top-level sub-folder ("" for files at the root)
+    ignored_files: int
+    ignored_entries: list[str]  # distinct hidden entries, at most MAX_IGNORED_LISTED
+
+
+def scan_folder(root: str) -> FolderScan:
+    """List root's tree once: image files to ingest, per top-level folder, and hidden entries skipped."""
+    if not tf.io.gfile.isdir(root):
+        raise FileNotFoundError(f"{root} is not a folder")
+    root = root.rstrip("/")
+    per_folder: Counter = Counter()
+    ignored: dict[str, None] = {}
+    ignored_files = 0
+    for m in FileSystems.match([posixpath.join(root, "**")])[0].metadata_list:
+        rel = relative_path(root, m.path)
+        hidden = hidden_entry(rel)
+        if hidden is not None:
+            ignored_files += 1
+            if len(ignored) < MAX_IGNORED_LISTED:
+                ignored.setdefault(hidden)
+        elif is_image_name(m.path):
+            per_folder[rel.split("/", 1)[0] if "/" in rel else ""] += 1
+    # Hidden sub-folders with nothing inside are not in a file listing: name them too.
+    for name in tf.io.gfile.listdir(root):
+        name = name.rstrip("/")
+        if hidden_entry(name) is not None and len(ignored) < MAX_IGNORED_LISTED:
+            ignored.setdefault(name)
+    images = sum(per_folder.values())
+    if images == 0:
+        raise ValueError(f"{root} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
+    return FolderScan(images, dict(sorted(per_folder.items())), ignored_files, sorted(ignored))
+
+
 def list_class_names(labeled_dir: str) -> list[str]:
-    """Sorted names of the class sub-folders."""
+    """Sorted names of the class sub-folders, hidden ones skipped."""
     if not tf.io.gfile.isdir(labeled_dir):
         raise FileNotFoundError(f"--labeled_dir {labeled_dir} is not a folder")
     names = sorted(n.rstrip("/") for n in tf.io.gfile.listdir(labeled_dir)
-                   if tf.io.gfile.isdir(posixpath.join(labeled_dir, n.rstrip("/"))))
+                   if hidden_entry(n.rstrip("/")) is None
+                   and tf.io.gfile.isdir(posixpath.join(labeled_dir, n.rstrip("/"))))
     if not names:
         raise ValueError(f"--labeled_dir {labeled_dir} has no class sub-folders")
     return names
 
 
-def count_images(root: str) -> int:
-    """Image files under root (metadata only); clear errors for a missing or empty folder."""
-    if not tf.io.gfile.isdir(root):
-        raise FileNotFoundError(f"{root} is not a folder")
-    matched = FileSystems.match([posixpath.join(root, "**")])[0].metadata_list
-    n = sum(1 for m in matched if is_image_path(m.path))
-    if n == 0:
-        raise ValueError(f"{root} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
-    return n
+def check_class_folders(flag: str, root: str, scan: FolderScan, class_names: list[str],
+                        explicit: bool) -> None:
+    """Every class folder is a known class, and (unless --class_names says so) holds images."""
+    folders = list_class_names(root)
+    extra = sorted(set(folders) - set(class_names))
+    if extra:
+        raise ValueError(f"--{flag} {root}: class folders {extra} are not among the class names {class_names}")
+    if not explicit:
+        empty = [c for c in folders if not scan.images_per_folder.get(c)]
+        if empty:
+            raise ValueError(f"--{flag} {root}: class folder(s) {empty} hold no images; remove them, or "
+                             "pass --class_names to fix the classes explicitly")
 
 
 class DecodeImageFiles(beam.DoFn):
@@ -161,14 +221,13 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
     else:
         class_names = []
     class_index = {name: i for i, name in enumerate(class_names)}
+    scans = {} if dry_run else {split: scan_folder(root) for split, root in roots.items()}
     for split in ("labeled", "test"):
-        if split in roots and not dry_run:
-            extra = sorted(set(list_class_names(roots[split])) - set(class_names))
-            if extra:
-                raise ValueError(f"--{SPLIT_FLAGS[split]} {roots[split]}: class folders {extra} "
-                                 f"are not among the class names {class_names}")
-    num_shards = {split: 1 if dry_run else out.shards_for(count_images(root), args.records_per_shard)
-                  for split, root in roots.items()}
+        if split in scans:
+            check_class_folders(SPLIT_FLAGS[split], roots[split], scans[split], class_names,
+                                explicit=bool(args.class_names))
+    num_shards = {split: 1 if dry_run else out.shards_for(scans[split].images, args.records_per_shard)
+                  for split in roots}
     if not dry_run:
         out.prepare_output_dir(args.output_dir, num_shards, args.overwrite)
 
@@ -179,7 +238,7 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
         results = (
             p
             | f"Match{split.title()}Files" >> fileio.MatchFiles(posixpath.join(root, "**"))
-            | f"Keep{split.title()}Images" >> beam.Filter(lambda m: is_image_path(m.path))
+            | f"Keep{split.title()}Images" >> beam.Filter(lambda m, root: is_wanted(m.path, root), root)
             | f"Read{split.title()}Files" >> fileio.ReadMatches()
             | f"Decode{split.title()}Images" >> beam.ParDo(
                 DecodeImageFiles(split, root, args.dataset_name,
@@ -201,9 +260,12 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
     run_pipeline(p, dry_run)
 
     summary = out.summarize_reports(args.output_dir, num_shards)
+    out.check_accounting(args.output_dir, summary, {split: scan.images for split, scan in scans.items()})
     summary.update(dataset=args.dataset_name, num_classes=len(class_names) or None,
                    class_names=class_names, seed=args.seed,
-                   sources={split: root for split, root in roots.items()})
+                   sources={split: root for split, root in roots.items()},
+                   ignored={split: {"files": scan.ignored_files, "entries": scan.ignored_entries}
+                            for split, scan in scans.items() if scan.ignored_entries})
     out.write_summary(args.output_dir, summary)
     if summary["dead_letter"]:
         log.warning("%d undecodable images: see %s", summary["dead_letter"],

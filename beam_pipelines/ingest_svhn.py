@@ -217,6 +217,7 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
     run_pipeline(p, dry_run)
 
     summary = out.summarize_reports(args.output_dir, num_shards)
+    out.check_accounting(args.output_dir, summary, sizes)
     summary.update(
         dataset="svhn", num_classes=NUM_CLASSES, image_size=IMAGE_SHAPE[0],
         class_names=[str(c) for c in range(NUM_CLASSES)], seed=args.seed,

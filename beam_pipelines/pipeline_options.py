@@ -18,16 +18,30 @@ import json
 from typing import Optional, Sequence
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions, TestOptions
+from apache_beam.options.pipeline_options import (
+    DirectOptions,
+    PipelineOptions,
+    SetupOptions,
+    StandardOptions,
+    TestOptions,
+)
 
 # Without --runner, Beam >= 2.6x tries to download Prism first, which stalls
 # offline; FnApiRunner is the batch engine DirectRunner falls back to.
 DEFAULT_RUNNER = "FnApiRunner"
-# Two bundles at a time in one process: while one is inside TensorFlow (which
-# releases the GIL), the other parses and encodes records. For the predict job
-# on 2 cores this took 0.75x -> 0.89x of raw inference (bench/predict_throughput.py);
-# two processes instead (multi_processing) fight over the cores.
-DEFAULT_LOCAL_PARALLELISM = ["--direct_num_workers=2", "--direct_running_mode=multi_threading"]
+# One bundle at a time, in this process: the only local mode whose counts were
+# proven at tens of thousands of records (docs/design.md, "Local runner").
+DEFAULT_LOCAL_PARALLELISM = ["--direct_num_workers=1", "--direct_running_mode=in_memory"]
+# Beam 2.77's multi_threading mode runs an embedded gRPC worker whose output
+# streams are flushed every second by a timer thread, unsynchronised with the
+# thread writing elements: bytes written between the flush's get() and clear()
+# are dropped, and a flush mid-element splits it across two chunks, which the
+# runner's GroupByKey buffer decodes one chunk at a time ("Invalid
+# PaneInfoEncoding"). 59,000 images in, 58,958-58,999 written, no error.
+UNSAFE_RUNNING_MODES = {"multi_threading": (
+    "Beam's multi_threading local mode loses and corrupts records at real sizes (a timer thread "
+    "flushes its gRPC output streams mid-element; docs/design.md, 'Local runner'); use the default "
+    "(in_memory) or --direct_running_mode=multi_processing")}
 _TRUE = ("1", "true", "yes", "on")
 
 
@@ -43,7 +57,20 @@ def split_job_and_beam_args(
         elif a.startswith("--dry-run="):
             a = "--dry_run=" + a.split("=", 1)[1]
         normalised.append(a)
+    check_local_mode(PipelineOptions(normalised))  # before a job touches its output
     return args, normalised
+
+
+def check_local_mode(options: PipelineOptions) -> None:
+    """Refuse local running modes that lose records, or that would silently not do what they say."""
+    direct = options.view_as(DirectOptions)
+    if direct.direct_running_mode in UNSAFE_RUNNING_MODES:
+        raise ValueError(f"--direct_running_mode={direct.direct_running_mode}: "
+                         f"{UNSAFE_RUNNING_MODES[direct.direct_running_mode]}")
+    if direct.direct_running_mode == "in_memory" and direct.direct_num_workers not in (None, 1):
+        # Beam would warn and run one worker anyway; say so instead of pretending.
+        raise ValueError(f"--direct_num_workers={direct.direct_num_workers} needs "
+                         "--direct_running_mode=multi_processing (in_memory runs one worker)")
 
 
 def is_dry_run(beam_args: Sequence[str]) -> bool:
@@ -62,6 +89,7 @@ def make_pipeline_options(beam_args: list[str], save_main_session: bool = True) 
         if not any(a.startswith(("--direct_num_workers", "--direct_running_mode")) for a in args):
             args += DEFAULT_LOCAL_PARALLELISM
     options = PipelineOptions(args)
+    check_local_mode(options)
     options.view_as(SetupOptions).save_main_session = save_main_session
     return options
 
@@ -114,8 +142,9 @@ def beam_flags_epilog() -> str:
     return (
         "Standard Beam flags pass through unchanged, e.g. --runner=DataflowRunner "
         "--project=P --region=R --temp_location=gs://B/tmp --setup_file=./setup.py "
-        "--num_workers=N; locally --direct_num_workers=2 "
-        "--direct_running_mode=multi_processing. Default runner: FnApiRunner (the batch engine "
-        "behind DirectRunner, without its Prism download attempt). --dry-run builds the job and "
+        "--num_workers=N. Default runner: FnApiRunner (the batch engine behind DirectRunner, "
+        "without its Prism download attempt), one bundle at a time in this process; "
+        "--direct_num_workers=2 --direct_running_mode=multi_processing runs two worker "
+        "processes (multi_threading is refused: it loses records). --dry-run builds the job and "
         "prints its stages and options without touching data or the cloud."
     )

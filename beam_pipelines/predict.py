@@ -36,7 +36,9 @@ from beam_pipelines.pipeline_options import (
     run_pipeline,
     split_job_and_beam_args,
 )
-from beam_pipelines.teacher_inference import ChunkLabels, ImageChunk, KerasTeacherHandler
+from beam_pipelines.read_ahead import read_ahead
+from beam_pipelines.tfrecord_reader import DamagedTFRecordFile, read_tfrecords
+from beam_pipelines.teacher_inference import ChunkLabels, ImageChunk, KerasTeacherHandler, check_model_file
 from noisystudent import dataset_dir, records
 
 PREDICTIONS_SPLIT = "predictions"
@@ -76,62 +78,69 @@ class ReadImageChunks(beam.DoFn):
 
     TFRecord files are not splittable (no sync markers; Beam's own reader reads
     them whole too), so a file is the unit of parallelism: inputs should be
-    many moderate shards, as ingestion writes them. Reading goes through
-    tf.data (C++ reads, local or gs://); records are parsed here so that no
-    per-image element ever enters the pipeline. A file that is truncated or
-    corrupt mid-way yields what was read and one dead letter for the rest.
+    many moderate shards, as ingestion writes them. Records are read with
+    Beam's TFRecord codec (tfrecord_reader.py: local or gs://, ~4 us a record)
+    and parsed here, so that no per-image element ever enters the pipeline.
+    With `read_ahead_chunks` > 0, reading and parsing run on a thread that many
+    chunks ahead (read_ahead.py): they overlap with the teacher's inference on
+    the previous chunk inside the same bundle. A file that is truncated or
+    corrupt mid-way yields what was read before the damage and one dead letter
+    for the rest.
     """
 
-    def __init__(self, chunk_size: int):
+    def __init__(self, chunk_size: int, read_ahead_chunks: int = 2):
         self._chunk_size = chunk_size
+        self._read_ahead = read_ahead_chunks
         self._read = beam.metrics.Metrics.counter("predict", "records_read")
         self._bad = beam.metrics.Metrics.counter("predict", "dead_letter")
 
     def process(self, path: str) -> Iterator:
-        import tensorflow as tf
+        # Counters are thread-local to the bundle: the reading thread reports, this one counts.
+        items = (read_ahead(lambda: self._read_file(path), self._read_ahead) if self._read_ahead
+                 else self._read_file(path))
+        for kind, item in items:
+            if kind == "read":
+                self._read.inc(item)
+            elif kind == DEAD:
+                self._bad.inc()
+                yield beam.pvalue.TaggedOutput(DEAD, item)
+            else:
+                yield item
 
-        read = 0
+    def _read_file(self, path: str) -> Iterator[tuple[str, object]]:
+        pending: list[bytes] = []
         try:
-            for serialized in tf.data.TFRecordDataset(path, buffer_size=8 << 20).batch(
-                    self._chunk_size).as_numpy_iterator():
-                read += len(serialized)
-                self._read.inc(len(serialized))
-                yield from self._chunk(path, serialized)
-        except (tf.errors.DataLossError, tf.errors.OutOfRangeError) as e:
-            # The failing batch is lost as a whole: re-read it record by record, up to the damage.
-            salvaged = []
-            try:
-                for data in tf.data.TFRecordDataset(path).skip(read).as_numpy_iterator():
-                    salvaged.append(data)
-            except (tf.errors.DataLossError, tf.errors.OutOfRangeError) as again:
-                e = again
-            read += len(salvaged)
-            self._read.inc(len(salvaged) + 1)  # the unreadable rest of the file counts as one input
-            yield from self._chunk(path, salvaged)
-            self._bad.inc()
-            message = e.message.split("}} ")[-1].split(" [Op:")[0].splitlines()[0][:200]
-            yield beam.pvalue.TaggedOutput(DEAD, {"id": "", "source": path, "reason": (
-                f"unreadable TFRecord data after record {read}: {message}")})
+            for data in read_tfrecords(path):
+                pending.append(data)
+                if len(pending) == self._chunk_size:
+                    yield "read", len(pending)
+                    yield from self._chunk(path, pending)
+                    pending = []
+        except DamagedTFRecordFile as e:
+            yield "read", len(pending) + 1  # the unreadable rest of the file counts as one input
+            yield from self._chunk(path, pending)
+            yield DEAD, {"id": "", "source": path, "reason": str(e)}
+            return
+        if pending:
+            yield "read", len(pending)
+            yield from self._chunk(path, pending)
 
-    def _chunk(self, path: str, serialized) -> Iterator:
+    def _chunk(self, path: str, serialized) -> Iterator[tuple[str, object]]:
         chunk = ImageChunk(path, [], [])
         for data in serialized:
             try:
                 record = records.parse_image_record(data)
             except records.RecordError as e:
-                self._bad.inc()
-                yield beam.pvalue.TaggedOutput(DEAD, {"id": records.peek_image_id(data), "source": path,
-                                                      "reason": str(e)})
+                yield DEAD, {"id": records.peek_image_id(data), "source": path, "reason": str(e)}
                 continue
             if not record.encoded.startswith(IMAGE_MAGIC):
-                self._bad.inc()
-                yield beam.pvalue.TaggedOutput(DEAD, {"id": record.image_id, "source": path, "reason":
-                                                      "image/encoded is not a PNG, JPEG, GIF or BMP image"})
+                yield DEAD, {"id": record.image_id, "source": path,
+                             "reason": "image/encoded is not a PNG, JPEG, GIF or BMP image"}
                 continue
             chunk.image_ids.append(record.image_id)
             chunk.encoded.append(record.encoded)
         if chunk.image_ids:
-            yield chunk
+            yield "chunk", chunk
 
 
 def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
@@ -206,9 +215,7 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
         raise ValueError(f"--batch_size must be >= 1, got {args.batch_size}")
     dry_run = is_dry_run(beam_args)
     if not dry_run:
-        import tensorflow as tf
-        if not tf.io.gfile.exists(args.model):
-            raise FileNotFoundError(f"--model {args.model} does not exist")
+        check_model_file(args.model)
     files = dataset_dir.resolve_files(args.input, "train" if args.relabel and args.split == "unlabeled"
                                       else args.split, dry_run)
     split = RELABELED_SPLIT if args.relabel else PREDICTIONS_SPLIT
@@ -233,7 +240,7 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
     reports = encoded.records | "WriteRecords" >> out.WriteShardedTFRecords(args.output_dir, num_shards,
                                                                            args.seed, batched=True)
     dead = ((chunks[DEAD], encoded[DEAD]) | "AllDeadLetters" >> beam.Flatten()
-            | "WriteDeadLetters" >> out.WriteDeadLetters(args.output_dir))
+            | "WriteDeadLetters" >> out.WriteDeadLetters(args.output_dir, split))
     _ = ((reports, dead, encoded[EncodeChunk.TOTALS]) | "AllReports" >> beam.Flatten()
          | "WriteReport" >> out.WriteReport(args.output_dir))
     if dry_run:
@@ -243,6 +250,7 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
     input_records = counter_value(result, "predict", "records_read")
 
     summary = out.summarize_reports(args.output_dir, num_shards)
+    out.check_accounting(args.output_dir, summary, {split: input_records})
     predicted = summary["splits"][split]["records"]
     totals = summary.pop("totals", {})
     summary.update(
@@ -251,9 +259,6 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
         mean_confidence=totals["confidence_sum"] / totals["confidence_count"] if predicted else None, teacher=teacher, prob_format=args.prob_format,
         temperature=args.temperature, predicted_class_histogram=summary["splits"][split]["labels"],
     )
-    if input_records is not None and input_records != predicted + summary["dead_letter"]:
-        raise RuntimeError(f"record accounting failed: {input_records} in, {predicted} predicted, "
-                           f"{summary['dead_letter']} dead letters")
     out.write_summary(args.output_dir, summary)
     log.info("%d records: %d predicted, %d to the dead letter file; mean confidence %.3f",
              summary["input_records"], predicted, summary["dead_letter"], summary["mean_confidence"] or 0)

@@ -41,6 +41,7 @@ from beam_pipelines import dataset_output as out
 from beam_pipelines import selection
 from beam_pipelines.pipeline_options import (
     beam_flags_epilog,
+    counter_value,
     is_dry_run,
     make_pipeline_options,
     run_pipeline,
@@ -50,6 +51,7 @@ from noisystudent import dataset_dir, records
 from noisystudent.stable_random import stable_hash64
 
 SPLIT = "train"
+PREDICTIONS = "predictions"  # the input, as named in the dead letters and the accounting
 DEAD = "dead_letter"
 SAMPLES = "samples"
 STATS_FILE = "stats.json"
@@ -97,16 +99,20 @@ class ParsePredictions(beam.DoFn):
     def __init__(self, num_classes: int, num_buckets: int, max_prob: float, report: bool = True):
         self._num_classes, self._num_buckets, self._max_prob = num_classes, num_buckets, max_prob
         self._report = report
+        self._read = beam.metrics.Metrics.counter("select", "predictions_read")
         self._bad = beam.metrics.Metrics.counter("select", "dead_letter")
         self._above_max = beam.metrics.Metrics.counter("select", "above_max_prob")
 
     def process(self, serialized: bytes) -> Iterator:
+        if self._report:
+            self._read.inc()
         try:
             p = records.parse_prediction(serialized, self._num_classes)
         except records.RecordError as e:
             if self._report:
                 self._bad.inc()
-                yield beam.pvalue.TaggedOutput(DEAD, {"id": records.peek_image_id(serialized), "reason": str(e)})
+                yield beam.pvalue.TaggedOutput(DEAD, {"id": records.peek_image_id(serialized), "split": PREDICTIONS,
+                                                      "reason": str(e)})
             return
         if p.confidence > self._max_prob:
             if self._report:
@@ -147,6 +153,7 @@ def decide_copies(element, plan: list, seed: int) -> Iterator:
         return
     copies = selection.copies_for(seed, image_id, expected)
     if copies:
+        beam.metrics.Metrics.counter("select", "copies_selected").inc(copies)
         yield source, (image_id, copies, serialized)
 
 
@@ -163,6 +170,7 @@ class FetchSelectedImages(beam.DoFn):
     def __init__(self, prob_format: str, samples_per_class: int, seed: int):
         self._format, self._samples, self._seed = prob_format, samples_per_class, seed
         self._missing = beam.metrics.Metrics.counter("select", "missing_images")
+        self._missing_copies = beam.metrics.Metrics.counter("select", "copies_missing")
         self._written = beam.metrics.Metrics.counter("select", "records_written")
 
     def process(self, element) -> Iterator:
@@ -198,7 +206,9 @@ class FetchSelectedImages(beam.DoFn):
                 yield beam.pvalue.TaggedOutput(SAMPLES, (label, item))
         for image_id in sorted(set(wanted) - found):
             self._missing.inc()
-            yield beam.pvalue.TaggedOutput(DEAD, {"id": image_id, "source": source, "reason": reason})
+            self._missing_copies.inc(wanted[image_id][0])
+            yield beam.pvalue.TaggedOutput(DEAD, {"id": image_id, "source": source, "split": SPLIT,
+                                                  "copies": wanted[image_id][0], "reason": reason})
 
     def _flush(self, batch: list) -> list:
         self._written.inc(len(batch))
@@ -302,11 +312,12 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
     _ = reports | "AllReports" >> beam.Flatten() | "WriteReport" >> out.WriteReport(args.output_dir)
     if dry_run:
         return run_pipeline(p, dry_run)
-    run_pipeline(p, dry_run)
+    result = run_pipeline(p, dry_run)
 
     summary = out.summarize_reports(args.output_dir, () if args.stats_only else num_shards)
     totals = summary.pop("totals", {})
     histograms = np.asarray(totals.get("histogram", np.zeros((num_classes, args.num_buckets))), np.int64)
+    _check_select_accounting(args.output_dir, summary, result, int(histograms.sum()), args.stats_only)
     plan = selection.compute_selection(histograms, args.num_image, args.min_threshold, upsample)
     written = summary["splits"].get(SPLIT, {}).get("labels", {})
     rows = selection.selection_table(histograms, plan, totals.get("kept_unique", {}), written, class_names)
@@ -332,6 +343,21 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
         log.info("class %s: threshold %.2f, %d above, %d kept, %d written", r["name"], r["threshold"],
                  r["total_above_threshold"], r["kept_unique"], r["written"])
     return dict(summary, stats=stats)
+
+
+def _check_select_accounting(output_dir: str, summary: dict, result, selectable: int, stats_only: bool) -> None:
+    """Every prediction read is selectable, above --max_prob or a dead letter; every copy the
+    balance drew is written or dead (its image missing from its source file)."""
+    def counter(name: str) -> Optional[int]:
+        value = counter_value(result, "select", name)
+        return 0 if value is None and name != "predictions_read" else value  # a zero counter may be absent
+
+    read_balance = (PREDICTIONS, counter("predictions_read"), {
+        "selectable": selectable, "above_max_prob": counter("above_max_prob"),
+        "dead_letter": summary["dead_letter_by_split"].get(PREDICTIONS, 0)})
+    inputs = {} if stats_only else {SPLIT: counter("copies_selected")}
+    out.check_accounting(output_dir, summary, inputs, dead={SPLIT: counter("copies_missing")},
+                         balances=[read_balance])
 
 
 def _class_names(predictions: str) -> Optional[list]:

@@ -86,6 +86,57 @@ class LoadedTeacher:  # a plain class: Beam's model sharing holds it by weak ref
         return ChunkLabels(probs, errors)
 
 
+KERAS_ARCHIVE_FILES = ("config.json", "model.weights.h5")  # what keras.saving writes into a .keras zip
+SAVED_MODEL_SIGNATURES = ("serving_encoded", "serving_images")  # what trainer/export.py writes
+
+
+def check_model_file(model_path: str) -> None:
+    """Refuse a teacher that cannot load, before any pipeline starts; the error names the file.
+
+    Reads only the archive's directory and config (a .keras file) or the
+    SavedModel proto's signature names, not the weights.
+    """
+    import json
+    import zipfile
+
+    import tensorflow as tf
+
+    flag = f"--model {model_path}"
+    if not tf.io.gfile.exists(model_path):
+        raise FileNotFoundError(f"{flag} does not exist")
+    if model_path.endswith(".keras"):
+        try:
+            with tf.io.gfile.GFile(model_path, "rb") as f, zipfile.ZipFile(f) as archive:
+                missing = [n for n in KERAS_ARCHIVE_FILES if n not in archive.namelist()]
+                if missing:
+                    raise ValueError(f"{flag}: not a Keras 3 model archive (no {', '.join(missing)} inside)")
+                config = json.loads(archive.read("config.json"))
+        except zipfile.BadZipFile:
+            raise ValueError(f"{flag}: not a Keras model file (a .keras file is a zip archive; this one is "
+                             "not: damaged, truncated, or another format renamed)") from None
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{flag}: its config.json is not valid JSON ({e})") from None
+        if not isinstance(config, dict) or "class_name" not in config:
+            raise ValueError(f"{flag}: its config.json describes no Keras object (no class_name)")
+        return
+    pb = f"{model_path.rstrip('/')}/saved_model.pb"
+    if not tf.io.gfile.isdir(model_path) or not tf.io.gfile.exists(pb):
+        raise ValueError(f"{flag}: neither a .keras file nor a SavedModel directory (no saved_model.pb)")
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    try:
+        with tf.io.gfile.GFile(pb, "rb") as f:
+            proto.ParseFromString(f.read())
+    except Exception as e:  # protobuf's DecodeError has no stable import path
+        raise ValueError(f"{flag}: saved_model.pb is not a SavedModel proto ({type(e).__name__})") from None
+    signatures = {name for graph in proto.meta_graphs for name in graph.signature_def}
+    missing = [name for name in SAVED_MODEL_SIGNATURES if name not in signatures]
+    if missing:
+        raise ValueError(f"{flag}: the SavedModel lacks the signature(s) {missing} that trainer/export.py "
+                         f"writes (it has: {sorted(signatures) or 'none'})")
+
+
 def load_teacher(model_path: str, image_size: Optional[int] = None) -> LoadedTeacher:
     """Load a .keras model or an exported SavedModel behind one batched decode+infer function."""
     import keras
@@ -93,6 +144,7 @@ def load_teacher(model_path: str, image_size: Optional[int] = None) -> LoadedTea
 
     from noisystudent import image_ops
 
+    check_model_file(model_path)
     if model_path.endswith(".keras"):
         model = keras.saving.load_model(model_path, safe_mode=True, compile=False)
         size = image_size or int(model.input_shape[1])

@@ -67,10 +67,11 @@ def raw_rate(files, model, size, batch=256) -> float:
     return best
 
 
-def ours_rate(files, model_path, out_dir) -> float:
+def ours_rate(files, model_path, out_dir, beam_args=()) -> float:
     start = time.perf_counter()
     summary = predict.run(["--input", os.path.join(os.path.dirname(files[0]), "images-*.tfrecord"),
-                           "--model", model_path, "--output_dir", out_dir, "--overwrite"])  # the job's defaults
+                           "--model", model_path, "--output_dir", out_dir, "--overwrite",
+                           *beam_args])  # the job's defaults, unless --ours_args says otherwise
     return summary["predicted"] / (time.perf_counter() - start)
 
 
@@ -119,6 +120,7 @@ def main() -> None:
     parser.add_argument("--shards", type=int, default=16)
     parser.add_argument("--model", default="efficientnet-b0")
     parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--ours_args", default="", help="Space-separated Beam flags for our job.")
     parser.add_argument("--skip", default="", help="Comma-separated variants to skip (stock,tfx-bsl).")
     args = parser.parse_args()
     skip = set(args.skip.split(","))
@@ -128,10 +130,11 @@ def main() -> None:
         model_path = os.path.join(tmp, "teacher.keras")
         model.save(model_path)
         export_saved_model(model, os.path.join(tmp, "saved_model"))
-        result = {"images": args.images, "model": f"{args.model}@{args.size}", "cpus": os.cpu_count()}
+        result = {"images": args.images, "model": f"{args.model}@{args.size}", "cpus": os.cpu_count(),
+                  "ours_args": args.ours_args or "defaults"}
         result["raw_images_per_s"] = round(raw_rate(files, model, args.size))
         print(json.dumps(result), flush=True)
-        variants = {"ours": lambda: ours_rate(files, model_path, os.path.join(tmp, "preds")),
+        variants = {"ours": lambda: ours_rate(files, model_path, os.path.join(tmp, "preds"), args.ours_args.split()),
                     "stock": lambda: stock_rate(files, model_path, args.size),
                     "tfx-bsl": lambda: tfx_bsl_rate(files, os.path.join(tmp, "saved_model"))}
         for name, fn in variants.items():

@@ -57,10 +57,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     configure_logging()
     module = importlib.import_module(COMMANDS[name][0])
+    from noisystudent.dataset_dir import RecordAccountingError
+
     try:
         module.run(rest)
-    except (ValueError, FileNotFoundError, FileExistsError, KeyError) as e:
-        # Input errors: one clear line, no traceback. Bugs still raise.
+    except (ValueError, FileNotFoundError, FileExistsError, KeyError, RecordAccountingError) as e:
+        # Input errors and lost records: one clear line, no traceback. Bugs still raise.
         print(f"noisystudent {name}: error: {e}", file=sys.stderr)
         return 1
     return 0

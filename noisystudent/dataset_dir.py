@@ -20,6 +20,10 @@ from noisystudent import records
 SUMMARY_FILE = "summary.json"
 
 
+class RecordAccountingError(RuntimeError):
+    """A job's output does not account for its input (records lost or invented): no summary.json."""
+
+
 def shard_path(output_dir: str, split: str, shard: int, num_shards: int) -> str:
     return posixpath.join(
         output_dir, f"{split}-{shard:05d}-of-{num_shards:05d}{records.TFRECORD_SUFFIX}"

@@ -36,3 +36,28 @@ def test_beam_job_runs_as_a_module_with_beam_flags(tmp_path):
         capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "summary.json").exists()
+
+
+def test_the_local_runner_mode_that_loses_records_is_refused(tmp_path, capsys):
+    code = cli.main(["ingest-digits", "--output_dir", str(tmp_path / "o"),
+                     "--direct_num_workers=2", "--direct_running_mode=multi_threading"])
+    err = capsys.readouterr().err
+    assert code == 1 and "multi_threading" in err and "loses" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_lost_record_is_an_error_line_and_exit_1(tmp_path, capsys, monkeypatch):
+    from beam_pipelines import dataset_output
+
+    monkeypatch.setattr(dataset_output, "check_accounting", _always_unbalanced)
+    code = cli.main(["ingest-digits", "--output_dir", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 1 and "record accounting failed" in err and "Traceback" not in err
+    assert not (tmp_path / "o" / "summary.json").exists()
+
+
+def _always_unbalanced(output_dir, summary, inputs, **_):
+    from noisystudent.dataset_dir import RecordAccountingError
+
+    raise RecordAccountingError(f"{output_dir}: record accounting failed, summary.json not written: "
+                                "split 'unlabeled': 1197 records in, 1196 written, 0 dead letter")

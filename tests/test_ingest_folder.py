@@ -71,3 +71,45 @@ def test_class_mismatch_and_missing_folders_are_clear_errors(folders, tmp_path):
         ingest_folder.run(["--unlabeled_dir", str(tmp_path / "nowhere"), "--output_dir", str(tmp_path / "o")])
     with pytest.raises(ValueError, match="at least one of"):
         ingest_folder.run(["--output_dir", str(tmp_path / "o")])
+
+
+def test_hidden_entries_are_skipped_and_listed_and_empty_classes_refused(folders, tmp_path):
+    root, _ = folders
+    os.makedirs(root / "train/.ipynb_checkpoints")  # Jupyter's, with nothing inside
+    _image(root / "train/dog/.ipynb_checkpoints/0-checkpoint.png", 7)
+    _image(root / "raw/.git/objects/ab.png", 8)
+    summary = ingest_folder.run(["--labeled_dir", str(root / "train"), "--unlabeled_dir", str(root / "raw"),
+                                 "--output_dir", str(tmp_path / "o")])
+    assert summary["class_names"] == ["cat", "dog", "emu"]  # not 4 classes with every label shifted
+    assert summary["splits"]["labeled"]["labels"] == {"0": 3, "1": 3, "2": 3}
+    assert summary["ignored"]["labeled"] == {"files": 1, "entries": [".ipynb_checkpoints",
+                                                                     "dog/.ipynb_checkpoints"]}
+    assert summary["ignored"]["unlabeled"] == {"files": 1, "entries": [".git"]}
+    os.makedirs(root / "train/fox")  # a class folder with no images
+    with pytest.raises(ValueError, match=r"class folder\(s\) \['fox'\] hold no images"):
+        ingest_folder.run(["--labeled_dir", str(root / "train"), "--output_dir", str(tmp_path / "o2")])
+    assert not (tmp_path / "o2" / "summary.json").exists()
+    # Unless the user names the classes: then an empty class is what they asked for.
+    summary = ingest_folder.run(["--labeled_dir", str(root / "train"), "--class_names", "cat,dog,emu,fox",
+                                 "--output_dir", str(tmp_path / "o3")])
+    assert summary["num_classes"] == 4 and summary["splits"]["labeled"]["labels"] == {"0": 3, "1": 3, "2": 3}
+
+
+def test_a_record_lost_by_the_writer_fails_the_job_and_writes_no_summary(folders, tmp_path, monkeypatch):
+    root, _ = folders
+    real_process = dataset_output._WriteShardFn.process
+
+    def drop_one(self, element):  # a writer that silently loses a record, as a bad runner mode did
+        (split, shard), groups = element
+        groups = [list(g) for g in groups]
+        if split == "labeled" and shard == 0:
+            groups[0] = groups[0][1:]
+        return real_process(self, ((split, shard), groups))
+
+    monkeypatch.setattr(dataset_output._WriteShardFn, "process", drop_one)
+    with pytest.raises(dataset_dir.RecordAccountingError,
+                       match=r"split 'labeled': 9 records in, 8 written, 0 dead letter \(\+1 unaccounted for\)"):
+        ingest_folder.run(["--labeled_dir", str(root / "train"), "--output_dir", str(tmp_path / "o")])
+    assert not (tmp_path / "o" / "summary.json").exists()
+    with pytest.raises(FileNotFoundError, match="no summary.json"):
+        dataset_dir.read_summary(str(tmp_path / "o"))

@@ -121,3 +121,24 @@ def test_missing_model_is_a_clear_error(images, tmp_path):
     with pytest.raises(FileNotFoundError, match="--model"):
         predict.run(["--input", str(idir / "part-*.tfrecord"), "--model", str(tmp_path / "nope.keras"),
                      "--output_dir", str(tmp_path / "o")])
+
+
+def test_a_model_that_cannot_load_is_refused_before_the_pipeline_starts(images, tmp_path):
+    import zipfile
+
+    idir, _ = images
+    garbage = tmp_path / "garbage.keras"
+    garbage.write_bytes(b"this is not a model" * 100)
+    not_keras = tmp_path / "other.keras"
+    with zipfile.ZipFile(not_keras, "w") as z:
+        z.writestr("weights.bin", b"\x00" * 10)
+    folder = tmp_path / "not_a_saved_model"
+    folder.mkdir()
+    cases = {garbage: "not a Keras model file", not_keras: "no config.json, model.weights.h5 inside",
+             folder: "neither a .keras file nor a SavedModel directory"}
+    for path, reason in cases.items():
+        out = tmp_path / f"out-{path.name}"
+        with pytest.raises(ValueError, match=rf"--model {path}: .*{reason}"):
+            predict.run(["--input", str(idir / "part-*.tfrecord"), "--model", str(path),
+                         "--output_dir", str(out)])
+        assert not out.exists()  # refused before anything was written
