@@ -37,8 +37,8 @@ from beam_pipelines.pipeline_options import (
     split_job_and_beam_args,
 )
 from beam_pipelines.read_ahead import read_ahead
-from beam_pipelines.tfrecord_reader import DamagedTFRecordFile, read_tfrecords
 from beam_pipelines.teacher_inference import ChunkLabels, ImageChunk, KerasTeacherHandler, check_model_file
+from beam_pipelines.tfrecord_reader import DamagedTFRecordFile, read_tfrecords
 from noisystudent import dataset_dir, records
 
 PREDICTIONS_SPLIT = "predictions"

@@ -45,13 +45,18 @@ def read_ahead(make_items: Callable[[], Iterator[T]], depth: int = 2) -> Iterato
         return False
 
     def produce() -> None:
+        source = make_items()
         try:
-            for item in make_items():
+            for item in source:
                 if not put(item):
                     return
         except BaseException as e:  # handed to the consumer, raised there
             put(_Failure(e))
             return
+        finally:
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()  # a stopped consumer: let the source release its file now
         put(_DONE)
 
     thread = threading.Thread(target=produce, name="read-ahead", daemon=True)

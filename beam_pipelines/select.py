@@ -47,6 +47,7 @@ from beam_pipelines.pipeline_options import (
     run_pipeline,
     split_job_and_beam_args,
 )
+from beam_pipelines.tfrecord_reader import DamagedTFRecordFile, read_tfrecords
 from noisystudent import dataset_dir, records
 from noisystudent.stable_random import stable_hash64
 
@@ -181,20 +182,19 @@ class FetchSelectedImages(beam.DoFn):
         samples: dict[int, list] = {}
         batch, batch_bytes = [], 0
         try:
-            for chunk in tf.data.TFRecordDataset(source, buffer_size=8 << 20).batch(256).as_numpy_iterator():
-                for raw in chunk:
-                    image_id = records.peek_image_id(raw)
-                    if image_id not in wanted or image_id in found:
-                        continue
-                    found.add(image_id)
-                    for record in self._records(raw, *wanted[image_id], kept, samples):
-                        batch.append(record)
-                        batch_bytes += len(record.serialized)
-                    if batch_bytes >= self.MAX_BATCH_BYTES:
-                        yield self._flush(batch)
-                        batch, batch_bytes = [], 0
-        except (tf.errors.NotFoundError, tf.errors.DataLossError) as e:
-            reason = f"source file unreadable: {e.message.splitlines()[0][:200]}"
+            for raw in read_tfrecords(source):
+                image_id = records.peek_image_id(raw)
+                if image_id not in wanted or image_id in found:
+                    continue
+                found.add(image_id)
+                for record in self._records(raw, *wanted[image_id], kept, samples):
+                    batch.append(record)
+                    batch_bytes += len(record.serialized)
+                if batch_bytes >= self.MAX_BATCH_BYTES:
+                    yield self._flush(batch)
+                    batch, batch_bytes = [], 0
+        except (DamagedTFRecordFile, OSError) as e:  # OSError: missing or unreadable file
+            reason = f"source file unreadable: {str(e).splitlines()[0][:200]}"
         else:
             reason = f"no image with this id in its source file {source}"
         if batch:

@@ -4,7 +4,7 @@ The predict job hands RunInference one element per chunk of --batch_size
 images of one input file (`ImageChunk`), not one per image: Beam's per-element
 cost (~27 us a hop on DirectRunner) would otherwise rival the model's own
 (~400 us an image for B0 at 32x32 on 2 cores). One compiled `tf.function` per
-worker decodes, resizes and infers a chunk (DESIGN.md: per-element Python
+worker decodes, resizes and infers a chunk (docs/design.md: per-element Python
 decoding and eager model calls cost 2-4x throughput). The model loads from a
 `.keras` file (safe mode) or a SavedModel written by trainer/export.py, always
 in inference mode (no noise).

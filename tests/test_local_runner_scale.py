@@ -94,6 +94,17 @@ def test_ingest_folder_writes_every_image_once_and_reruns_byte_identical(ingeste
     assert first["splits"] == second["splits"]
 
 
+def test_two_worker_processes_write_the_same_bytes_as_the_default(folders, ingested, tmp_path):
+    out, (first, _) = ingested
+    summary = ingest_folder.run(["--labeled_dir", str(folders / "labeled"), "--unlabeled_dir",
+                                 str(folders / "unlabeled"), "--output_dir", str(tmp_path / "mp"),
+                                 "--records_per_shard", "2048",
+                                 "--direct_num_workers=2", "--direct_running_mode=multi_processing"])
+    assert summary["accounting"] == first["accounting"]
+    for split in ("labeled", "unlabeled"):
+        assert _shards(tmp_path / "mp", split) == _shards(out / "run0", split)
+
+
 @pytest.fixture(scope="module")
 def predicted(ingested, tmp_path_factory):
     out, _ = ingested

@@ -1,4 +1,4 @@
-"""The loss of NoisyStudent equals a NumPy reference of DESIGN.md's formula."""
+"""The loss of NoisyStudent equals a NumPy reference of docs/design.md's formula."""
 
 import numpy as np
 import pytest
@@ -50,7 +50,7 @@ def test_loss_matches_numpy_reference(label_type, temperature):
 
 
 def test_weighting_is_the_concatenated_mean_times_one_plus_ratio():
-    """DESIGN.md: with weight = unlabel_ratio the loss is (1 + ratio) x the plain mean."""
+    """docs/design.md: with weight = unlabel_ratio the loss is (1 + ratio) x the plain mean."""
     rng = np.random.default_rng(1)
     model = NoisyStudent(_student())
     ratio = 3

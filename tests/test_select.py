@@ -1,4 +1,4 @@
-"""`noisystudent select`: thresholds, cap and duplication as DESIGN.md specifies, deterministic."""
+"""`noisystudent select`: thresholds, cap and duplication as docs/design.md specifies, deterministic."""
 
 import collections
 import filecmp

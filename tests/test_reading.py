@@ -1,0 +1,76 @@
+"""Reading input files: Beam's TFRecord codec with damage reported, and the read-ahead thread."""
+
+import threading
+import time
+
+import pytest
+
+from beam_pipelines.read_ahead import read_ahead
+from beam_pipelines.tfrecord_reader import DamagedTFRecordFile, read_tfrecords
+from tests.tfrecord_files import write_tfrecord
+
+
+def test_records_come_back_in_order_and_damage_names_the_file_and_the_record(tmp_path):
+    records = [f"record {i}".encode() * (i + 1) for i in range(50)]
+    write_tfrecord(tmp_path / "a.tfrecord", records)
+    assert list(read_tfrecords(str(tmp_path / "a.tfrecord"))) == records
+    data = (tmp_path / "a.tfrecord").read_bytes()
+    (tmp_path / "cut.tfrecord").write_bytes(data[:-30])  # the last record loses its end
+    flipped = bytearray(data)
+    flipped[40] ^= 0xFF  # a byte inside the second record's data: its CRC no longer matches
+    (tmp_path / "flipped.tfrecord").write_bytes(bytes(flipped))
+    for name, good in (("cut", 49), ("flipped", 1)):
+        read = []
+        with pytest.raises(DamagedTFRecordFile, match=rf"{name}.tfrecord: unreadable TFRecord data after "
+                                                      rf"record {good}: Not a valid TFRecord") as e:
+            for record in read_tfrecords(str(tmp_path / f"{name}.tfrecord")):
+                read.append(record)
+        assert read == records[:good] and e.value.records_read == good
+    with pytest.raises(FileNotFoundError):
+        list(read_tfrecords(str(tmp_path / "missing.tfrecord")))
+
+
+def test_read_ahead_yields_everything_in_order_and_runs_ahead_of_its_consumer():
+    produced = []
+
+    def items():
+        for i in range(10):
+            produced.append(i)
+            yield i
+
+    consumed = []
+    for item in read_ahead(items, depth=3):
+        time.sleep(0.01)
+        consumed.append(item)
+        if item == 0:
+            time.sleep(0.2)
+            assert len(produced) >= 3  # filled its queue while this thread was busy
+    assert consumed == list(range(10))
+
+
+def test_read_ahead_raises_the_producers_error_in_the_consumer():
+    def items():
+        yield 1
+        raise ValueError("bad record 2")
+
+    got = []
+    with pytest.raises(ValueError, match="bad record 2"):
+        for item in read_ahead(items):
+            got.append(item)
+    assert got == [1]
+
+
+def test_a_consumer_that_stops_early_stops_the_producer():
+    stopped = threading.Event()
+
+    def items():
+        try:
+            for i in range(10_000):
+                yield i
+        finally:
+            stopped.set()
+
+    generator = read_ahead(items, depth=2)
+    assert next(generator) == 0
+    generator.close()
+    assert stopped.wait(5)
