@@ -172,8 +172,9 @@ def build(
     x = layers.Activation("swish", name="stem_activation")(x)
     blocks = scaled_blocks(scaling)
     for i, b in enumerate(blocks):
-        # Linear in the block index: the last block is dropped with stochastic_depth_rate.
-        x = _mbconv(x, b, stochastic_depth_rate * (i + 1) / len(blocks), bn_momentum, f"block{i + 1}_")
+        # rate * i / N for block i from 0 (the original's efficientnet_model.py:477-479): the first
+        # block never drops, the last drops with rate * (N - 1) / N.
+        x = _mbconv(x, b, stochastic_depth_rate * i / len(blocks), bn_momentum, f"block{i + 1}_")
     x = layers.Conv2D(round_filters(HEAD_FILTERS, scaling.width), 1, padding="same", use_bias=False,
                       name="top_conv")(x)
     x = layers.BatchNormalization(momentum=bn_momentum, epsilon=BN_EPSILON, name="top_bn")(x)

@@ -67,10 +67,22 @@ def test_noise_only_in_training(name):
     np.testing.assert_array_equal(model(x, training=False), model(x, training=False))
 
 
-def test_stochastic_depth_grows_linearly_to_the_configured_rate():
+def _original_block_drop_rate(stochastic_depth_rate, idx, num_blocks):
+    """google-research/noisystudent efficientnet_model.py:477-479, transcribed."""
+    drop_rate = stochastic_depth_rate
+    if drop_rate:
+        drop_rate *= float(idx) / num_blocks
+    return drop_rate
+
+
+def test_stochastic_depth_rate_per_block_is_the_originals():
     model = build_model("efficientnet-b0", 10, input_shape=(32, 32, 3), stochastic_depth_rate=0.2)
-    rates = [l.rate for l in model.layers if l.name.endswith("stochastic_depth")]
-    assert rates == sorted(rates) and rates[0] < 0.05 and 0.17 < rates[-1] <= 0.2
+    rates = {int(l.name.split("_")[0][len("block"):]) - 1: l.rate
+             for l in model.layers if l.name.endswith("stochastic_depth")}
+    # B0 has 16 blocks; the 9 with a skip connection (stride 1, same width) carry stochastic depth.
+    assert sorted(rates) == [2, 4, 6, 7, 9, 10, 12, 13, 14]
+    for idx, rate in rates.items():
+        assert rate == pytest.approx(_original_block_drop_rate(0.2, idx, 16))
     assert model.get_layer("top_dropout").rate == 0.2
 
 

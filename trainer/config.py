@@ -41,12 +41,18 @@ class TrainConfig:
     batch_size: int = _f(128, "labeled images per step (per replica group)")
     unlabel_ratio: int = _f(5, "pseudo-labeled images per labeled image in a step")
     train_steps: int = _f(1000, "optimizer steps in total")
-    steps_per_epoch: int = _f(100, "steps between checkpoints, logs and evaluation")
+    steps_per_epoch: int = _f(100, "steps between checkpoints, logs and evaluation (a Keras epoch; the "
+                                   "LR schedule counts epochs of the labeled data, not these)")
     optimizer: str = _f("sgd", "sgd (Nesterov momentum 0.9) | rmsprop (the EfficientNet recipe) | adam")
     learning_rate: float = _f(0.1, "base LR per 256 labeled images; scaled by batch_size/256")
-    lr_schedule: str = _f("cosine", "cosine | exponential (x0.97 every lr_decay_steps, the original's)")
-    lr_decay_steps: int = _f(0, "exponential: steps per x0.97 decay; 0 = 2.4 * steps_per_epoch")
-    warmup_steps: int = _f(0, "linear warm-up steps")
+    lr_schedule: str = _f("cosine", "cosine | exponential (x0.97 every decay_epochs, staircase, the original's)")
+    num_train_images: int = _f(0, "labeled images in one epoch of the LR schedule; 0 = the labeled split's "
+                                  "size from summary.json (the original's num_train_images)")
+    decay_epochs: float = _f(2.4, "exponential: epochs of the labeled data per x0.97 decay")
+    final_base_lr: float = _f(0.0, "exponential: if > 0, decay_epochs is set so the base LR decays to this "
+                                   "at the end (the original's SVHN script: 0.0002)")
+    warmup_epochs: float = _f(0.0, "linear warm-up from 0, in epochs of the labeled data (the original: 5)")
+    warmup_steps: int = _f(0, "linear warm-up, in steps (instead of warmup_epochs)")
     weight_decay: float = _f(1e-4, "L2 on all weights but BatchNorm's (sum(w^2)/2 scaled)")
     label_smoothing: float = _f(0.1, "on the labeled cross-entropy")
     tpu: str = _f("auto", "auto (use a TPU when the VM has one) | none")
@@ -111,6 +117,12 @@ class TrainConfig:
         need(0 <= self.randaugment_magnitude <= 10, "randaugment_magnitude", "must be in [0, 10]")
         need(self.image_size >= 8, "image_size", "must be >= 8")
         need(self.warmup_steps < self.train_steps, "warmup_steps", "must be < train_steps")
+        need(not (self.warmup_steps and self.warmup_epochs), "warmup_epochs",
+             "give warmup_epochs or warmup_steps, not both")
+        need(self.decay_epochs > 0, "decay_epochs", "must be > 0")
+        need(0 <= self.final_base_lr < self.learning_rate or self.final_base_lr == 0, "final_base_lr",
+             "must be below learning_rate")
+        need(self.num_train_images >= 0, "num_train_images", "must be >= 0")
 
 
 PRESETS: dict[str, dict] = {
@@ -120,19 +132,22 @@ PRESETS: dict[str, dict] = {
                    weight_decay=5e-5, label_smoothing=0.1, randaugment_ops=2, randaugment_magnitude=3,
                    stochastic_depth_rate=0.1, labeled_split="labeled", eval_split="test",
                    shuffle_buffer=2000),
-    # The original's SVHN recipe: EfficientNet-B0, batch 128, unlabel_ratio 5, RandAugment 5, wd 1e-4.
+    # The original's SVHN recipe (google-research/noisystudent local_scripts/svhn/run.sh and main.py;
+    # docs/recipes.md lists every value with its line).
     "svhn": dict(model="efficientnet-b0", image_size=32, batch_size=128, unlabel_ratio=5,
-                 train_steps=60000, steps_per_epoch=1000, optimizer="rmsprop", learning_rate=0.128,
-                 lr_schedule="exponential", warmup_steps=2500, weight_decay=1e-4, label_smoothing=0.1,
-                 randaugment_ops=2, randaugment_magnitude=5, stochastic_depth_rate=0.2,
-                 ema_momentum=0.9999, labeled_split="train", eval_split="test"),
-    # ImageNet at the paper's scale: EfficientNet-B7 teacher -> L2 student on TPU pods.
-    "imagenet": dict(model="efficientnet-b7", image_size=600, batch_size=2048, unlabel_ratio=3,
-                     train_steps=350000, steps_per_epoch=5000, optimizer="rmsprop", learning_rate=0.128,
-                     lr_schedule="exponential", warmup_steps=6250, weight_decay=1e-5, label_smoothing=0.1,
-                     randaugment_ops=2, randaugment_magnitude=9, stochastic_depth_rate=0.2,
-                     ema_momentum=0.9999, labeled_split="train", eval_split="validation",
-                     label_type="soft"),
+                 train_steps=109474, steps_per_epoch=1000, optimizer="rmsprop", learning_rate=0.016,
+                 lr_schedule="exponential", warmup_epochs=5.0, final_base_lr=0.0002, weight_decay=1e-4,
+                 label_smoothing=0.1, label_type="soft", temperature=1.0, randaugment_ops=2,
+                 randaugment_magnitude=5, stochastic_depth_rate=0.2, ema_momentum=0.9999,
+                 labeled_split="train", eval_split="test"),
+    # ImageNet as the original's scripts run it (main.py defaults; local_scripts/imagenet/train.sh for
+    # B7): batch 4096, 350 epochs of the labeled data (109,474 steps).
+    "imagenet": dict(model="efficientnet-b7", image_size=600, batch_size=4096, unlabel_ratio=3,
+                     train_steps=109474, steps_per_epoch=5000, optimizer="rmsprop", learning_rate=0.016,
+                     lr_schedule="exponential", warmup_epochs=5.0, decay_epochs=2.4, weight_decay=1e-5,
+                     label_smoothing=0.1, randaugment_ops=2, randaugment_magnitude=9,
+                     stochastic_depth_rate=0.2, ema_momentum=0.9999, labeled_split="train",
+                     eval_split="validation", label_type="soft", temperature=1.0),
 }
 
 

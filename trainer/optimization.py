@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import logging
+import math
 import os
 
 import keras
@@ -15,16 +16,22 @@ log = logging.getLogger(__name__)
 
 @keras.saving.register_keras_serializable(package="noisystudent")
 class WarmupExponentialDecay(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warm-up to `peak`, then peak * rate^((step - warmup) / decay_steps), staircase."""
+    """The original's learning rate (google-research/noisystudent utils.py:39-74, exponential).
 
-    def __init__(self, peak: float, warmup_steps: int, decay_steps: int, rate: float = 0.97):
+    peak * rate^floor(step / decay_steps) (staircase, counted from step 0, as
+    tf.train.exponential_decay), and during the first `warmup_steps` steps
+    peak * step / warmup_steps instead (from 0).
+    """
+
+    def __init__(self, peak: float, warmup_steps: int, decay_steps: float, rate: float = 0.97):
         self.peak, self.warmup_steps, self.decay_steps, self.rate = peak, warmup_steps, decay_steps, rate
 
     def __call__(self, step):
         step = keras.ops.cast(step, "float32")
-        warm = self.peak * (step + 1.0) / max(1, self.warmup_steps)
-        decayed = self.peak * keras.ops.power(
-            self.rate, keras.ops.floor(keras.ops.maximum(step - self.warmup_steps, 0.0) / self.decay_steps))
+        decayed = self.peak * keras.ops.power(self.rate, keras.ops.floor(step / self.decay_steps))
+        if not self.warmup_steps:
+            return decayed
+        warm = self.peak * step / float(self.warmup_steps)
         return keras.ops.where(step < self.warmup_steps, warm, decayed)
 
     def get_config(self):
@@ -33,23 +40,63 @@ class WarmupExponentialDecay(keras.optimizers.schedules.LearningRateSchedule):
 
 
 def peak_learning_rate(config: TrainConfig) -> float:
-    """The original's rule: base LR per 256 labeled images, scaled linearly with the batch."""
+    """The original's rule: base LR per 256 labeled images, scaled linearly with the batch (main.py:568)."""
     return config.learning_rate * config.batch_size / 256.0
 
 
-def learning_rate_schedule(config: TrainConfig, steps: int, peak: float):
+def data_steps_per_epoch(config: TrainConfig, num_train_images: int) -> float:
+    """Steps in one epoch of the labeled data (main.py:691: num_train_images / train_batch_size)."""
+    return num_train_images / config.batch_size
+
+
+def decay_epochs(config: TrainConfig, num_train_images: int) -> float:
+    """Epochs per x0.97 decay; with final_base_lr, spread so the base LR ends there (main.py:569-577).
+
+    As the original: the 5 warm-up epochs are taken off the total, and the
+    decay count compares the unscaled base LRs.
+    """
+    if not config.final_base_lr:
+        return config.decay_epochs
+    total_epochs = config.train_steps * config.batch_size / num_train_images - 5
+    if total_epochs <= 0:
+        raise ValueError(f"config field 'final_base_lr': {config.train_steps} steps of {config.batch_size} are "
+                         f"{total_epochs + 5:.2f} epochs of {num_train_images} images, not more than the 5 "
+                         "warm-up epochs it spreads the decays after; train longer or drop final_base_lr")
+    decay_times = math.log(config.final_base_lr / config.learning_rate) / math.log(0.97)
+    return total_epochs / decay_times
+
+
+def warmup_steps(config: TrainConfig, num_train_images: int) -> int:
+    """Warm-up in steps: explicit, or int(warmup_epochs * steps per data epoch) (utils.py:68)."""
+    if config.warmup_steps or not config.warmup_epochs:
+        return config.warmup_steps
+    return int(config.warmup_epochs * data_steps_per_epoch(config, num_train_images))
+
+
+def learning_rate_schedule(config: TrainConfig, steps: int, peak: float, num_train_images: int = 0):
+    """The LR per optimizer step; epochs of the schedule are epochs of the labeled data."""
+    if config.lr_schedule == "exponential" or config.warmup_epochs:
+        if not num_train_images:
+            raise ValueError("config field 'num_train_images': the schedule counts epochs of the labeled "
+                             "data; give the labeled set's size (or a dataset dir with summary.json)")
+    warmup = warmup_steps(config, num_train_images)
+    if warmup >= steps:
+        raise ValueError(f"config field 'warmup_epochs': {warmup} warm-up steps leave none of the "
+                         f"{steps} training steps")
     if config.lr_schedule == "cosine":
-        if config.warmup_steps:
+        if warmup:
             return keras.optimizers.schedules.CosineDecay(
-                0.0, steps - config.warmup_steps, warmup_target=peak, warmup_steps=config.warmup_steps)
+                0.0, steps - warmup, warmup_target=peak, warmup_steps=warmup)
         return keras.optimizers.schedules.CosineDecay(peak, steps)
-    decay_steps = config.lr_decay_steps or max(1, int(2.4 * config.steps_per_epoch))
-    return WarmupExponentialDecay(peak, config.warmup_steps, decay_steps)
+    decay_steps = data_steps_per_epoch(config, num_train_images) * decay_epochs(config, num_train_images)
+    return WarmupExponentialDecay(peak, warmup, decay_steps)
 
 
-def make_optimizer(config: TrainConfig, steps: int, peak: float | None = None) -> keras.optimizers.Optimizer:
+def make_optimizer(config: TrainConfig, steps: int, peak: float | None = None,
+                   num_train_images: int = 0) -> keras.optimizers.Optimizer:
     """Optimizer with the schedule; EMA of weights (the optimizer's own) when ema_momentum > 0."""
-    lr = learning_rate_schedule(config, steps, peak_learning_rate(config) if peak is None else peak)
+    lr = learning_rate_schedule(config, steps, peak_learning_rate(config) if peak is None else peak,
+                                num_train_images)
     ema = dict(use_ema=config.ema_momentum > 0, ema_momentum=config.ema_momentum or 0.99)
     if config.optimizer == "sgd":
         return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True, **ema)

@@ -41,18 +41,21 @@ class DataInfo:
     num_classes: int
     class_names: Optional[list[str]]
     labeled_files: list[str]
+    num_train_images: int  # labeled images: the schedule's epoch (0 when unknown, a glob)
 
 
 def inspect_labeled_data(config: TrainConfig) -> DataInfo:
     """Class count and names from summary.json; refuses empty data and out-of-range labels."""
     files = dataset_dir.resolve_files(config.labeled_data, config.labeled_split)
     num_classes, class_names = config.num_classes, None
+    num_train_images = config.num_train_images
     if not any(c in config.labeled_data for c in "*?["):
         summary = dataset_dir.read_summary(config.labeled_data)
         split = summary["splits"][config.labeled_split]
         if split["records"] == 0:
             raise ValueError(f"config field 'labeled_data': split {config.labeled_split!r} of "
                              f"{config.labeled_data} is empty")
+        num_train_images = num_train_images or split["records"]
         data_classes = summary.get("num_classes")
         class_names = summary.get("class_names")
         labels = [int(k) for k in split["labels"]]
@@ -66,7 +69,7 @@ def inspect_labeled_data(config: TrainConfig) -> DataInfo:
                              f"outside 0..{num_classes - 1} (unlabeled records hold -1)")
     if not num_classes:
         raise ValueError("config field 'num_classes': needed when labeled_data is a glob")
-    return DataInfo(num_classes, class_names, files)
+    return DataInfo(num_classes, class_names, files, num_train_images)
 
 
 def check_student_size(config: TrainConfig, teacher: Optional[keras.Model], num_classes: int) -> None:
@@ -195,7 +198,8 @@ def train(config: TrainConfig) -> dict:
         check_student_size(config, teacher, info.num_classes)
         student = build_student(config, info.num_classes, config.image_size, config.init_checkpoint)
         trainer = NoisyStudent(student, teacher if config.mode == "online" else None)
-        trainer.compile(make_optimizer(config, epochs * config.steps_per_epoch),
+        trainer.compile(make_optimizer(config, epochs * config.steps_per_epoch,
+                                       num_train_images=info.num_train_images),
                         unlabeled_weight=config.resolved_unlabeled_weight(),
                         label_smoothing=config.label_smoothing, label_type=config.label_type,
                         temperature=config.temperature, weight_decay=config.weight_decay)
@@ -237,8 +241,9 @@ def finetune_at_resolution(config: TrainConfig, info: DataInfo, student: keras.M
     bigger = build_student(config, info.num_classes, size)
     bigger.set_weights(student.get_weights())
     finetuner = NoisyStudent(bigger)
-    tuned = dataclasses.replace(config, warmup_steps=0, ema_momentum=0.0)
-    finetuner.compile(make_optimizer(tuned, config.finetune_steps, peak=peak_learning_rate(config) * 0.1),
+    tuned = dataclasses.replace(config, warmup_steps=0, warmup_epochs=0.0, ema_momentum=0.0)
+    finetuner.compile(make_optimizer(tuned, config.finetune_steps, peak=peak_learning_rate(config) * 0.1,
+                                     num_train_images=info.num_train_images),
                       label_smoothing=config.label_smoothing, weight_decay=config.weight_decay)
     labeled = data.labeled_images(info.labeled_files, info.num_classes, size, config.batch_size, None,
                                   config.shuffle_buffer, config.seed)

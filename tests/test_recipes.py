@@ -1,0 +1,104 @@
+"""The paper's recipes: preset values and the learning-rate schedule against transcriptions of the
+original (google-research/noisystudent), and docs/recipes.md against the presets."""
+
+import math
+import pathlib
+import re
+
+import keras
+import numpy as np
+import pytest
+
+from trainer.config import PRESETS, get_config
+from trainer.optimization import learning_rate_schedule, peak_learning_rate
+
+SVHN_TRAIN_IMAGES = 73257 - 4000  # task_info.py:39, the train split less the 4,000 held out
+IMAGENET_TRAIN_IMAGES = 1281167  # task_info.py:37
+
+
+def original_learning_rate(global_step, base_learning_rate, train_batch_size, num_train_images, train_steps,
+                           final_base_lr=None, train_ratio=1.0):
+    """main.py:565-584 and utils.py:39-74 of the original, transcribed in NumPy (exponential decay,
+    label_data_sample_prob = 1, start_from_step = 0)."""
+    steps_per_epoch = num_train_images / train_batch_size  # main.py:691-692
+    scaled_lr = base_learning_rate * (train_batch_size / 256.0)  # main.py:568
+    if final_base_lr:  # main.py:569-575
+        total_epochs = train_steps * train_batch_size * 1. / num_train_images - 5
+        decay_times = math.log(final_base_lr / base_learning_rate) / math.log(0.97)
+        decay_epochs = total_epochs / decay_times
+    else:
+        decay_epochs = 2.4 * train_ratio  # main.py:577
+    # utils.build_learning_rate(scaled_lr, global_step, steps_per_epoch, decay_epochs=..., warmup_epochs=5)
+    lr_step = global_step
+    decay_steps = steps_per_epoch * decay_epochs
+    lr = scaled_lr * 0.97 ** np.floor(lr_step / decay_steps)  # tf.train.exponential_decay, staircase
+    warmup_steps = int(5 * steps_per_epoch)
+    if lr_step < warmup_steps:
+        lr = scaled_lr * float(lr_step) / float(warmup_steps)
+    return lr
+
+
+def _ours(config, num_train_images, steps):
+    schedule = learning_rate_schedule(config, config.train_steps, peak_learning_rate(config), num_train_images)
+    return [float(keras.ops.convert_to_numpy(schedule(s))) for s in steps]
+
+
+def test_svhn_learning_rate_is_the_originals_at_every_phase():
+    config = get_config("svhn")
+    warmup = int(5 * SVHN_TRAIN_IMAGES / 128)
+    steps = [0, 1, 100, warmup - 1, warmup, warmup + 1, 20000, 54321, 100000, config.train_steps - 1]
+    expected = [original_learning_rate(s, 0.016, 128, SVHN_TRAIN_IMAGES, 109474, final_base_lr=0.0002)
+                for s in steps]
+    np.testing.assert_allclose(_ours(config, SVHN_TRAIN_IMAGES, steps), expected, rtol=1e-5)
+    # What the SVHN script's final_base_lr means: the scaled LR ends near 0.0002 x 128/256, ~1% of its
+    # peak; a little below, as in the original: the span excludes the 5 warm-up epochs, the decays do not.
+    last = _ours(config, SVHN_TRAIN_IMAGES, [config.train_steps - 1])[0]
+    assert 0.0001 * 0.97 ** 4 <= last < 0.0001
+
+
+def test_imagenet_learning_rate_decays_every_2_4_epochs_of_the_labeled_data():
+    config = get_config("imagenet")
+    steps = [0, 1563, 1564, 1600, 10000, 100000, config.train_steps - 1]
+    expected = [original_learning_rate(s, 0.016, 4096, IMAGENET_TRAIN_IMAGES, 109474) for s in steps]
+    np.testing.assert_allclose(_ours(config, IMAGENET_TRAIN_IMAGES, steps), expected, rtol=1e-5)
+    assert peak_learning_rate(config) == pytest.approx(0.256)  # 0.016 per 256: the paper's 0.128 at 2048
+
+
+def test_the_checkpoint_interval_does_not_change_the_learning_rate():
+    steps = [0, 5000, 60000]
+    a = _ours(get_config("svhn"), SVHN_TRAIN_IMAGES, steps)
+    b = _ours(get_config("svhn", steps_per_epoch=37), SVHN_TRAIN_IMAGES, steps)
+    assert a == b
+
+
+def test_an_epoch_based_schedule_without_the_data_size_or_room_to_decay_is_a_clear_error():
+    with pytest.raises(ValueError, match="num_train_images"):
+        learning_rate_schedule(get_config("svhn"), 1000, 0.008, 0)
+    with pytest.raises(ValueError, match="final_base_lr.*not more than the 5 warm-up epochs"):
+        learning_rate_schedule(get_config("svhn", train_steps=2000, warmup_epochs=0.0), 2000, 0.008,
+                               SVHN_TRAIN_IMAGES)
+
+
+def _recipe_tables():
+    """{preset: {field: value as written}} from docs/recipes.md's tables."""
+    text = (pathlib.Path(__file__).parent.parent / "docs" / "recipes.md").read_text()
+    tables, preset = {}, None
+    for line in text.splitlines():
+        heading = re.match(r"^## `--preset (\w+)`", line)
+        if heading:
+            preset = heading.group(1)
+            tables[preset] = {}
+        row = re.match(r"^\| `(\w+)` \| `([^`]*)` \|", line)
+        if row and preset:
+            tables[preset][row.group(1)] = row.group(2)
+    return tables
+
+
+def test_docs_recipes_states_every_preset_value_as_the_code_has_it():
+    tables = _recipe_tables()
+    assert set(tables) == {"svhn", "imagenet"}
+    for preset, rows in tables.items():
+        config = get_config(preset)
+        assert set(PRESETS[preset]) <= set(rows), f"docs/recipes.md misses {set(PRESETS[preset]) - set(rows)}"
+        for field, written in rows.items():
+            assert str(getattr(config, field)) == written, (preset, field)
