@@ -72,6 +72,9 @@ B0_BLOCKS = (
 )
 STEM_FILTERS = 32
 HEAD_FILTERS = 1280
+# For 32-px images the original sets stride 1 in the second and third stages (efficientnet_builder.py:
+# 134-136, small_image_model, which main.py:682 turns on for SVHN): the last feature map is 4x4, not 1x1.
+SMALL_IMAGE_STAGES = (1, 2)
 
 
 def round_filters(filters: int, width: float, divisor: int = 8) -> int:
@@ -87,10 +90,12 @@ def round_repeats(repeats: int, depth: float) -> int:
     return int(math.ceil(depth * repeats))
 
 
-def scaled_blocks(scaling: Scaling) -> list[BlockArgs]:
+def scaled_blocks(scaling: Scaling, small_image: bool = False) -> list[BlockArgs]:
     """One BlockArgs per block (repeats expanded), widths and depths scaled."""
     blocks = []
-    for stage in B0_BLOCKS:
+    for index, stage in enumerate(B0_BLOCKS):
+        if small_image and index in SMALL_IMAGE_STAGES:
+            stage = dataclasses.replace(stage, stride=1)
         f_in = round_filters(stage.filters_in, scaling.width)
         f_out = round_filters(stage.filters_out, scaling.width)
         for i in range(round_repeats(stage.repeats, scaling.depth)):
@@ -156,8 +161,12 @@ def build(
     dropout_rate: Optional[float] = None,
     stochastic_depth_rate: float = 0.2,
     bn_momentum: float = 0.99,
+    small_image: bool = False,
 ) -> keras.Model:
-    """An EfficientNet from SCALING; input float RGB in [0, 255], output class probabilities."""
+    """An EfficientNet from SCALING; input float RGB in [0, 255], output class probabilities.
+
+    `small_image`: the original's strides for 32-px inputs (SMALL_IMAGE_STAGES); same weights.
+    """
     scaling = SCALING[name]
     if input_shape is None:
         input_shape = (scaling.resolution, scaling.resolution, 3)
@@ -170,7 +179,7 @@ def build(
                       use_bias=False, name="stem_conv")(x)
     x = layers.BatchNormalization(momentum=bn_momentum, epsilon=BN_EPSILON, name="stem_bn")(x)
     x = layers.Activation("swish", name="stem_activation")(x)
-    blocks = scaled_blocks(scaling)
+    blocks = scaled_blocks(scaling, small_image)
     for i, b in enumerate(blocks):
         # rate * i / N for block i from 0 (the original's efficientnet_model.py:477-479): the first
         # block never drops, the last drops with rate * (N - 1) / N.

@@ -66,8 +66,13 @@ def build_model(
     dropout_rate: Optional[float] = None,
     stochastic_depth_rate: Optional[float] = None,
     bn_momentum: Optional[float] = None,
+    small_image: bool = False,
 ) -> keras.Model:
-    """Build a registered model; None arguments take the model's defaults."""
+    """Build a registered model; None arguments take the model's defaults.
+
+    `small_image`: EfficientNets take the original's strides for 32-px images; the
+    small nets are built for such images already and ignore it.
+    """
     spec = get_spec(name)
     if num_classes < 2:
         raise ValueError(f"num_classes must be >= 2, got {num_classes}")
@@ -83,6 +88,7 @@ def build_model(
         stochastic_depth_rate=(DEFAULT_STOCHASTIC_DEPTH_RATE if stochastic_depth_rate is None
                                else stochastic_depth_rate),
         bn_momentum=spec.bn_momentum if bn_momentum is None else bn_momentum,
+        **({"small_image": small_image} if name in efficientnet.SCALING else {}),
     )
 
 

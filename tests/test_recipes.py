@@ -102,3 +102,37 @@ def test_docs_recipes_states_every_preset_value_as_the_code_has_it():
         assert set(PRESETS[preset]) <= set(rows), f"docs/recipes.md misses {set(PRESETS[preset]) - set(rows)}"
         for field, written in rows.items():
             assert str(getattr(config, field)) == written, (preset, field)
+
+
+def _original_small_image_blocks_args():
+    """efficientnet_builder.py:128-136 with FLAGS.small_image_model, transcribed."""
+    blocks_args = [
+        'r1_k3_s11_e1_i32_o16_se0.25', 'r2_k3_s22_e6_i16_o24_se0.25',
+        'r2_k5_s22_e6_i24_o40_se0.25', 'r3_k3_s22_e6_i40_o80_se0.25',
+        'r3_k5_s11_e6_i80_o112_se0.25', 'r4_k5_s22_e6_i112_o192_se0.25',
+        'r1_k3_s11_e6_i192_o320_se0.25',
+    ]
+    blocks_args[1] = 'r2_k3_s11_e6_i16_o24_se0.25'
+    blocks_args[2] = 'r2_k5_s11_e6_i24_o40_se0.25'
+    return blocks_args
+
+
+def test_small_image_efficientnet_has_the_originals_strides_and_a_4x4_final_map_at_32px():
+    from model import build_model, count_params
+    from model.efficientnet import B0_BLOCKS
+
+    config = get_config("svhn")
+    assert config.small_image_model
+    original = [(int(a.split("_")[0][1:]), int(a.split("_")[2][1])) for a in _original_small_image_blocks_args()]
+    small = build_model("efficientnet-b0", 10, input_shape=(32, 32, 3), small_image=True)
+    plain = build_model("efficientnet-b0", 10, input_shape=(32, 32, 3))
+    strides = {}
+    for layer in small.layers:
+        if layer.name.endswith("_dwconv"):
+            strides[int(layer.name.split("_")[0][len("block"):])] = layer.strides[0]
+    first_block_of_stage = [1 + sum(b.repeats for b in B0_BLOCKS[:i]) for i in range(len(B0_BLOCKS))]
+    assert [(B0_BLOCKS[i].repeats, strides[first_block_of_stage[i]]) for i in range(7)] == original
+    assert tuple(small.get_layer("top_activation").output.shape[1:3]) == (4, 4)
+    assert tuple(plain.get_layer("top_activation").output.shape[1:3]) == (1, 1)
+    # Strides change no weight: the same parameters (the published B0 checkpoint loads into either).
+    assert small.count_params() == plain.count_params() == count_params("efficientnet-b0", 10)

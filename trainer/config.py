@@ -37,6 +37,8 @@ class TrainConfig:
     eval_split: str = _f("test", "split of eval_data")
     num_classes: int = _f(0, "0: read from labeled_data's summary.json")
     image_size: int = _f(32, "square input side; images are resized to it")
+    small_image_model: bool = _f(False, "EfficientNet: stride 1 in its 2nd and 3rd stages, as the original "
+                                        "for 32-px images (final feature map 4x4 instead of 1x1)")
     # Optimisation
     batch_size: int = _f(128, "labeled images per step (per replica group)")
     unlabel_ratio: int = _f(5, "pseudo-labeled images per labeled image in a step")
@@ -134,7 +136,7 @@ PRESETS: dict[str, dict] = {
                    shuffle_buffer=2000),
     # The original's SVHN recipe (google-research/noisystudent local_scripts/svhn/run.sh and main.py;
     # docs/recipes.md lists every value with its line).
-    "svhn": dict(model="efficientnet-b0", image_size=32, batch_size=128, unlabel_ratio=5,
+    "svhn": dict(model="efficientnet-b0", image_size=32, small_image_model=True, batch_size=128, unlabel_ratio=5,
                  train_steps=109474, steps_per_epoch=1000, optimizer="rmsprop", learning_rate=0.016,
                  lr_schedule="exponential", warmup_epochs=5.0, final_base_lr=0.0002, weight_decay=1e-4,
                  label_smoothing=0.1, label_type="soft", temperature=1.0, randaugment_ops=2,
