@@ -29,7 +29,8 @@ setup(
         "google-cloud-aiplatform>=1.165,<2",
     ],
     extras_require={
-        "test": ["pytest>=8"],
+        # jax: the trainer's TPU path (KERAS_BACKEND=jax) runs end to end in the tests, on CPU
+        "test": ["pytest>=8", "jax>=0.4.34"],
         "bench": ["tensorflow-hub>=0.16"],  # Beam's stock TF handler imports it (bench/ peers only)
     },
     entry_points={"console_scripts": ["noisystudent=noisystudent.cli:main"]},

@@ -62,8 +62,11 @@ class TrainingJobSpec:
     timeout_s: int = 0
     restart_on_preemption: bool = False
     spot: bool = False
-    keras_backend: str = "tensorflow"
+    keras_backend: str = ""  # "" = jax with --tpu (TensorFlow 2.21 has no TPU-VM build), else tensorflow
     labels: Optional[dict] = None
+
+    def resolved_keras_backend(self) -> str:
+        return self.keras_backend or ("jax" if self.tpu else "tensorflow")
 
 
 def validate(spec: TrainingJobSpec) -> None:
@@ -82,6 +85,9 @@ def validate(spec: TrainingJobSpec) -> None:
         raise ValueError(f"--tpu {spec.tpu!r}: unknown TPU type; known: {', '.join(TPU_TYPES)}")
     if spec.tpu and spec.gpu:
         raise ValueError("--tpu and --gpu exclude each other")
+    if spec.tpu and spec.keras_backend == "tensorflow":
+        raise ValueError("--tpu with --keras_backend tensorflow: TensorFlow 2.21 has no supported TPU-VM build, "
+                         "so TPU jobs run Keras on JAX (the default with --tpu); drop --keras_backend")
     if spec.gpu and not re.fullmatch(r"[A-Z0-9_]+:\d+", spec.gpu):
         raise ValueError(f"--gpu {spec.gpu!r}: expected TYPE:COUNT, e.g. NVIDIA_TESLA_A100:1")
     check_cloud_paths(spec.trainer_args, GCS_FLAGS, "trainer")
@@ -101,7 +107,7 @@ def worker_pool_specs(spec: TrainingJobSpec) -> list[dict]:
         if spec.gpu:
             accel, count = spec.gpu.split(":")
             machine.update(accelerator_type=accel, accelerator_count=int(count))
-    env = [{"name": "KERAS_BACKEND", "value": spec.keras_backend}]
+    env = [{"name": "KERAS_BACKEND", "value": spec.resolved_keras_backend()}]
     pool = {"machine_spec": machine, "replica_count": 1}
     if spec.image:
         pool["container_spec"] = {"image_uri": spec.image, "command": ["python", "-m", "trainer.task"],
@@ -188,7 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     hw.add_argument("--tpu", default="", help=f"TPU type: {', '.join(TPU_TYPES)}.")
     hw.add_argument("--gpu", default="", help="TYPE:COUNT, e.g. NVIDIA_TESLA_A100:1 (with --machine_type).")
     hw.add_argument("--machine_type", default="", help="GPU/CPU machine type (default a2-highgpu-1g / n1-standard-8).")
-    hw.add_argument("--keras_backend", default="tensorflow", choices=["tensorflow", "jax"])
+    hw.add_argument("--keras_backend", default="", choices=["tensorflow", "jax"],
+                    help="Keras backend of the trainer (default: jax with --tpu, else tensorflow).")
     ops = parser.add_argument_group("operations")
     ops.add_argument("--service_account", default="")
     ops.add_argument("--tensorboard", default="", help="projects/P/locations/R/tensorboards/ID")

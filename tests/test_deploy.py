@@ -16,7 +16,7 @@ def test_vertex_dry_run_request_is_the_sdks_custom_job(capsys):
     from google.cloud.aiplatform.compat.types import custom_job as gca_custom_job
 
     request = vertex.run(CLOUD + ["--tpu", "v5e-4", "--image", "us-docker.pkg.dev/my-project/ns/trainer:1",
-                                  "--spot", "--timeout_s", "86400", "--keras_backend", "jax", "--dry-run"]
+                                  "--spot", "--timeout_s", "86400", "--dry-run"]
                          + TRAINER)
     printed = json.loads(capsys.readouterr().out)
     assert printed == request
@@ -27,6 +27,7 @@ def test_vertex_dry_run_request_is_the_sdks_custom_job(capsys):
     assert pool.container_spec.image_uri == "us-docker.pkg.dev/my-project/ns/trainer:1"
     assert list(pool.container_spec.command) == ["python", "-m", "trainer.task"]
     assert list(pool.container_spec.args) == TRAINER[1:]
+    # --tpu means Keras on JAX (TensorFlow 2.21 has no TPU-VM build): no --keras_backend needed
     assert {e.name: e.value for e in pool.container_spec.env} == {"KERAS_BACKEND": "jax"}
     assert job.job_spec.base_output_directory.output_uri_prefix == "gs://my-bucket/runs/student1"
     assert job.job_spec.scheduling.restart_job_on_worker_restart
@@ -44,6 +45,7 @@ def test_vertex_gpu_and_python_package_variants():
     assert pool["machine_spec"]["accelerator_type"] == "NVIDIA_TESLA_A100"
     assert pool["machine_spec"]["accelerator_count"] == 2
     assert pool["python_package_spec"]["python_module"] == "trainer.task"
+    assert pool["python_package_spec"]["env"] == [{"name": "KERAS_BACKEND", "value": "tensorflow"}]
 
 
 @pytest.mark.parametrize("change, message", [
@@ -51,6 +53,7 @@ def test_vertex_gpu_and_python_package_variants():
     ({"region": "middle-earth"}, "--region"),
     ({"staging_bucket": "/tmp/bucket"}, "--staging_bucket '/tmp/bucket': Vertex AI needs a gs:// path"),
     ({"tpu": "v9-1024"}, "unknown TPU type"),
+    ({"keras_backend": "tensorflow"}, "--tpu with --keras_backend tensorflow: TensorFlow 2.21 has no"),
     ({"image": ""}, "exactly one of --image"),
     ({"trainer_args": ["--labeled_data", "/home/me/svhn"]}, "--labeled_data '/home/me/svhn'"),
 ])

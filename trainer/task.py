@@ -29,7 +29,7 @@ from noisystudent import dataset_dir
 from trainer import data, evaluate
 from trainer.augment import RandAugment
 from trainer.config import TrainConfig, config_from_args
-from trainer.export import export_saved_model
+from trainer.export import export_from_keras_file, export_saved_model
 from trainer.noisy_student import NoisyStudent
 from trainer.optimization import make_optimizer, make_strategy, peak_learning_rate
 
@@ -229,8 +229,12 @@ def train(config: TrainConfig) -> dict:
     evaluate.write_report(report, posixpath.join(model_dir, "eval.json"))
     with tf.io.gfile.GFile(posixpath.join(model_dir, "history.json"), "w") as f:
         json.dump({k: [float(x) for x in v] for k, v in history.history.items()}, f)
-    student.save(posixpath.join(model_dir, "model.keras"))
-    export_saved_model(student, posixpath.join(model_dir, "saved_model"), info.class_names)
+    keras_path = posixpath.join(model_dir, "model.keras")
+    student.save(keras_path)
+    if keras.backend.backend() == "tensorflow":
+        export_saved_model(student, posixpath.join(model_dir, "saved_model"), info.class_names)
+    else:  # JAX (TPU jobs): the serving signatures take strings, which only TensorFlow can trace
+        export_from_keras_file(keras_path, posixpath.join(model_dir, "saved_model"), info.class_names)
     log.info("%s: top-1 %.4f on %s/%s; model in %s", config.model, report["top1_accuracy"],
              eval_location, config.eval_split, model_dir)
     return report
