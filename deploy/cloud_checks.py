@@ -23,3 +23,45 @@ def check_cloud_paths(args: Sequence[str], path_flags: Sequence[str], who: str) 
             if value and not value.startswith("gs://"):
                 raise ValueError(f"{who} flag {name} {value!r}: cloud workers cannot read local paths; "
                                  "use gs://")
+
+
+# GPU type (Dataflow's lowercase name; Vertex AI's enum is the same upper-cased with "_") -> the one
+# machine family that carries it, and that family's machine for 1, 2, 4, 8 GPUs (Compute Engine's
+# GPU machine tables: T4/P4/V100/P100 attach to N1, A100 only on A2, L4 only on G2, H100 only on A3).
+GPU_MACHINES: dict[str, tuple[str, dict[int, str]]] = {
+    "nvidia-tesla-t4": ("n1", {1: "n1-standard-8", 2: "n1-standard-16", 4: "n1-standard-32"}),
+    "nvidia-tesla-p4": ("n1", {1: "n1-standard-8", 2: "n1-standard-16", 4: "n1-standard-32"}),
+    "nvidia-tesla-v100": ("n1", {1: "n1-standard-8", 2: "n1-standard-16", 4: "n1-standard-32",
+                                 8: "n1-standard-64"}),
+    "nvidia-tesla-p100": ("n1", {1: "n1-standard-8", 2: "n1-standard-16", 4: "n1-standard-32"}),
+    "nvidia-tesla-a100": ("a2", {1: "a2-highgpu-1g", 2: "a2-highgpu-2g", 4: "a2-highgpu-4g",
+                                 8: "a2-highgpu-8g"}),
+    "nvidia-a100-80gb": ("a2", {1: "a2-ultragpu-1g", 2: "a2-ultragpu-2g", 4: "a2-ultragpu-4g",
+                                8: "a2-ultragpu-8g"}),
+    "nvidia-l4": ("g2", {1: "g2-standard-8", 2: "g2-standard-24", 4: "g2-standard-48", 8: "g2-standard-96"}),
+    "nvidia-h100-80gb": ("a3", {1: "a3-highgpu-1g", 2: "a3-highgpu-2g", 4: "a3-highgpu-4g",
+                                8: "a3-highgpu-8g"}),
+}
+
+
+def gpu_machine_type(gpu: str, machine_type: str = "") -> str:
+    """Check a TYPE:COUNT GPU request against the machine; return the machine (a default if none given).
+
+    Accepts Dataflow's names (nvidia-l4:1) and Vertex AI's (NVIDIA_L4:1); errors list the valid choices.
+    """
+    kind, _, count_text = gpu.partition(":")
+    key = kind.lower().replace("_", "-")
+    if key not in GPU_MACHINES or not count_text.isdigit():
+        names = ", ".join(sorted(GPU_MACHINES)) if kind.islower() else ", ".join(
+            sorted(k.upper().replace("-", "_") for k in GPU_MACHINES))
+        raise ValueError(f"--gpu {gpu!r}: expected TYPE:COUNT with TYPE one of {names}")
+    family, machines = GPU_MACHINES[key]
+    count = int(count_text)
+    if not machine_type:
+        if count not in machines:
+            raise ValueError(f"--gpu {gpu!r}: {family.upper()} machines carry {sorted(machines)} of these GPUs")
+        return machines[count]
+    if machine_type.split("-", 1)[0] != family:
+        raise ValueError(f"--gpu {gpu!r} needs a {family.upper()} machine ({family}-...), not --machine_type "
+                         f"{machine_type}; e.g. {machines[min(machines)]}")
+    return machine_type

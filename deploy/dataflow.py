@@ -19,11 +19,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import re
 import sys
 from typing import Optional, Sequence
 
-from deploy.cloud_checks import check_cloud_paths, check_project_and_region
+from deploy.cloud_checks import check_cloud_paths, check_project_and_region, gpu_machine_type
 
 JOBS = {
     "ingest-svhn": "beam_pipelines.ingest_svhn",
@@ -35,6 +34,7 @@ JOBS = {
 # Job flags that name data: on Dataflow they must be gs:// paths.
 PATH_FLAGS = ("--input", "--output_dir", "--model", "--predictions", "--mat_dir", "--tfds_data_dir",
               "--labeled_dir", "--test_dir", "--unlabeled_dir")
+DEFAULT_MACHINE = "n2-standard-8"  # CPU inference is decode-bound: cores, not memory
 SETUP_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "setup.py")
 
 
@@ -46,8 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--region", required=True)
     parser.add_argument("--bucket", required=True, help="gs://bucket[/prefix] for temp and staging files.")
     parser.add_argument("--job_name", default="", help="Dataflow job name (default: Beam's).")
-    parser.add_argument("--machine_type", default="n2-standard-8",
-                        help="Worker machine (default n2-standard-8; CPU inference is decode-bound).")
+    parser.add_argument("--machine_type", default="",
+                        help="Worker machine (default n2-standard-8; with --gpu, the GPU's family: "
+                             "nvidia-l4 -> g2-standard-8, nvidia-tesla-t4 -> n1-standard-8, ...).")
     parser.add_argument("--max_workers", type=int, default=20, help="Autoscaling ceiling (default 20).")
     parser.add_argument("--gpu", default="", help="TYPE:COUNT per worker, e.g. nvidia-l4:1 (needs --image).")
     parser.add_argument("--image", default="", help="Worker container (deploy/Dockerfile.dataflow).")
@@ -62,8 +63,10 @@ def validate(args: argparse.Namespace, job_args: Sequence[str]) -> None:
     check_project_and_region(args.project, args.region)
     if not args.bucket.startswith("gs://"):
         raise ValueError(f"--bucket {args.bucket!r}: Dataflow needs a gs:// bucket")
-    if args.gpu and not re.fullmatch(r"[a-z0-9-]+:\d+", args.gpu):
-        raise ValueError(f"--gpu {args.gpu!r}: expected TYPE:COUNT, e.g. nvidia-l4:1")
+    if args.gpu:
+        args.machine_type = gpu_machine_type(args.gpu, args.machine_type)
+        kind, count = args.gpu.split(":")
+        args.gpu = f"{kind.lower().replace('_', '-')}:{count}"  # Dataflow's spelling
     if args.gpu and not args.image:
         raise ValueError("--gpu needs --image: GPU workers need a container with CUDA and TensorFlow")
     check_cloud_paths(job_args, PATH_FLAGS, "job")
@@ -75,7 +78,7 @@ def dataflow_flags(args: argparse.Namespace) -> list[str]:
     flags = [
         "--runner=DataflowRunner", f"--project={args.project}", f"--region={args.region}",
         f"--temp_location={bucket}/tmp", f"--staging_location={bucket}/staging",
-        f"--machine_type={args.machine_type}", f"--max_num_workers={args.max_workers}",
+        f"--machine_type={args.machine_type or DEFAULT_MACHINE}", f"--max_num_workers={args.max_workers}",
         "--autoscaling_algorithm=THROUGHPUT_BASED", "--experiments=use_runner_v2",
     ]
     if args.image:

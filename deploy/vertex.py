@@ -22,11 +22,10 @@ import argparse
 import dataclasses
 import json
 import logging
-import re
 import sys
 from typing import Optional, Sequence
 
-from deploy.cloud_checks import check_cloud_paths, check_project_and_region
+from deploy.cloud_checks import check_cloud_paths, check_project_and_region, gpu_machine_type
 
 # name -> (machine type, topology, accelerator type, accelerator count)
 TPU_TYPES = {
@@ -88,8 +87,8 @@ def validate(spec: TrainingJobSpec) -> None:
     if spec.tpu and spec.keras_backend == "tensorflow":
         raise ValueError("--tpu with --keras_backend tensorflow: TensorFlow 2.21 has no supported TPU-VM build, "
                          "so TPU jobs run Keras on JAX (the default with --tpu); drop --keras_backend")
-    if spec.gpu and not re.fullmatch(r"[A-Z0-9_]+:\d+", spec.gpu):
-        raise ValueError(f"--gpu {spec.gpu!r}: expected TYPE:COUNT, e.g. NVIDIA_TESLA_A100:1")
+    if spec.gpu:
+        gpu_machine_type(spec.gpu.upper(), spec.machine_type)
     check_cloud_paths(spec.trainer_args, GCS_FLAGS, "trainer")
 
 
@@ -103,9 +102,10 @@ def worker_pool_specs(spec: TrainingJobSpec) -> list[dict]:
         if accel:
             machine.update(accelerator_type=accel, accelerator_count=count)
     else:
-        machine = {"machine_type": spec.machine_type or ("a2-highgpu-1g" if spec.gpu else "n1-standard-8")}
+        machine = {"machine_type": gpu_machine_type(spec.gpu.upper(), spec.machine_type) if spec.gpu
+                   else spec.machine_type or "n1-standard-8"}
         if spec.gpu:
-            accel, count = spec.gpu.split(":")
+            accel, count = spec.gpu.upper().split(":")
             machine.update(accelerator_type=accel, accelerator_count=int(count))
     env = [{"name": "KERAS_BACKEND", "value": spec.resolved_keras_backend()}]
     pool = {"machine_spec": machine, "replica_count": 1}
@@ -192,8 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
     image.add_argument("--executor_image", default="", help="Prebuilt container for --python_package_uri.")
     hw = parser.add_argument_group("hardware")
     hw.add_argument("--tpu", default="", help=f"TPU type: {', '.join(TPU_TYPES)}.")
-    hw.add_argument("--gpu", default="", help="TYPE:COUNT, e.g. NVIDIA_TESLA_A100:1 (with --machine_type).")
-    hw.add_argument("--machine_type", default="", help="GPU/CPU machine type (default a2-highgpu-1g / n1-standard-8).")
+    hw.add_argument("--gpu", default="", help="TYPE:COUNT, e.g. NVIDIA_L4:1 or NVIDIA_TESLA_A100:1.")
+    hw.add_argument("--machine_type", default="",
+                    help="Machine type (default n1-standard-8; with --gpu, the GPU's family: NVIDIA_L4:1 -> "
+                         "g2-standard-8, NVIDIA_TESLA_A100:1 -> a2-highgpu-1g, ...).")
     hw.add_argument("--keras_backend", default="", choices=["tensorflow", "jax"],
                     help="Keras backend of the trainer (default: jax with --tpu, else tensorflow).")
     ops = parser.add_argument_group("operations")

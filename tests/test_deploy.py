@@ -84,6 +84,10 @@ def test_dataflow_dry_run_builds_the_job_with_its_stages_and_options(capsys):
     (["--bucket", "/tmp/b"], "Dataflow needs a gs:// bucket"),
     (["--bucket", "gs://b", "--gpu", "nvidia-l4:1"], "--gpu needs --image"),
     (["--bucket", "gs://b", "--", "--output_dir", "/tmp/out"], "cannot read local paths"),
+    (["--bucket", "gs://b", "--gpu", "nvidia-l4:1", "--machine_type", "n2-standard-8", "--image", "i"],
+     "--gpu 'nvidia-l4:1' needs a G2 machine"),
+    (["--bucket", "gs://b", "--gpu", "nvidia-tesla-a100x:1", "--image", "i"],
+     "TYPE one of nvidia-a100-80gb, nvidia-h100-80gb, nvidia-l4"),
 ])
 def test_bad_dataflow_configs_fail_before_any_network_call(argv, message):
     base = ["select", "--project", "my-project", "--region", "us-central1"]
@@ -103,3 +107,39 @@ def test_every_beam_job_dry_runs_locally_without_touching_data(job, args, tmp_pa
     out = tmp_path / "never-written"
     description = importlib.import_module(job).run([a.replace("OUT", str(out)) for a in args] + ["--dry-run"])
     assert description["stages"] and not out.exists()
+
+
+@pytest.mark.parametrize("gpu, machine", [
+    ("nvidia-l4:1", "g2-standard-8"), ("nvidia-tesla-t4:1", "n1-standard-8"),
+    ("nvidia-tesla-a100:2", "a2-highgpu-2g"), ("nvidia-h100-80gb:8", "a3-highgpu-8g"),
+])
+def test_dataflow_gpu_workers_get_a_machine_of_the_gpus_family(gpu, machine):
+    description = dataflow.run(["predict", "--project", "my-project", "--region", "us-central1",
+                                "--bucket", "gs://my-bucket", "--gpu", gpu, "--image", "us-docker.pkg.dev/p/r/w:1",
+                                "--dry-run", "--", "--input", "gs://my-bucket/jft", "--model",
+                                "gs://my-bucket/t/model.keras", "--output_dir", "gs://my-bucket/p"])
+    options = description["options"]
+    assert options["machine_type"] == machine
+    kind, count = gpu.split(":")
+    assert options["dataflow_service_options"] == [
+        f"worker_accelerator=type:{kind};count:{count};install-nvidia-driver"]
+
+
+@pytest.mark.parametrize("gpu, machine_type, expected", [
+    ("NVIDIA_L4:1", "", "g2-standard-8"),
+    ("NVIDIA_TESLA_A100:1", "", "a2-highgpu-1g"),
+    ("NVIDIA_TESLA_T4:2", "n1-highmem-16", "n1-highmem-16"),
+    ("NVIDIA_L4:1", "a2-highgpu-1g", "needs a G2 machine"),
+    ("NVIDIA_TESLA_A100X:1", "", "TYPE one of NVIDIA_A100_80GB, NVIDIA_H100_80GB, NVIDIA_L4"),
+])
+def test_vertex_gpu_machine_pairs(gpu, machine_type, expected):
+    spec = vertex.TrainingJobSpec(project="my-project", region="us-central1", staging_bucket="gs://b",
+                                  base_output_dir="gs://b/o", trainer_args=[], image="img", gpu=gpu,
+                                  machine_type=machine_type)
+    if "-" in expected and " " not in expected:
+        machine = vertex.dry_run_request(spec)["custom_job"]["job_spec"]["worker_pool_specs"][0]["machine_spec"]
+        assert machine["machine_type"] == expected
+        assert machine["accelerator_type"] == gpu.split(":")[0]
+    else:
+        with pytest.raises(ValueError, match=expected):
+            vertex.validate(spec)
