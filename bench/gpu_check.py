@@ -65,25 +65,35 @@ class StepTimer(keras.callbacks.Callback):
         return (len(t) - 1) / (t[-1] - t[0])
 
 
-def training_rates(name, size, batch, ratio, steps, weight_decay=1e-4):
+def _fake_batches(size, batch, ratio):
     rng = np.random.default_rng(0)
     n_u = batch * ratio
     xl = rng.uniform(0, 255, (batch, size, size, 3)).astype("float32")
     xu = rng.uniform(0, 255, (n_u, size, size, 3)).astype("float32")
     yl = rng.integers(0, 10, batch)
     yu = np.eye(10, dtype="float32")[rng.integers(0, 10, n_u)]
+    return xl, xu, yl, yu
+
+
+def noisy_student_rate(name, size, batch, ratio, steps, weight_decay=1e-4):
+    """NoisyStudent optimizer steps/s on a fixed batch of B labeled + ratio*B pseudo-labeled images."""
+    xl, xu, yl, yu = _fake_batches(size, batch, ratio)
 
     def batches_ns():
         while True:
             yield {"labeled": xl, "unlabeled": xu}, {"labeled": yl, "unlabeled": yu}
 
-    student = build_model(name, 10, input_shape=(size, size, 3))
-    ns = NoisyStudent(student)
+    ns = NoisyStudent(build_model(name, 10, input_shape=(size, size, 3)))
     ns.compile(keras.optimizers.SGD(0.01, momentum=0.9), unlabeled_weight=ratio, label_smoothing=0.1,
                weight_decay=weight_decay)
     timer = StepTimer(skip=5)
     ns.fit(batches_ns(), steps_per_epoch=steps, epochs=1, verbose=0, callbacks=[timer])
-    ns_rate = timer.rate()
+    return timer.rate()
+
+
+def training_rates(name, size, batch, ratio, steps, weight_decay=1e-4):
+    ns_rate = noisy_student_rate(name, size, batch, ratio, steps, weight_decay)
+    xl, xu, yl, yu = _fake_batches(size, batch, ratio)
 
     plain = build_model(name, 10, input_shape=(size, size, 3))
     plain.compile(keras.optimizers.SGD(0.01, momentum=0.9),
@@ -118,19 +128,48 @@ def training_comparison(quick: bool) -> None:
     log("training", train)
 
 
+def precision_comparison(quick: bool) -> None:
+    """Inference and NoisyStudent training images/s in float32 and Keras mixed bfloat16, one process."""
+    out = {}
+    infer_cases = (("efficientnet-b0", 64, 8),) if quick else (("efficientnet-b0", 224, 256),
+                                                               ("efficientnet-b7", 600, 32))
+    train_cases = (("cnn-small", 32, 8),) if quick else (("efficientnet-b0", 224, 32),)
+    for precision, policy in (("float32", "float32"), ("bfloat16", "mixed_bfloat16")):
+        row = {}
+        for name, size, batch in infer_cases:
+            keras.backend.clear_session()  # resets the global dtype policy too: set it after
+            keras.mixed_precision.set_global_policy(policy)
+            m = build_model(name, 1000, input_shape=(size, size, 3))
+            row["conv compute dtype"] = m.get_layer("stem_conv").compute_dtype
+            r, compile_s = inference_rate(m, batch, size, 1 if quick else 6)
+            row[f"inference {name}@{size} bs{batch}"] = {"images_per_s": round(r), "compile_s": round(compile_s, 1)}
+        for name, size, batch in train_cases:
+            keras.backend.clear_session()
+            keras.mixed_precision.set_global_policy(policy)
+            steps = noisy_student_rate(name, size, batch, 5, 10 if quick else 40)
+            row[f"noisy-student training {name}@{size} B={batch}+5B"] = {
+                "steps_per_s": round(steps, 2), "images_per_s": round(steps * batch * 6)}
+        out[precision] = row
+        log(f"precision_{precision}", row)
+    keras.mixed_precision.set_global_policy("float32")
+    log("precision", out)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default="gpu_check.json")
     parser.add_argument("--skip_l2", action="store_true")
     parser.add_argument("--quick", action="store_true", help="Tiny sizes: a CPU smoke test of this script.")
     parser.add_argument("--train_only", action="store_true", help="Only the training-step comparison.")
+    parser.add_argument("--precision_only", action="store_true",
+                        help="Only float32 vs bfloat16 inference and training rates.")
     args = parser.parse_args()
     import jax
     log("devices", [str(d) for d in jax.devices()])
     log("keras", keras.__version__ + " / " + keras.backend.backend())
 
-    if args.train_only:
-        training_comparison(args.quick)
+    if args.train_only or args.precision_only:
+        (precision_comparison if args.precision_only else training_comparison)(args.quick)
         with open(args.out, "w") as f:
             json.dump(RESULTS, f, indent=2)
         return

@@ -191,5 +191,5 @@ def build(
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     if dropout_rate > 0:
         x = layers.Dropout(dropout_rate, name="top_dropout")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="predictions", dtype="float32")(x)
     return keras.Model(inputs, outputs, name=name)

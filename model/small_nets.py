@@ -38,7 +38,7 @@ def _classifier(x, num_classes: int, dropout_rate: float):
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     if dropout_rate > 0:
         x = layers.Dropout(dropout_rate, name="top_dropout")(x)
-    return layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    return layers.Dense(num_classes, activation="softmax", name="predictions", dtype="float32")(x)
 
 
 def build_cnn_small(num_classes: int, input_shape=(32, 32, 3), dropout_rate: float = 0.2,

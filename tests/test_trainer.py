@@ -149,3 +149,20 @@ def test_killed_training_resumes_from_its_checkpoint(digits, tmp_path):
     assert epochs_after[0] > 1 and epochs_after[0] <= epochs_before[-1] + 1
     assert epochs_after[-1] == 20
     assert (out / "eval.json").exists()
+
+
+def test_bfloat16_training_computes_in_bfloat16_and_saves_a_float32_model(digits, tmp_path):
+    out = tmp_path / "bf16"
+    report = task.run(FAST + ["--labeled_data", digits, "--output_dir", str(out), "--train_steps", "60",
+                              "--precision", "bfloat16"])
+    assert report["top1_accuracy"] > 0.2  # it learns (chance is 0.1)
+    assert keras.mixed_precision.global_policy().name == "float32"  # nothing leaks into the process
+    model = keras.saving.load_model(str(out / "model.keras"), safe_mode=True)
+    assert {layer.dtype_policy.name for layer in model.layers if layer.weights} == {"float32"}
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        mixed = build_model("cnn-small", 10, input_shape=(16, 16, 3))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert mixed.get_layer("predictions").compute_dtype == "float32"  # the softmax stays float32
+    assert any(layer.compute_dtype == "bfloat16" for layer in mixed.layers)

@@ -58,6 +58,9 @@ class TrainConfig:
     weight_decay: float = _f(1e-4, "L2 on all weights but BatchNorm's (sum(w^2)/2 scaled)")
     label_smoothing: float = _f(0.1, "on the labeled cross-entropy")
     tpu: str = _f("auto", "auto (use a TPU when the VM has one) | none")
+    precision: str = _f("auto", "float32 | bfloat16 (Keras mixed precision: bfloat16 compute, float32 weights, "
+                                "softmax and loss) | auto (bfloat16 on TPUs, else float32); model.keras and "
+                                "the SavedModel are saved in float32 either way")
     ema_momentum: float = _f(0.0, "EMA of weights for evaluation/export (0 = off; 0.9999 on ImageNet)")
     # The method
     label_type: str = _f("hard", "hard (argmax, the original's default) | soft")
@@ -111,6 +114,7 @@ class TrainConfig:
         need(self.train_steps >= 1, "train_steps", "must be >= 1")
         need(1 <= self.steps_per_epoch, "steps_per_epoch", "must be >= 1")
         need(self.optimizer in ("sgd", "rmsprop", "adam"), "optimizer", "must be sgd, rmsprop or adam")
+        need(self.precision in ("auto", "float32", "bfloat16"), "precision", "must be auto, float32 or bfloat16")
         need(self.lr_schedule in ("cosine", "exponential"), "lr_schedule", "must be cosine or exponential")
         need(self.label_type in ("hard", "soft"), "label_type", "must be hard or soft")
         need(self.temperature > 0, "temperature", "must be > 0")

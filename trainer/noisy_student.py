@@ -53,7 +53,8 @@ def unlabeled_targets(teacher_probabilities, label_type: str, temperature: float
 
 
 def cross_entropy(targets, probabilities):
-    """Mean over the batch of -sum(t * log p)."""
+    """Mean over the batch of -sum(t * log p), in float32 whatever the compute precision."""
+    targets, probabilities = ops.cast(targets, "float32"), ops.cast(probabilities, "float32")
     return ops.mean(-ops.sum(targets * ops.log(ops.clip(probabilities, _EPS, 1.0)), axis=-1))
 
 

@@ -105,6 +105,17 @@ def make_optimizer(config: TrainConfig, steps: int, peak: float | None = None,
     return keras.optimizers.Adam(lr, **ema)
 
 
+def compute_precision(config: TrainConfig) -> str:
+    """float32 or bfloat16: `auto` means bfloat16 on TPUs (their native matmul type), else float32."""
+    if config.precision != "auto":
+        return config.precision
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return "bfloat16" if jax.devices()[0].platform == "tpu" else "float32"
+    return "bfloat16" if config.tpu == "auto" and has_tpu() else "float32"
+
+
 def has_tpu() -> bool:
     """A Cloud TPU VM (Vertex AI TPU jobs) exposes /dev/accel* or /dev/vfio devices."""
     return bool(os.environ.get("TPU_NAME") or glob.glob("/dev/accel*") or glob.glob("/dev/vfio/[0-9]*"))

@@ -31,7 +31,7 @@ from trainer.augment import RandAugment
 from trainer.config import TrainConfig, config_from_args
 from trainer.export import export_from_keras_file, export_saved_model
 from trainer.noisy_student import NoisyStudent
-from trainer.optimization import make_optimizer, make_strategy, peak_learning_rate
+from trainer.optimization import compute_precision, make_optimizer, make_strategy, peak_learning_rate
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +192,8 @@ def train(config: TrainConfig) -> dict:
         json.dump(dataclasses.asdict(config), f, indent=2)
 
     strategy = make_strategy(config)
+    precision = compute_precision(config)
+    keras.mixed_precision.set_global_policy("mixed_bfloat16" if precision == "bfloat16" else "float32")
     scope = strategy.scope() if strategy is not None else _null_scope()
     epochs = max(1, config.train_steps // config.steps_per_epoch)
     with scope:
@@ -204,8 +206,8 @@ def train(config: TrainConfig) -> dict:
                         unlabeled_weight=config.resolved_unlabeled_weight(),
                         label_smoothing=config.label_smoothing, label_type=config.label_type,
                         temperature=config.temperature, weight_decay=config.weight_decay)
-    log.info("training %s (%s mode, %d classes) for %d steps: %d labeled + %d unlabeled images per step",
-             config.model, config.mode, info.num_classes, epochs * config.steps_per_epoch,
+    log.info("training %s (%s mode, %d classes, %s) for %d steps: %d labeled + %d unlabeled images per step",
+             config.model, config.mode, info.num_classes, precision, epochs * config.steps_per_epoch,
              config.batch_size, 0 if config.mode == "supervised" else config.batch_size * config.unlabel_ratio)
     callbacks = [
         keras.callbacks.BackupAndRestore(config.resolved_checkpoint_dir(), delete_checkpoint=False),
@@ -230,6 +232,7 @@ def train(config: TrainConfig) -> dict:
     with tf.io.gfile.GFile(posixpath.join(model_dir, "history.json"), "w") as f:
         json.dump({k: [float(x) for x in v] for k, v in history.history.items()}, f)
     keras_path = posixpath.join(model_dir, "model.keras")
+    student = float32_copy(config, info, student) if precision == "bfloat16" else student
     student.save(keras_path)
     if keras.backend.backend() == "tensorflow":
         export_saved_model(student, posixpath.join(model_dir, "saved_model"), info.class_names)
@@ -238,6 +241,14 @@ def train(config: TrainConfig) -> dict:
     log.info("%s: top-1 %.4f on %s/%s; model in %s", config.model, report["top1_accuracy"],
              eval_location, config.eval_split, model_dir)
     return report
+
+
+def float32_copy(config: TrainConfig, info: DataInfo, student: keras.Model) -> keras.Model:
+    """The same weights in a float32 network: what is saved, exported and served on any device."""
+    keras.mixed_precision.set_global_policy("float32")
+    copy = build_student(config, info.num_classes, int(student.input_shape[1]))
+    copy.set_weights(student.get_weights())
+    return copy
 
 
 def finetune_at_resolution(config: TrainConfig, info: DataInfo, student: keras.Model) -> keras.Model:
