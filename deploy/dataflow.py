@@ -72,6 +72,22 @@ def validate(args: argparse.Namespace, job_args: Sequence[str]) -> None:
     check_cloud_paths(job_args, PATH_FLAGS, "job")
 
 
+def project_copy_for_dry_run() -> str:
+    """setup.py of a throw-away copy of the project: Beam stages it even in a dry run (`setup.py
+    sdist` writes an egg-info folder beside setup.py), and a dry run writes nothing into the tree."""
+    import shutil
+    import tempfile
+
+    root = os.path.dirname(SETUP_FILE)
+    copy = tempfile.mkdtemp(prefix="noisystudent-dry-run-")
+    for name in ("setup.py", "README.md"):
+        shutil.copy(os.path.join(root, name), copy)
+    for package in ("noisystudent", "beam_pipelines", "trainer", "model", "deploy"):
+        shutil.copytree(os.path.join(root, package), os.path.join(copy, package),
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    return os.path.join(copy, "setup.py")
+
+
 def dataflow_flags(args: argparse.Namespace) -> list[str]:
     """The standard Beam flags for a Dataflow run of this project."""
     bucket = args.bucket.rstrip("/")
@@ -84,7 +100,7 @@ def dataflow_flags(args: argparse.Namespace) -> list[str]:
     if args.image:
         flags.append(f"--sdk_container_image={args.image}")
     else:
-        flags.append(f"--setup_file={SETUP_FILE}")
+        flags.append(f"--setup_file={project_copy_for_dry_run() if args.dry_run else SETUP_FILE}")
     if args.gpu:
         kind, count = args.gpu.split(":")
         flags.append(f"--dataflow_service_options=worker_accelerator=type:{kind};count:{count};"

@@ -27,17 +27,17 @@ from typing import Optional, Sequence
 
 from deploy.cloud_checks import check_cloud_paths, check_project_and_region, gpu_machine_type
 
-# name -> (machine type, topology, accelerator type, accelerator count)
+# name -> (machine type, topology, accelerator type, accelerator count): the single-host TPU VMs
+# Vertex AI's custom-training docs list (v2, v3, v5e; "Training with TPU accelerators").
 TPU_TYPES = {
     "v5e-1": ("ct5lp-hightpu-1t", "1x1", None, 0),
     "v5e-4": ("ct5lp-hightpu-4t", "2x2", None, 0),
     "v5e-8": ("ct5lp-hightpu-8t", "2x4", None, 0),
-    "v4-8": ("ct4p-hightpu-4t", "2x2x1", None, 0),
     "v3-8": ("cloud-tpu", None, "TPU_V3", 8),
     "v2-8": ("cloud-tpu", None, "TPU_V2", 8),
 }
 GCS_FLAGS = ("--labeled_data", "--unlabeled_data", "--eval_data", "--teacher", "--output_dir",
-             "--checkpoint_dir", "--tensorboard_dir")
+             "--checkpoint_dir", "--tensorboard_dir", "--init_checkpoint")
 DEFAULT_IMAGE_HINT = "build deploy/Dockerfile.trainer and push it to Artifact Registry"
 
 
@@ -84,6 +84,9 @@ def validate(spec: TrainingJobSpec) -> None:
         raise ValueError(f"--tpu {spec.tpu!r}: unknown TPU type; known: {', '.join(TPU_TYPES)}")
     if spec.tpu and spec.gpu:
         raise ValueError("--tpu and --gpu exclude each other")
+    if spec.tensorboard and not spec.service_account:
+        raise ValueError("--tensorboard needs --service_account: Vertex AI writes TensorBoard logs as that "
+                         "account (it needs the Storage Admin and Vertex AI User roles)")
     if spec.tpu and spec.keras_backend == "tensorflow":
         raise ValueError("--tpu with --keras_backend tensorflow: TensorFlow 2.21 has no supported TPU-VM build, "
                          "so TPU jobs run Keras on JAX (the default with --tpu); drop --keras_backend")

@@ -54,6 +54,9 @@ def test_vertex_gpu_and_python_package_variants():
     ({"staging_bucket": "/tmp/bucket"}, "--staging_bucket '/tmp/bucket': Vertex AI needs a gs:// path"),
     ({"tpu": "v9-1024"}, "unknown TPU type"),
     ({"keras_backend": "tensorflow"}, "--tpu with --keras_backend tensorflow: TensorFlow 2.21 has no"),
+    ({"tpu": "v4-8"}, "unknown TPU type; known: v5e-1, v5e-4, v5e-8, v3-8, v2-8"),
+    ({"tensorboard": "projects/p/locations/us-central1/tensorboards/1"}, "--tensorboard needs --service_account"),
+    ({"trainer_args": ["--init_checkpoint", "/home/me/b7/model.ckpt"]}, "--init_checkpoint '/home/me/b7"),
     ({"image": ""}, "exactly one of --image"),
     ({"trainer_args": ["--labeled_data", "/home/me/svhn"]}, "--labeled_data '/home/me/svhn'"),
 ])
@@ -78,6 +81,30 @@ def test_dataflow_dry_run_builds_the_job_with_its_stages_and_options(capsys):
     assert options["max_num_workers"] == 50 and options["temp_location"] == "gs://my-bucket/tmp"
     assert options["setup_file"].endswith("setup.py")
     assert description["dataflow_job"]["transforms"] > 20
+
+
+def _source_tree_state():
+    import os
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    skip = {".venv", ".git", "__pycache__", ".pytest_cache"}
+    state = {}
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d not in skip]
+        for name in dirs + files:
+            path = os.path.join(folder, name)
+            state[path] = os.stat(path).st_mtime_ns
+    return state
+
+
+def test_a_dataflow_dry_run_writes_nothing_into_the_source_tree():
+    before = _source_tree_state()
+    description = dataflow.run(["select", "--project", "my-project", "--region", "us-central1",
+                                "--bucket", "gs://my-bucket", "--dry-run", "--",
+                                "--predictions", "gs://my-bucket/p", "--num_image", "5", "--num_classes", "3",
+                                "--output_dir", "gs://my-bucket/s"])
+    assert description["options"]["setup_file"].endswith("setup.py")  # staged from a copy
+    assert _source_tree_state() == before
 
 
 @pytest.mark.parametrize("argv, message", [
