@@ -142,10 +142,13 @@ def test_killed_training_resumes_from_its_checkpoint(digits, tmp_path):
     proc.wait()
     epochs_before = [json.loads(l)["epoch"] for l in progress.read_text().splitlines()]
     assert 2 <= len(epochs_before) < 20, "the first run should be killed mid-training"
+    # The worst moment to be killed: while the checkpoint is written. Its weights file is then damaged.
+    latest = out / "checkpoints" / "latest.weights.h5"
+    latest.write_bytes(latest.read_bytes()[: latest.stat().st_size // 2])
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     epochs_after = [json.loads(l)["epoch"] for l in progress.read_text().splitlines()][len(epochs_before):]
-    # The second run starts after the last checkpointed epoch, not at epoch 1, and finishes.
+    # The second run starts after the previous intact checkpoint, not at epoch 1, and finishes.
     assert epochs_after[0] > 1 and epochs_after[0] <= epochs_before[-1] + 1
     assert epochs_after[-1] == 20
     assert (out / "eval.json").exists()

@@ -210,7 +210,10 @@ def train(config: TrainConfig) -> dict:
              config.model, config.mode, info.num_classes, precision, epochs * config.steps_per_epoch,
              config.batch_size, 0 if config.mode == "supervised" else config.batch_size * config.unlabel_ratio)
     callbacks = [
-        keras.callbacks.BackupAndRestore(config.resolved_checkpoint_dir(), delete_checkpoint=False),
+        # double_checkpoint: a kill while latest.weights.h5 is written leaves the previous checkpoint,
+        # which the restart falls back to (without it, the damaged file made the restart raise).
+        keras.callbacks.BackupAndRestore(config.resolved_checkpoint_dir(), double_checkpoint=True,
+                                         delete_checkpoint=False),
         keras.callbacks.TensorBoard(config.resolved_tensorboard_dir(), update_freq="epoch"),
         ProgressLog(posixpath.join(model_dir, "progress.jsonl"), config.steps_per_epoch),
     ]
