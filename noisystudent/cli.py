@@ -59,11 +59,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     module = importlib.import_module(COMMANDS[name][0])
     from noisystudent.dataset_dir import RecordAccountingError
 
+    import tensorflow as tf
+
     try:
         module.run(rest)
-    except (ValueError, FileNotFoundError, FileExistsError, KeyError, RecordAccountingError) as e:
-        # Input errors and lost records: one clear line, no traceback. Bugs still raise.
-        print(f"noisystudent {name}: error: {e}", file=sys.stderr)
+    except (ValueError, FileNotFoundError, FileExistsError, KeyError, RecordAccountingError,
+            tf.errors.OpError, RuntimeError) as e:
+        # Input errors, unreadable files (TensorFlow's NotFound, PermissionDenied, DataLoss ...), lost
+        # records and failed steps: one clear line. NOISYSTUDENT_TRACEBACK=1 shows the traceback.
+        if os.environ.get("NOISYSTUDENT_TRACEBACK"):
+            raise
+        message = e.message if isinstance(e, tf.errors.OpError) else str(e)
+        print(f"noisystudent {name}: error: {message.strip().splitlines()[0] if message.strip() else repr(e)}",
+              file=sys.stderr)
         return 1
     return 0
 

@@ -63,9 +63,22 @@ def format_table(rows: list[dict], seeds: Sequence[int]) -> str:
     return "\n".join(lines)
 
 
+def parse_seeds(text: str) -> list[int]:
+    """'0,1,2' -> [0, 1, 2]; a clear error for an empty list, a non-integer or a repeated seed."""
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise ValueError(f"--seeds {text!r}: expected comma-separated integers, e.g. 0,1,2") from None
+    if not seeds:
+        raise ValueError(f"--seeds {text!r}: give at least one seed, e.g. 0,1,2")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seeds {text!r}: a seed is repeated")
+    return seeds
+
+
 def run(argv: Optional[Sequence[str]] = None) -> dict:
     args = build_parser().parse_args(argv)
-    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    seeds = parse_seeds(args.seeds)
     start = time.time()
     per_seed = {}
     for seed in seeds:

@@ -61,3 +61,27 @@ def _always_unbalanced(output_dir, summary, inputs, **_):
 
     raise RecordAccountingError(f"{output_dir}: record accounting failed, summary.json not written: "
                                 "split 'unlabeled': 1197 records in, 1196 written, 0 dead letter")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["demo", "--seeds", ""], "--seeds '': give at least one seed"),
+    (["demo", "--seeds", "0,x"], "--seeds '0,x': expected comma-separated integers"),
+    (["demo", "--seeds", "1,1"], "a seed is repeated"),
+    (["predict", "--input", "IN/*.tfrecord", "--model", "M.keras", "--output_dir", "OUT", "--batch_size", "0"],
+     "--batch_size must be >= 1"),
+    (["predict", "--input", "IN/*.tfrecord", "--model", "M.keras", "--output_dir", "OUT", "--temperature", "0"],
+     "--temperature must be > 0"),
+    (["select", "--predictions", "IN", "--output_dir", "OUT", "--num_image", "0"], "--num_image must be >= 1"),
+    (["select", "--predictions", "IN", "--output_dir", "OUT", "--num_image", "5", "--min_threshold", "1.5"],
+     "--min_threshold must be in [0, 1]"),
+    (["select", "--predictions", "IN/*.tfrecord", "--output_dir", "OUT", "--num_image", "5"], "no files match"),
+    (["train", "--preset", "digits", "--labeled_data", "IN", "--precision", "float8"], "'precision'"),
+    (["ingest-folder", "--unlabeled_dir", "IN", "--output_dir", "OUT"], "is not a folder"),
+])
+def test_each_commands_bad_input_is_one_line_exit_1_and_writes_nothing(argv, message, tmp_path, capsys):
+    argv = [a.replace("IN", str(tmp_path / "in")).replace("OUT", str(tmp_path / "out")) for a in argv]
+    code = cli.main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and message in err and "Traceback" not in err, err
+    assert len(err.splitlines()) == 1 and err.startswith(f"noisystudent {argv[0]}: error:")
+    assert not (tmp_path / "out").exists()
