@@ -136,3 +136,38 @@ def test_small_image_efficientnet_has_the_originals_strides_and_a_4x4_final_map_
     assert tuple(plain.get_layer("top_activation").output.shape[1:3]) == (1, 1)
     # Strides change no weight: the same parameters (the published B0 checkpoint loads into either).
     assert small.count_params() == plain.count_params() == count_params("efficientnet-b0", 10)
+
+
+def _original_cutout(image, pad_size, cy, cx, replace=128):
+    """randaugment.py:80-127 (cutout) of the original in NumPy, with its centre draw given."""
+    h, w = image.shape[:2]
+    lower_pad, upper_pad = max(0, cy - pad_size), max(0, h - cy - pad_size)
+    left_pad, right_pad = max(0, cx - pad_size), max(0, w - cx - pad_size)
+    mask = np.pad(np.zeros((h - (lower_pad + upper_pad), w - (left_pad + right_pad))),
+                  [[lower_pad, upper_pad], [left_pad, right_pad]], constant_values=1)
+    return np.where(np.equal(mask, 0)[..., None], replace, image)
+
+
+def _original_small_image_crop(image, oy, ox):
+    """preprocessing.py:143-151 (small_image_crop) in NumPy, with its crop offset given."""
+    padded = np.pad(image, [[4, 4], [4, 4], [0, 0]], mode="reflect")
+    return padded[oy:oy + image.shape[0], ox:ox + image.shape[1]]
+
+
+def test_svhn_crop_noise_is_the_originals_cutout_then_reflect_pad_crop():
+    import tensorflow as tf
+
+    from trainer.crop_noise import SmallImageNoise, cutout_at, reflect_pad_crop_at
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (5, 32, 32, 3)).astype(np.float32)
+    centers = np.array([[0, 0], [31, 31], [16, 5], [7, 30], [20, 20]], np.int32)  # borders included
+    offsets = np.array([[0, 0], [8, 8], [3, 5], [8, 0], [4, 4]], np.int32)
+    ours = reflect_pad_crop_at(cutout_at(tf.constant(images), tf.constant(centers), 32 // 4),
+                               tf.constant(offsets)).numpy()
+    for i in range(5):
+        expected = _original_small_image_crop(_original_cutout(images[i], 8, *centers[i]), *offsets[i])
+        np.testing.assert_array_equal(ours[i], expected)
+    assert get_config("svhn").input_noise == "svhn"
+    noised = SmallImageNoise(32, seed=0)(tf.constant(images)).numpy()
+    assert noised.shape == images.shape and (noised == 128).any()

@@ -69,7 +69,9 @@ class TrainConfig:
     # Noise
     randaugment_ops: int = _f(2, "RandAugment: ops per image (0 = no RandAugment)")
     randaugment_magnitude: float = _f(5.0, "RandAugment magnitude on the original's 0..10 scale")
-    augment_labeled: bool = _f(True, "apply RandAugment to labeled images too")
+    augment_labeled: bool = _f(True, "apply RandAugment (and input_noise) to labeled images too")
+    input_noise: str = _f("none", "noise after RandAugment: none | svhn (the original's: cutout of side "
+                                  "size/2 filled with 128, then a reflect-pad-4 random crop)")
     dropout_rate: float = _f(-1.0, "before the classifier; -1 = the model's default")
     stochastic_depth_rate: float = _f(0.2, "drop rate at the last block (survival 0.8), linear")
     bn_momentum: float = _f(-1.0, "BatchNorm momentum; -1 = the model's default")
@@ -115,6 +117,7 @@ class TrainConfig:
         need(1 <= self.steps_per_epoch, "steps_per_epoch", "must be >= 1")
         need(self.optimizer in ("sgd", "rmsprop", "adam"), "optimizer", "must be sgd, rmsprop or adam")
         need(self.precision in ("auto", "float32", "bfloat16"), "precision", "must be auto, float32 or bfloat16")
+        need(self.input_noise in ("none", "svhn"), "input_noise", "must be none or svhn")
         need(self.lr_schedule in ("cosine", "exponential"), "lr_schedule", "must be cosine or exponential")
         need(self.label_type in ("hard", "soft"), "label_type", "must be hard or soft")
         need(self.temperature > 0, "temperature", "must be > 0")
@@ -144,7 +147,7 @@ PRESETS: dict[str, dict] = {
                  train_steps=109474, steps_per_epoch=1000, optimizer="rmsprop", learning_rate=0.016,
                  lr_schedule="exponential", warmup_epochs=5.0, final_base_lr=0.0002, weight_decay=1e-4,
                  label_smoothing=0.1, label_type="soft", temperature=1.0, randaugment_ops=2,
-                 randaugment_magnitude=5, stochastic_depth_rate=0.2, ema_momentum=0.9999,
+                 randaugment_magnitude=5, input_noise="svhn", stochastic_depth_rate=0.2, ema_momentum=0.9999,
                  labeled_split="train", eval_split="test"),
     # ImageNet as the original's scripts run it (main.py defaults; local_scripts/imagenet/train.sh for
     # B7): batch 4096, 350 epochs of the labeled data (109,474 steps).

@@ -14,12 +14,13 @@ flags resumes from its last checkpoint (keras BackupAndRestore).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
 import posixpath
 import time
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import keras
 import tensorflow as tf
@@ -29,6 +30,7 @@ from noisystudent import dataset_dir
 from trainer import data, evaluate
 from trainer.augment import RandAugment
 from trainer.config import TrainConfig, config_from_args
+from trainer.crop_noise import SmallImageNoise
 from trainer.export import export_from_keras_file, export_saved_model
 from trainer.noisy_student import NoisyStudent
 from trainer.optimization import compute_precision, make_optimizer, make_strategy, peak_learning_rate
@@ -135,9 +137,20 @@ def initialize_from(model: keras.Model, checkpoint: str) -> None:
              report.used_ema, "new" if report.skipped else "loaded")
 
 
+def make_noise(config: TrainConfig) -> Optional[Callable[[tf.Tensor], tf.Tensor]]:
+    """The input noise on a batch of images: RandAugment, then the preset's crop noise (if any)."""
+    steps: list = []
+    if config.randaugment_ops > 0:
+        steps.append(RandAugment(config.randaugment_ops, config.randaugment_magnitude))
+    if config.input_noise == "svhn":
+        steps.append(SmallImageNoise(config.image_size))
+    if len(steps) <= 1:
+        return steps[0] if steps else None
+    return lambda images: functools.reduce(lambda x, step: step(x), steps, images)
+
+
 def make_training_data(config: TrainConfig, info: DataInfo) -> tf.data.Dataset:
-    augment = (RandAugment(config.randaugment_ops, config.randaugment_magnitude)
-               if config.randaugment_ops > 0 else None)
+    augment = make_noise(config)
     labeled = data.labeled_images(info.labeled_files, info.num_classes, config.image_size,
                                   config.batch_size, augment if config.augment_labeled else None,
                                   config.shuffle_buffer, config.seed)
