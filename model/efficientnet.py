@@ -23,6 +23,12 @@ from keras import layers
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# Input normalisation per dataset, on pixels scaled to [0, 1] (the original's task_info.py:22-32
+# gives the same numbers times 255, on [0, 255] pixels).
+NORMALIZATION = {
+    "imagenet": (IMAGENET_MEAN, IMAGENET_STD),
+    "svhn": ((0.4376821, 0.4437697, 0.47280442), (0.19803012, 0.20101562, 0.19703614)),
+}
 BN_EPSILON = 1e-3
 
 
@@ -162,18 +168,23 @@ def build(
     stochastic_depth_rate: float = 0.2,
     bn_momentum: float = 0.99,
     small_image: bool = False,
+    normalization: str = "imagenet",
 ) -> keras.Model:
     """An EfficientNet from SCALING; input float RGB in [0, 255], output class probabilities.
 
     `small_image`: the original's strides for 32-px inputs (SMALL_IMAGE_STAGES); same weights.
+    `normalization`: the dataset whose mean/std the input is normalised with (NORMALIZATION).
     """
+    if normalization not in NORMALIZATION:
+        raise ValueError(f"normalization {normalization!r}: choose from {', '.join(NORMALIZATION)}")
+    mean, std = NORMALIZATION[normalization]
     scaling = SCALING[name]
     if input_shape is None:
         input_shape = (scaling.resolution, scaling.resolution, 3)
     dropout_rate = scaling.dropout if dropout_rate is None else dropout_rate
     inputs = keras.Input(shape=input_shape, name="image")
     x = layers.Rescaling(1.0 / 255.0, name="rescaling")(inputs)
-    x = layers.Normalization(mean=list(IMAGENET_MEAN), variance=[s * s for s in IMAGENET_STD],
+    x = layers.Normalization(mean=list(mean), variance=[s * s for s in std],
                              name="normalization")(x)
     x = layers.Conv2D(round_filters(STEM_FILTERS, scaling.width), 3, strides=2, padding="same",
                       use_bias=False, name="stem_conv")(x)

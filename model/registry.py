@@ -67,11 +67,13 @@ def build_model(
     stochastic_depth_rate: Optional[float] = None,
     bn_momentum: Optional[float] = None,
     small_image: bool = False,
+    normalization: str = "imagenet",
 ) -> keras.Model:
     """Build a registered model; None arguments take the model's defaults.
 
     `small_image`: EfficientNets take the original's strides for 32-px images; the
-    small nets are built for such images already and ignore it.
+    small nets are built for such images already and ignore it. `normalization`:
+    the dataset whose input mean/std an EfficientNet uses (imagenet, svhn).
     """
     spec = get_spec(name)
     if num_classes < 2:
@@ -88,7 +90,7 @@ def build_model(
         stochastic_depth_rate=(DEFAULT_STOCHASTIC_DEPTH_RATE if stochastic_depth_rate is None
                                else stochastic_depth_rate),
         bn_momentum=spec.bn_momentum if bn_momentum is None else bn_momentum,
-        **({"small_image": small_image} if name in efficientnet.SCALING else {}),
+        **({"small_image": small_image, "normalization": normalization} if name in efficientnet.SCALING else {}),
     )
 
 

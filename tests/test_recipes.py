@@ -171,3 +171,16 @@ def test_svhn_crop_noise_is_the_originals_cutout_then_reflect_pad_crop():
     assert get_config("svhn").input_noise == "svhn"
     noised = SmallImageNoise(32, seed=0)(tf.constant(images)).numpy()
     assert noised.shape == images.shape and (noised == 128).any()
+
+
+def test_svhn_models_normalise_with_the_originals_svhn_mean_and_std():
+    from model import build_model
+
+    # task_info.py:27-29, transcribed: on [0, 255] pixels
+    mean = [0.4376821 * 255, 0.4437697 * 255, 0.47280442 * 255]
+    stddev = [0.19803012 * 255, 0.20101562 * 255, 0.19703614 * 255]
+    config = get_config("svhn")
+    model = build_model(config.model, 10, input_shape=(32, 32, 3), normalization=config.normalization)
+    pixels = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
+    normalised = keras.Model(model.input, model.get_layer("normalization").output)(pixels)
+    np.testing.assert_allclose(np.asarray(normalised), (pixels - mean) / stddev, rtol=1e-4, atol=1e-4)

@@ -37,6 +37,8 @@ class TrainConfig:
     eval_split: str = _f("test", "split of eval_data")
     num_classes: int = _f(0, "0: read from labeled_data's summary.json")
     image_size: int = _f(32, "square input side; images are resized to it")
+    normalization: str = _f("imagenet", "EfficientNet input mean/std: imagenet | svhn (the original's "
+                                        "task_info.py)")
     small_image_model: bool = _f(False, "EfficientNet: stride 1 in its 2nd and 3rd stages, as the original "
                                         "for 32-px images (final feature map 4x4 instead of 1x1)")
     # Optimisation
@@ -118,6 +120,7 @@ class TrainConfig:
         need(self.optimizer in ("sgd", "rmsprop", "adam"), "optimizer", "must be sgd, rmsprop or adam")
         need(self.precision in ("auto", "float32", "bfloat16"), "precision", "must be auto, float32 or bfloat16")
         need(self.input_noise in ("none", "svhn"), "input_noise", "must be none or svhn")
+        need(self.normalization in ("imagenet", "svhn"), "normalization", "must be imagenet or svhn")
         need(self.lr_schedule in ("cosine", "exponential"), "lr_schedule", "must be cosine or exponential")
         need(self.label_type in ("hard", "soft"), "label_type", "must be hard or soft")
         need(self.temperature > 0, "temperature", "must be > 0")
@@ -143,7 +146,8 @@ PRESETS: dict[str, dict] = {
                    shuffle_buffer=2000),
     # The original's SVHN recipe (google-research/noisystudent local_scripts/svhn/run.sh and main.py;
     # docs/recipes.md lists every value with its line).
-    "svhn": dict(model="efficientnet-b0", image_size=32, small_image_model=True, batch_size=128, unlabel_ratio=5,
+    "svhn": dict(model="efficientnet-b0", image_size=32, small_image_model=True, normalization="svhn",
+                 batch_size=128, unlabel_ratio=5,
                  train_steps=109474, steps_per_epoch=1000, optimizer="rmsprop", learning_rate=0.016,
                  lr_schedule="exponential", warmup_epochs=5.0, final_base_lr=0.0002, weight_decay=1e-4,
                  label_smoothing=0.1, label_type="soft", temperature=1.0, randaugment_ops=2,

@@ -104,7 +104,7 @@ def build_student(config: TrainConfig, num_classes: int, image_size: int,
         dropout_rate=None if config.dropout_rate < 0 else config.dropout_rate,
         stochastic_depth_rate=config.stochastic_depth_rate,
         bn_momentum=None if config.bn_momentum < 0 else config.bn_momentum,
-        small_image=config.small_image_model)
+        small_image=config.small_image_model, normalization=config.normalization)
     if init_checkpoint:
         initialize_from(model, init_checkpoint)
     if config.train_head_only:
