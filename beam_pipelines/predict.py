@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--teacher_name", help="Id recorded in every prediction (default: the model path).")
     parser.add_argument("--batch_size", type=int, default=256, help="Images per model call (default 256).")
     parser.add_argument("--image_size", type=int, help="Resize to this side (default: the model's input).")
+    parser.add_argument("--center_crop", action="store_true",
+                        help="The original's ImageNet labelling crop: the central size/(size+32) of the "
+                             "shorter side, bicubic (default: the whole image, bilinear).")
     parser.add_argument("--prob_format", default="float32",
                         help="float32 | float16 | top_k:K (bytes per record: noisystudent/records.py).")
     parser.add_argument("--temperature", type=float, default=1.0,
@@ -223,7 +226,7 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
     teacher = args.teacher_name or args.model
     if not dry_run:
         out.prepare_output_dir(args.output_dir, num_shards, args.overwrite)
-    handler = KerasTeacherHandler(args.model, args.image_size, args.large_model)
+    handler = KerasTeacherHandler(args.model, args.image_size, args.large_model, center_crop=args.center_crop)
 
     p = test_pipeline or beam.Pipeline(options=make_pipeline_options(beam_args, save_main_session))
     chunks = (p | "ListInputFiles" >> beam.Create(files)

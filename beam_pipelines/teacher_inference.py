@@ -137,8 +137,11 @@ def check_model_file(model_path: str) -> None:
                          f"writes (it has: {sorted(signatures) or 'none'})")
 
 
-def load_teacher(model_path: str, image_size: Optional[int] = None) -> LoadedTeacher:
-    """Load a .keras model or an exported SavedModel behind one batched decode+infer function."""
+def load_teacher(model_path: str, image_size: Optional[int] = None, center_crop: bool = False) -> LoadedTeacher:
+    """Load a .keras model or an exported SavedModel behind one batched decode+infer function.
+
+    `center_crop`: the original's ImageNet labelling crop (noisystudent.image_ops.center_crop).
+    """
     import keras
     import tensorflow as tf
 
@@ -151,7 +154,7 @@ def load_teacher(model_path: str, image_size: Optional[int] = None) -> LoadedTea
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
         def predict(encoded):
-            return model(image_ops.decode_batch(encoded, size), training=False)
+            return model(image_ops.decode_batch(encoded, size, center_crop), training=False)
 
         return LoadedTeacher(predict, size, int(model.output_shape[-1]))
     if not tf.io.gfile.exists(f"{model_path.rstrip('/')}/saved_model.pb"):
@@ -163,7 +166,12 @@ def load_teacher(model_path: str, image_size: Optional[int] = None) -> LoadedTea
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
     def predict_saved(encoded):
-        return signature(images=encoded)["probabilities"]
+        if not center_crop:
+            return signature(images=encoded)["probabilities"]
+        # serving_encoded resizes the whole image: crop here and feed the pixel signature.
+        pixels = image_ops.decode_batch(encoded, size, crop=True)
+        pixels = tf.cast(tf.clip_by_value(tf.round(pixels), 0.0, 255.0), tf.uint8)
+        return loaded.signatures["serving_images"](images=pixels)["probabilities"]
 
     predict_saved.keep_alive = loaded  # the signature's variables live as long as the function
     return LoadedTeacher(predict_saved, size, num_classes)
@@ -177,10 +185,11 @@ class KerasTeacherHandler(ModelHandler[ImageChunk, PredictionResult, LoadedTeach
     """
 
     def __init__(self, model_path: str, image_size: Optional[int] = None, large_model: bool = False,
-                 log_every_s: float = 30.0):
+                 log_every_s: float = 30.0, center_crop: bool = False):
         super().__init__(large_model=large_model)
         self._model_path = model_path
         self._image_size = image_size
+        self._center_crop = center_crop
         self._large_model = large_model
         self._log_every_s = log_every_s
         self._done = 0
@@ -188,7 +197,7 @@ class KerasTeacherHandler(ModelHandler[ImageChunk, PredictionResult, LoadedTeach
         self._last_log = 0.0
 
     def load_model(self) -> LoadedTeacher:
-        teacher = load_teacher(self._model_path, self._image_size)
+        teacher = load_teacher(self._model_path, self._image_size, self._center_crop)
         log.info("teacher %s loaded: %d classes at %dx%d", self._model_path, teacher.num_classes,
                  teacher.image_size, teacher.image_size)
         return teacher

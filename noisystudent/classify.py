@@ -74,11 +74,11 @@ def _read(path: str) -> bytes:
 
 
 def classify(model_path: str, images: Sequence[str], top_k: int = 5, batch_size: int = 64,
-             names_file: Optional[str] = None) -> list[dict]:
+             names_file: Optional[str] = None, center_crop: bool = False) -> list[dict]:
     """One dict per image: path and top-k (class, name, probability), or an error."""
     from beam_pipelines.teacher_inference import load_teacher
 
-    teacher = load_teacher(model_path)
+    teacher = load_teacher(model_path, center_crop=center_crop)
     names = class_names_for(model_path, teacher.num_classes, names_file)
     paths = list_images(images)
     results = []
@@ -96,7 +96,7 @@ def classify(model_path: str, images: Sequence[str], top_k: int = 5, batch_size:
 
 
 def extract_features(model_path: str, images: Sequence[str], output: str, layer: str = "avg_pool",
-                     batch_size: int = 64) -> dict:
+                     batch_size: int = 64, center_crop: bool = False) -> dict:
     """Pooled embeddings of a .keras model's `layer`, written as .npy (+ ids .json) or TFRecords."""
     import keras
 
@@ -114,7 +114,7 @@ def extract_features(model_path: str, images: Sequence[str], output: str, layer:
     vectors, kept, failed = [], [], []
     for path in paths:
         try:
-            image = image_ops.decode_image(tf.constant(_read(path)), size)
+            image = image_ops.decode_image(tf.constant(_read(path)), size, center_crop)
         except tf.errors.InvalidArgumentError:
             failed.append(path)
             continue
@@ -140,6 +140,9 @@ def _parser(prog: str, description: str) -> argparse.ArgumentParser:
     parser.add_argument("images", nargs="+", help="Image files, folders or globs.")
     parser.add_argument("--model", required=True, help="A .keras file (or, for classify, a SavedModel dir).")
     parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--center_crop", action="store_true",
+                        help="The original's ImageNet eval crop (central size/(size+32), bicubic); "
+                             "the published ImageNet checkpoints expect it.")
     return parser
 
 
@@ -149,7 +152,7 @@ def run(argv: Optional[Sequence[str]] = None) -> list[dict]:
     parser.add_argument("--class_names", help="A file with one class name per line.")
     parser.add_argument("--json", action="store_true", help="Print JSON lines instead of a table.")
     args = parser.parse_args(argv)
-    results = classify(args.model, args.images, args.top_k, args.batch_size, args.class_names)
+    results = classify(args.model, args.images, args.top_k, args.batch_size, args.class_names, args.center_crop)
     for r in results:
         if args.json:
             print(json.dumps(r))
@@ -165,6 +168,6 @@ def run_features(argv: Optional[Sequence[str]] = None) -> dict:
     parser.add_argument("--output", required=True, help="emb.npy (with emb.ids.json) or emb.tfrecord.")
     parser.add_argument("--layer", default="avg_pool", help="Layer whose output is the embedding.")
     args = parser.parse_args(argv)
-    summary = extract_features(args.model, args.images, args.output, args.layer, args.batch_size)
+    summary = extract_features(args.model, args.images, args.output, args.layer, args.batch_size, args.center_crop)
     print(json.dumps(summary))
     return summary

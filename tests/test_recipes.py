@@ -184,3 +184,51 @@ def test_svhn_models_normalise_with_the_originals_svhn_mean_and_std():
     pixels = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
     normalised = keras.Model(model.input, model.get_layer("normalization").output)(pixels)
     np.testing.assert_allclose(np.asarray(normalised), (pixels - mean) / stddev, rtol=1e-4, atol=1e-4)
+
+
+def _original_center_crop(image, image_size):
+    """preprocessing.py:104-134 (center_crop, without its tf.Print lines), in TF1-style ops."""
+    import tensorflow as tf
+
+    shape = tf.shape(image)
+    image_height, image_width = shape[0], shape[1]
+    padded_center_crop_size = tf.cast(((image_size / (image_size + 32)) *
+                                       tf.cast(tf.minimum(image_height, image_width), tf.float32)), tf.int32)
+    offset_height = ((image_height - padded_center_crop_size) + 1) // 2
+    offset_width = ((image_width - padded_center_crop_size) + 1) // 2
+    bbox_begin = tf.stack([offset_height, offset_width, tf.constant(0, dtype=tf.int32)])
+    bbox_size = tf.stack([padded_center_crop_size, padded_center_crop_size, tf.constant(-1, dtype=tf.int32)])
+    image = tf.slice(image, bbox_begin, bbox_size)
+    return tf.compat.v1.image.resize_bicubic([image], [image_size, image_size])[0]
+
+
+@pytest.mark.parametrize("height, width, size", [(375, 500, 224), (500, 333, 240), (64, 64, 32), (41, 97, 17)])
+def test_imagenet_eval_and_labelling_crop_is_the_originals(height, width, size):
+    import tensorflow as tf
+
+    from noisystudent import image_ops
+
+    image = np.random.default_rng(height).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    expected = _original_center_crop(tf.constant(image), size).numpy()
+    encoded = tf.io.encode_png(image)
+    np.testing.assert_allclose(image_ops.decode_image(encoded, size, crop=True).numpy(), expected, atol=1e-3)
+    np.testing.assert_allclose(image_ops.decode_batch(tf.stack([encoded]), size, crop=True).numpy()[0],
+                               expected, atol=1e-3)
+    assert get_config("imagenet").eval_center_crop
+
+
+def test_predict_labels_the_center_crop_when_asked(tmp_path):
+    import tensorflow as tf
+
+    from beam_pipelines.teacher_inference import load_teacher
+    from model import build_model
+
+    model = build_model("cnn-small", 4, input_shape=(16, 16, 3))
+    model.save(str(tmp_path / "t.keras"))
+    image = np.random.default_rng(1).integers(0, 256, (30, 50, 3), dtype=np.uint8)
+    encoded = tf.io.encode_png(image).numpy()
+    cropped = _original_center_crop(tf.constant(image), 16)[None]
+    teacher = load_teacher(str(tmp_path / "t.keras"), center_crop=True)
+    np.testing.assert_allclose(teacher.label([encoded]), model(cropped, training=False).numpy(), atol=1e-5)
+    whole = load_teacher(str(tmp_path / "t.keras"))
+    assert not np.allclose(whole.label([encoded]), teacher.label([encoded]), atol=1e-5)

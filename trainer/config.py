@@ -35,6 +35,8 @@ class TrainConfig:
     unlabeled_split: str = _f("train", "split of unlabeled_data")
     eval_data: str = _f("", "dataset dir or glob evaluated at the end (default: labeled_data)")
     eval_split: str = _f("test", "split of eval_data")
+    eval_center_crop: bool = _f(False, "evaluate on the original's ImageNet crop (central size/(size+32) of "
+                                       "the shorter side, bicubic) instead of the whole image")
     num_classes: int = _f(0, "0: read from labeled_data's summary.json")
     image_size: int = _f(32, "square input side; images are resized to it")
     normalization: str = _f("imagenet", "EfficientNet input mean/std: imagenet | svhn (the original's "
@@ -160,7 +162,7 @@ PRESETS: dict[str, dict] = {
                      lr_schedule="exponential", warmup_epochs=5.0, decay_epochs=2.4, weight_decay=1e-5,
                      label_smoothing=0.1, randaugment_ops=2, randaugment_magnitude=9,
                      stochastic_depth_rate=0.2, ema_momentum=0.9999, labeled_split="train",
-                     eval_split="validation", label_type="soft", temperature=1.0),
+                     eval_split="validation", eval_center_crop=True, label_type="soft", temperature=1.0),
 }
 
 

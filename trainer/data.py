@@ -41,11 +41,11 @@ def _check_labels(labels: tf.Tensor, num_classes: int) -> tf.Tensor:
 
 def labeled_images(files: list[str], num_classes: int, image_size: int, batch_size: int,
                    augment: Optional[RandAugment], shuffle_buffer: int = 10000, seed: int = 0,
-                   repeat: bool = True) -> tf.data.Dataset:
+                   repeat: bool = True, center_crop: bool = False) -> tf.data.Dataset:
     """(images float32 [B, S, S, 3], labels int32 [B]); repeated and shuffled for training."""
     def parse(serialized):
         parsed = tf.io.parse_single_example(serialized, records.image_feature_spec())
-        image = image_ops.decode_image(parsed[records.IMAGE_ENCODED], image_size)
+        image = image_ops.decode_image(parsed[records.IMAGE_ENCODED], image_size, center_crop)
         label = _check_labels(tf.cast(parsed[records.LABEL], tf.int32), num_classes)
         return image, label
 

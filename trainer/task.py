@@ -240,7 +240,8 @@ def train(config: TrainConfig) -> dict:
     eval_location = config.eval_data or config.labeled_data
     eval_files = dataset_dir.resolve_files(eval_location, config.eval_split)
     eval_size = int(student.input_shape[1])
-    eval_ds = data.labeled_images(eval_files, info.num_classes, eval_size, 256, None, repeat=False)
+    eval_ds = data.labeled_images(eval_files, info.num_classes, eval_size, 256, None, repeat=False,
+                                  center_crop=config.eval_center_crop)
     report = evaluate.evaluate_model(student, eval_ds, info.class_names)
     report.update(model=config.model, mode=config.mode, eval_data=eval_location, eval_split=config.eval_split,
                   steps=epochs * config.steps_per_epoch)
