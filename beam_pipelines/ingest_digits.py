@@ -41,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--output_dir", required=True, help="Where the TFRecords go (gs:// works).")
     parser.add_argument("--labels_per_class", type=int, default=10,
-                        help="Labeled images kept per class (default 10).")
+                        help="Labeled images kept per class (default 10; 0 = every image outside the "
+                             "test split, for a supervised ceiling).")
     parser.add_argument("--test_size", type=int, default=500,
                         help="Images held out for testing, drawn at random (default 500).")
     parser.add_argument("--image_size", type=int, default=DEFAULT_IMAGE_SIZE,
@@ -65,10 +66,10 @@ def assign_splits(labels: np.ndarray, labels_per_class: int, test_size: int, see
     taken = {c: 0 for c in range(NUM_CLASSES)}
     for i in order[test_size:]:
         c = int(labels[i])
-        if taken[c] < labels_per_class:
+        if labels_per_class == 0 or taken[c] < labels_per_class:
             splits[i] = "labeled"
             taken[c] += 1
-    short = {c: t for c, t in taken.items() if t < labels_per_class}
+    short = {c: t for c, t in taken.items() if t < labels_per_class} if labels_per_class else {}
     if short:
         raise ValueError(
             f"--labels_per_class {labels_per_class} is more than the data holds outside the "
@@ -98,8 +99,8 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
     from sklearn.datasets import load_digits
 
     args, beam_args = split_job_and_beam_args(build_parser(), argv)
-    if args.labels_per_class < 1:
-        raise ValueError(f"--labels_per_class must be >= 1, got {args.labels_per_class}")
+    if args.labels_per_class < 0:
+        raise ValueError(f"--labels_per_class must be >= 0 (0: all), got {args.labels_per_class}")
     if args.image_size < 8:
         raise ValueError(f"--image_size must be >= 8, got {args.image_size}")
     digits = load_digits()

@@ -4,8 +4,10 @@ For each seed: ingest the digits (10 labels per class, 1,197 unlabeled, 500
 test), train a noised teacher on the 100 labeled images only, then two
 iterations of predict (Beam) -> select (Beam) -> noised student (Keras). The
 teacher gets the same noise as the students (RandAugment, dropout, stochastic
-depth), so the table's gain is the method's, not the noise's. Runs are noisy
-(+-1.5 points), so the table gives the mean and spread over seeds.
+depth), so the table's gain is the method's, not the noise's. A supervised
+ceiling (the same model and recipe on every label outside the test split)
+shows how much of the gap the method closes. Runs are noisy (+-1.5 points), so
+the table gives the mean and spread over seeds.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Optional, Sequence
 import tensorflow as tf
 
 from beam_pipelines import ingest_digits
-from noisystudent import loop
+from noisystudent import dataset_dir, loop
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", default="cnn-small", help="Teacher and students (default cnn-small).")
     parser.add_argument("--labels_per_class", type=int, default=10)
     parser.add_argument("--train_steps", type=int, default=0, help="Override the digits preset's steps.")
+    parser.add_argument("--no_ceiling", action="store_true",
+                        help="Skip the supervised ceiling (the same model trained on every label).")
     return parser
 
 
@@ -51,15 +55,44 @@ def aggregate(per_seed: dict[int, list[dict]]) -> list[dict]:
     return rows
 
 
-def format_table(rows: list[dict], seeds: Sequence[int]) -> str:
+def supervised_ceiling(seed_dir: str, seed: int, model: str, train_args: Sequence[str]) -> dict:
+    """The same model and recipe trained on every label outside the test split (the same test split)."""
+    from trainer import task
+
+    data_dir = posixpath.join(seed_dir, "data_all_labels")
+    out = posixpath.join(seed_dir, "ceiling")
+    report_path = posixpath.join(out, "eval.json")
+    if tf.io.gfile.exists(report_path):
+        with tf.io.gfile.GFile(report_path) as f:
+            report = json.load(f)
+    else:
+        if not tf.io.gfile.exists(posixpath.join(data_dir, "summary.json")):
+            ingest_digits.run(["--output_dir", data_dir, "--seed", str(seed), "--labels_per_class", "0"])
+        import keras
+
+        keras.backend.clear_session()
+        report = task.run(["--preset", "digits", "--labeled_data", data_dir, "--labeled_split", "labeled",
+                           "--eval_split", "test", "--seed", str(seed), "--model", model, "--mode", "supervised",
+                           "--output_dir", out, *train_args])
+    labeled = dataset_dir.read_summary(data_dir)["splits"]["labeled"]["records"]
+    return {"top1_accuracy": report["top1_accuracy"], "labeled": labeled}
+
+
+def format_table(rows: list[dict], seeds: Sequence[int], ceiling: Optional[dict] = None) -> str:
     lines = [f"Noisy Student on digits, test accuracy over seeds {', '.join(map(str, seeds))}:", "",
              "iteration  model       role                      labeled  pseudo-labeled  test top-1 (mean +- sd)",
              "---------  ----------  ------------------------  -------  --------------  -----------------------"]
     for r in rows:
         lines.append(f"{r['iteration']:>9}  {r['model']:<10}  {r['role']:<24}  {r['labeled']:>7}  "
                      f"{r['pseudo_labeled']:>14}  {100 * r['mean_top1']:6.2f} +- {100 * r['stdev_top1']:.2f}")
+    if ceiling:
+        lines.append(f"{'-':>9}  {rows[0]['model']:<10}  {'ceiling (all labels)':<24}  {ceiling['labeled']:>7}  "
+                     f"{0:>14}  {100 * ceiling['mean_top1']:6.2f} +- {100 * ceiling['stdev_top1']:.2f}")
     gain = rows[-1]["mean_top1"] - rows[0]["mean_top1"]
     lines += ["", f"gain of the last student over the equally noised teacher: {100 * gain:+.2f} points"]
+    gap = ceiling["mean_top1"] - rows[0]["mean_top1"] if ceiling else 0.0
+    if gap > 0:
+        lines.append(f"share of the teacher-to-ceiling gap the method closed: {100 * gain / gap:.0f}%")
     return "\n".join(lines)
 
 
@@ -81,6 +114,7 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
     seeds = parse_seeds(args.seeds)
     start = time.time()
     per_seed = {}
+    train_args = ("--verbose", "0") + (("--train_steps", str(args.train_steps)) if args.train_steps else ())
     for seed in seeds:
         seed_dir = posixpath.join(args.run_dir, f"seed{seed}")
         data_dir = posixpath.join(seed_dir, "data")
@@ -88,7 +122,6 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
             log.info("seed %d: ingesting the bundled digits into %s", seed, data_dir)
             ingest_digits.run(["--output_dir", data_dir, "--seed", str(seed),
                                "--labels_per_class", str(args.labels_per_class)])
-        train_args = ("--verbose", "0") + (("--train_steps", str(args.train_steps)) if args.train_steps else ())
         log.info("seed %d: teacher + %d student iterations in %s", seed, args.iterations, seed_dir)
         per_seed[seed] = loop.run_loop(loop.LoopConfig(
             data=data_dir, run_dir=posixpath.join(seed_dir, "loop"), models=[args.model] * (args.iterations + 1),
@@ -96,12 +129,23 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
         log.info("seed %d: %s", seed, ", ".join(f"iter{r['iteration']} {100 * r['top1_accuracy']:.1f}%"
                                                 for r in per_seed[seed]))
     rows = aggregate(per_seed)
-    result = {"seeds": seeds, "rows": rows, "per_seed": per_seed, "seconds": round(time.time() - start, 1),
+    ceiling = None
+    if not args.no_ceiling:
+        per_seed_ceiling = {}
+        for seed in seeds:
+            log.info("seed %d: supervised ceiling (every label outside the test split)", seed)
+            per_seed_ceiling[seed] = supervised_ceiling(posixpath.join(args.run_dir, f"seed{seed}"), seed,
+                                                        args.model, train_args)
+        accs = [c["top1_accuracy"] for c in per_seed_ceiling.values()]
+        ceiling = {"labeled": next(iter(per_seed_ceiling.values()))["labeled"], "mean_top1": statistics.mean(accs),
+                   "stdev_top1": statistics.stdev(accs) if len(accs) > 1 else 0.0, "per_seed_top1": accs}
+    result = {"seeds": seeds, "rows": rows, "ceiling": ceiling, "per_seed": per_seed,
+              "seconds": round(time.time() - start, 1),
               "selection_plots": [posixpath.join(args.run_dir, f"seed{seeds[0]}", "loop", "iter1", "pseudo", p)
                                   for p in ("histograms.png", "samples.png")]}
     with tf.io.gfile.GFile(posixpath.join(args.run_dir, "demo_results.json"), "w") as f:
         json.dump(result, f, indent=2)
-    print(format_table(rows, seeds))
+    print(format_table(rows, seeds, ceiling))
     print(f"\nwall time {result['seconds']:.0f} s; selection plots: {', '.join(result['selection_plots'])}")
     print(f"every step's outputs and the manifest: {args.run_dir}/seed*/loop/manifest.json")
     return result

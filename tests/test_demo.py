@@ -9,9 +9,12 @@ def test_reduced_demo_prints_the_table_and_keeps_its_results(tmp_path, capsys):
     result = demo.run(["--run_dir", str(tmp_path), "--seeds", "0", "--iterations", "1", "--train_steps", "80"])
     out = capsys.readouterr().out
     assert "teacher (labeled only)" in out and "student of iter0" in out and "gain of the last student" in out
+    assert "ceiling (all labels)" in out
     saved = json.loads((tmp_path / "demo_results.json").read_text())
     assert [r["iteration"] for r in saved["rows"]] == [0, 1]
     assert saved["rows"][1]["pseudo_labeled"] > 500
     assert all((tmp_path / "seed0" / "loop" / "iter1" / "pseudo" / p).exists()
                for p in ("histograms.png", "samples.png", "stats.json"))
     assert result["rows"][0]["labeled"] == 100
+    # The ceiling: the same model on every label outside the same 500 test images (1,797 - 500).
+    assert saved["ceiling"]["labeled"] == 1297 and 0 < saved["ceiling"]["mean_top1"] <= 1
