@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--center_crop", action="store_true",
                         help="The original's ImageNet labelling crop: the central size/(size+32) of the "
                              "shorter side, bicubic (default: the whole image, bilinear).")
+    parser.add_argument("--precision", default="float32",
+                        help="float32 | bfloat16: the teacher in Keras mixed precision, for GPU workers "
+                             "(.keras teachers; softmax in float32).")
     parser.add_argument("--prob_format", default="float32",
                         help="float32 | float16 | top_k:K (bytes per record: noisystudent/records.py).")
     parser.add_argument("--temperature", type=float, default=1.0,
@@ -216,6 +219,8 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
         raise ValueError(f"--temperature must be > 0, got {args.temperature}")
     if args.batch_size < 1:
         raise ValueError(f"--batch_size must be >= 1, got {args.batch_size}")
+    if args.precision not in ("float32", "bfloat16"):
+        raise ValueError(f"--precision must be float32 or bfloat16, got {args.precision!r}")
     dry_run = is_dry_run(beam_args)
     if not dry_run:
         check_model_file(args.model)
@@ -226,7 +231,8 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
     teacher = args.teacher_name or args.model
     if not dry_run:
         out.prepare_output_dir(args.output_dir, num_shards, args.overwrite)
-    handler = KerasTeacherHandler(args.model, args.image_size, args.large_model, center_crop=args.center_crop)
+    handler = KerasTeacherHandler(args.model, args.image_size, args.large_model, center_crop=args.center_crop,
+                                  precision=args.precision)
 
     p = test_pipeline or beam.Pipeline(options=make_pipeline_options(beam_args, save_main_session))
     chunks = (p | "ListInputFiles" >> beam.Create(files)

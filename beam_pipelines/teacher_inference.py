@@ -137,10 +137,36 @@ def check_model_file(model_path: str) -> None:
                          f"writes (it has: {sorted(signatures) or 'none'})")
 
 
-def load_teacher(model_path: str, image_size: Optional[int] = None, center_crop: bool = False) -> LoadedTeacher:
+PRECISIONS = ("float32", "bfloat16")
+
+
+def in_precision(model, precision: str):
+    """The model computing in `precision`: bfloat16 = Keras mixed precision (float32 weights, and the
+    classifier's softmax kept in float32); float32 returns the model itself."""
+    import keras
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"--precision {precision!r}: choose from {', '.join(PRECISIONS)}")
+    if precision == "float32":
+        return model
+
+    def clone(layer):
+        config = layer.get_config()
+        if layer.name != "predictions":
+            config["dtype"] = "mixed_bfloat16"
+        return layer.__class__.from_config(config)
+
+    mixed = keras.models.clone_model(model, clone_function=clone)
+    mixed.set_weights(model.get_weights())
+    return mixed
+
+
+def load_teacher(model_path: str, image_size: Optional[int] = None, center_crop: bool = False,
+                 precision: str = "float32") -> LoadedTeacher:
     """Load a .keras model or an exported SavedModel behind one batched decode+infer function.
 
     `center_crop`: the original's ImageNet labelling crop (noisystudent.image_ops.center_crop).
+    `precision`: bfloat16 runs a .keras teacher in mixed precision (GPU and TPU workers).
     """
     import keras
     import tensorflow as tf
@@ -149,7 +175,7 @@ def load_teacher(model_path: str, image_size: Optional[int] = None, center_crop:
 
     check_model_file(model_path)
     if model_path.endswith(".keras"):
-        model = keras.saving.load_model(model_path, safe_mode=True, compile=False)
+        model = in_precision(keras.saving.load_model(model_path, safe_mode=True, compile=False), precision)
         size = image_size or int(model.input_shape[1])
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
@@ -157,6 +183,9 @@ def load_teacher(model_path: str, image_size: Optional[int] = None, center_crop:
             return model(image_ops.decode_batch(encoded, size, center_crop), training=False)
 
         return LoadedTeacher(predict, size, int(model.output_shape[-1]))
+    if precision != "float32":
+        raise ValueError(f"--model {model_path}: --precision {precision} needs the .keras model (a SavedModel's "
+                         "graph is fixed in float32)")
     if not tf.io.gfile.exists(f"{model_path.rstrip('/')}/saved_model.pb"):
         raise FileNotFoundError(f"--model {model_path}: neither a .keras file nor a SavedModel directory")
     loaded = tf.saved_model.load(model_path)
@@ -185,11 +214,12 @@ class KerasTeacherHandler(ModelHandler[ImageChunk, PredictionResult, LoadedTeach
     """
 
     def __init__(self, model_path: str, image_size: Optional[int] = None, large_model: bool = False,
-                 log_every_s: float = 30.0, center_crop: bool = False):
+                 log_every_s: float = 30.0, center_crop: bool = False, precision: str = "float32"):
         super().__init__(large_model=large_model)
         self._model_path = model_path
         self._image_size = image_size
         self._center_crop = center_crop
+        self._precision = precision
         self._large_model = large_model
         self._log_every_s = log_every_s
         self._done = 0
@@ -197,7 +227,7 @@ class KerasTeacherHandler(ModelHandler[ImageChunk, PredictionResult, LoadedTeach
         self._last_log = 0.0
 
     def load_model(self) -> LoadedTeacher:
-        teacher = load_teacher(self._model_path, self._image_size, self._center_crop)
+        teacher = load_teacher(self._model_path, self._image_size, self._center_crop, self._precision)
         log.info("teacher %s loaded: %d classes at %dx%d", self._model_path, teacher.num_classes,
                  teacher.image_size, teacher.image_size)
         return teacher

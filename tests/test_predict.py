@@ -142,3 +142,24 @@ def test_a_model_that_cannot_load_is_refused_before_the_pipeline_starts(images, 
             predict.run(["--input", str(idir / "part-*.tfrecord"), "--model", str(path),
                          "--output_dir", str(out)])
         assert not out.exists()  # refused before anything was written
+
+
+def test_a_bfloat16_teacher_labels_like_the_float32_one(teacher, images, tmp_path):
+    from beam_pipelines.teacher_inference import in_precision, load_teacher
+
+    model, tdir = teacher
+    idir, pixels = images
+    mixed = in_precision(model, "bfloat16")
+    assert mixed.get_layer("predictions").compute_dtype == "float32"
+    assert {layer.compute_dtype for layer in mixed.layers if layer.weights} >= {"bfloat16"}
+    assert all(w.dtype == "float32" for w in mixed.weights)
+    encoded = [tf.io.encode_png(p).numpy() for p in pixels.values()]
+    full = load_teacher(str(tdir / "t.keras")).label(encoded)
+    half = load_teacher(str(tdir / "t.keras"), precision="bfloat16").label(encoded)
+    np.testing.assert_allclose(half, full, atol=0.05)
+    assert (half.argmax(1) == full.argmax(1)).mean() >= 0.9
+    summary = predict.run(["--input", str(idir / "part-*.tfrecord"), "--model", str(tdir / "t.keras"),
+                           "--output_dir", str(tmp_path / "o"), "--precision", "bfloat16"])
+    assert summary["predicted"] == len(pixels)
+    with pytest.raises(ValueError, match="needs the .keras model"):
+        load_teacher(str(tdir / "saved"), precision="bfloat16")
