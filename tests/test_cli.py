@@ -8,19 +8,29 @@ import pytest
 from noisystudent import cli
 
 
+# What a user finds in the README, written out: a command dropped from the CLI fails here.
+EXPECTED_COMMANDS = {
+    "demo": "--seeds", "loop": "--models", "ingest-digits": "--labels_per_class", "ingest-svhn": "--mat_dir",
+    "ingest-folder": "--unlabeled_dir", "predict": "--precision", "select": "--num_image",
+    "train": "--preset", "classify": "--top_k", "features": "--layer", "dataflow": "--max_workers",
+    "submit-training": "--tpu",
+}
+
+
 def test_top_level_help_lists_every_command(capsys):
     assert cli.main(["--help"]) == 0
     text = capsys.readouterr().out
-    for name in cli.COMMANDS:
-        assert name in text
+    assert set(cli.COMMANDS) == set(EXPECTED_COMMANDS)
+    for name in EXPECTED_COMMANDS:
+        assert f"  {name} " in text
 
 
-@pytest.mark.parametrize("name", sorted(cli.COMMANDS))
-def test_each_command_has_help(name):
+@pytest.mark.parametrize("name, flag", sorted(EXPECTED_COMMANDS.items()))
+def test_each_command_documents_its_flags(name, flag):
     result = subprocess.run([sys.executable, "-m", "noisystudent.cli", name, "--help"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert "--" in result.stdout and "usage" in result.stdout
+    assert result.stdout.startswith("usage:") and flag in result.stdout
 
 
 def test_input_errors_are_one_line_not_a_traceback(tmp_path, capsys):
