@@ -24,16 +24,6 @@ def encode_png(pixels: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def decode_to_array(encoded: bytes) -> np.ndarray:
-    """Decode any image PIL reads into HxWx3 uint8; BadImageError if it cannot."""
-    try:
-        with Image.open(io.BytesIO(encoded)) as image:
-            image.load()
-            return np.asarray(image.convert("RGB"))
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-        raise BadImageError(f"undecodable image: {e}") from None
-
-
 def normalize_encoded(encoded: bytes) -> bytes:
     """Return bytes tf.io.decode_image reads: PNG/JPEG unchanged, else re-encoded PNG.
 

@@ -32,7 +32,3 @@ def imagenet_class_names() -> list[str]:
     """Short names (the first WordNet lemma), e.g. 'tench', in label order."""
     return [lemmas.split(",")[0].strip() for _, lemmas in _rows()]
 
-
-def imagenet_lemmas() -> list[str]:
-    """All lemmas of each class, e.g. 'tench, Tinca tinca', in label order."""
-    return [lemmas for _, lemmas in _rows()]

@@ -8,7 +8,7 @@ from trainer.augment import RandAugment, autocontrast, equalize
 
 
 def _original_equalize(image: tf.Tensor) -> tf.Tensor:
-    """noisystudent/autoaugment.py's equalize, transcribed: one uint8 image."""
+    """The original's randaugment.py:310 (equalize), transcribed: one uint8 image."""
     def scale_channel(im, c):
         im = tf.cast(im[:, :, c], tf.int32)
         histo = tf.histogram_fixed_width(im, [0, 255], nbins=256)

@@ -3,7 +3,8 @@
 `keras.layers.RandAugment` has one `factor` for every op, and it scales
 rotations by a full turn: at 0.5 a digit can turn 180 degrees (a 6 becomes a
 9). Here each op gets its own range, mapped from the original
-noisystudent/autoaugment.py at magnitude M on its 0..10 scale:
+noisystudent's randaugment.py (level_to_arg, randaugment.py:462-484) at
+magnitude M on its 0..10 scale:
 
 | op            | range at magnitude M (the original's)       |
 |---------------|---------------------------------------------|
