@@ -37,7 +37,13 @@ from beam_pipelines.pipeline_options import (
     split_job_and_beam_args,
 )
 from beam_pipelines.read_ahead import read_ahead
-from beam_pipelines.teacher_inference import ChunkLabels, ImageChunk, KerasTeacherHandler, check_model_file
+from beam_pipelines.teacher_inference import (
+    PRECISIONS,
+    ChunkLabels,
+    ImageChunk,
+    KerasTeacherHandler,
+    check_model_file,
+)
 from beam_pipelines.tfrecord_reader import DamagedTFRecordFile, read_tfrecords
 from noisystudent import dataset_dir, records
 
@@ -219,8 +225,8 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
         raise ValueError(f"--temperature must be > 0, got {args.temperature}")
     if args.batch_size < 1:
         raise ValueError(f"--batch_size must be >= 1, got {args.batch_size}")
-    if args.precision not in ("float32", "bfloat16"):
-        raise ValueError(f"--precision must be float32 or bfloat16, got {args.precision!r}")
+    if args.precision not in PRECISIONS:
+        raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, got {args.precision!r}")
     dry_run = is_dry_run(beam_args)
     if not dry_run:
         check_model_file(args.model)

@@ -53,6 +53,7 @@ from noisystudent.stable_random import stable_hash64
 
 SPLIT = "train"
 PREDICTIONS = "predictions"  # the input, as named in the dead letters and the accounting
+COPIES_SELECTED = beam.metrics.Metrics.counter("select", "copies_selected")  # one object, not one per element
 DEAD = "dead_letter"
 SAMPLES = "samples"
 STATS_FILE = "stats.json"
@@ -154,7 +155,7 @@ def decide_copies(element, plan: list, seed: int) -> Iterator:
         return
     copies = selection.copies_for(seed, image_id, expected)
     if copies:
-        beam.metrics.Metrics.counter("select", "copies_selected").inc(copies)
+        COPIES_SELECTED.inc(copies)
         yield source, (image_id, copies, serialized)
 
 
