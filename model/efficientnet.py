@@ -30,6 +30,15 @@ NORMALIZATION = {
     "svhn": ((0.4376821, 0.4437697, 0.47280442), (0.19803012, 0.20101562, 0.19703614)),
 }
 BN_EPSILON = 1e-3
+# The original's initialisers (efficientnet_model.py:74-116): convolutions (depthwise too) draw from an
+# untruncated normal of stddev sqrt(2 / fan_out), fan_out = kernel_h * kernel_w * out_channels; the
+# classifier from uniform(+-1 / sqrt(num_classes)).
+CONV_INITIALIZER = dict(scale=2.0, mode="fan_out", distribution="untruncated_normal")
+DENSE_INITIALIZER = dict(scale=1.0 / 3.0, mode="fan_out", distribution="uniform")
+
+
+def _conv_init() -> keras.initializers.Initializer:
+    return keras.initializers.VarianceScaling(**CONV_INITIALIZER)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,19 +148,22 @@ def _mbconv(x, b: BlockArgs, drop_rate: float, bn_momentum: float, prefix: str):
     inputs = x
     expanded = b.filters_in * b.expand
     if b.expand != 1:
-        x = layers.Conv2D(expanded, 1, padding="same", use_bias=False, name=prefix + "expand_conv")(x)
+        x = layers.Conv2D(expanded, 1, padding="same", use_bias=False, kernel_initializer=_conv_init(),
+                          name=prefix + "expand_conv")(x)
         x = layers.BatchNormalization(momentum=bn_momentum, epsilon=BN_EPSILON, name=prefix + "expand_bn")(x)
         x = layers.Activation("swish", name=prefix + "expand_activation")(x)
     x = layers.DepthwiseConv2D(b.kernel, strides=b.stride, padding="same", use_bias=False,
-                               name=prefix + "dwconv")(x)
+                               depthwise_initializer=_conv_init(), name=prefix + "dwconv")(x)
     x = layers.BatchNormalization(momentum=bn_momentum, epsilon=BN_EPSILON, name=prefix + "bn")(x)
     x = layers.Activation("swish", name=prefix + "activation")(x)
     se = max(1, int(b.filters_in * b.se_ratio))
     s = layers.GlobalAveragePooling2D(keepdims=True, name=prefix + "se_squeeze")(x)
-    s = layers.Conv2D(se, 1, activation="swish", name=prefix + "se_reduce")(s)
-    s = layers.Conv2D(expanded, 1, activation="sigmoid", name=prefix + "se_expand")(s)
+    s = layers.Conv2D(se, 1, activation="swish", kernel_initializer=_conv_init(), name=prefix + "se_reduce")(s)
+    s = layers.Conv2D(expanded, 1, activation="sigmoid", kernel_initializer=_conv_init(),
+                      name=prefix + "se_expand")(s)
     x = layers.Multiply(name=prefix + "se_excite")([x, s])
-    x = layers.Conv2D(b.filters_out, 1, padding="same", use_bias=False, name=prefix + "project_conv")(x)
+    x = layers.Conv2D(b.filters_out, 1, padding="same", use_bias=False, kernel_initializer=_conv_init(),
+                      name=prefix + "project_conv")(x)
     x = layers.BatchNormalization(momentum=bn_momentum, epsilon=BN_EPSILON, name=prefix + "project_bn")(x)
     if b.stride == 1 and b.filters_in == b.filters_out:
         if drop_rate > 0:
@@ -187,7 +199,7 @@ def build(
     x = layers.Normalization(mean=list(mean), variance=[s * s for s in std],
                              name="normalization")(x)
     x = layers.Conv2D(round_filters(STEM_FILTERS, scaling.width), 3, strides=2, padding="same",
-                      use_bias=False, name="stem_conv")(x)
+                      use_bias=False, kernel_initializer=_conv_init(), name="stem_conv")(x)
     x = layers.BatchNormalization(momentum=bn_momentum, epsilon=BN_EPSILON, name="stem_bn")(x)
     x = layers.Activation("swish", name="stem_activation")(x)
     blocks = scaled_blocks(scaling, small_image)
@@ -196,11 +208,12 @@ def build(
         # block never drops, the last drops with rate * (N - 1) / N.
         x = _mbconv(x, b, stochastic_depth_rate * i / len(blocks), bn_momentum, f"block{i + 1}_")
     x = layers.Conv2D(round_filters(HEAD_FILTERS, scaling.width), 1, padding="same", use_bias=False,
-                      name="top_conv")(x)
+                      kernel_initializer=_conv_init(), name="top_conv")(x)
     x = layers.BatchNormalization(momentum=bn_momentum, epsilon=BN_EPSILON, name="top_bn")(x)
     x = layers.Activation("swish", name="top_activation")(x)
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     if dropout_rate > 0:
         x = layers.Dropout(dropout_rate, name="top_dropout")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="predictions", dtype="float32")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="predictions", dtype="float32",
+                           kernel_initializer=keras.initializers.VarianceScaling(**DENSE_INITIALIZER))(x)
     return keras.Model(inputs, outputs, name=name)

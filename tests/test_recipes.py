@@ -217,6 +217,44 @@ def test_imagenet_eval_and_labelling_crop_is_the_originals(height, width, size):
     assert get_config("imagenet").eval_center_crop
 
 
+def _original_random_crop(ori_image, image_size, sample):
+    """preprocessing.py:81-101 (_random_crop), its box draw (`sample_distorted_bounding_box`) given."""
+    import tensorflow as tf
+
+    begin, size, _ = sample
+    image = tf.slice(ori_image, begin, size)
+    bad = tf.reduce_sum(tf.cast(tf.equal(tf.shape(ori_image), tf.shape(image)), tf.int32)) >= 3
+    if bad:
+        return _original_center_crop(ori_image, image_size)
+    return tf.compat.v1.image.resize_bicubic([image], [image_size, image_size])[0]
+
+
+@pytest.mark.parametrize("height, width, size", [(375, 500, 64), (60, 40, 32)])
+def test_imagenet_training_crop_is_the_originals_inception_crop_then_flip(height, width, size):
+    import tensorflow as tf
+
+    from trainer.crop_noise import AREA_RANGE, ASPECT_RATIO_RANGE, InceptionCropFlip, inception_crop
+
+    # preprocessing.py:84-91, transcribed
+    assert (AREA_RANGE, ASPECT_RATIO_RANGE) == ((0.08, 1.0), (3. / 4, 4. / 3.))
+    image = tf.constant(np.random.default_rng(height).integers(0, 256, (height, width, 3), dtype=np.uint8))
+    for seed in range(12):
+        seed = tf.constant([seed, 7], tf.int32)
+        sample = tf.image.stateless_sample_distorted_bounding_box(
+            tf.shape(image), tf.constant([[[0.0, 0.0, 1.0, 1.0]]]), seed=seed, min_object_covered=0.1,
+            aspect_ratio_range=(3. / 4, 4. / 3.), area_range=(0.08, 1.0), max_attempts=10,
+            use_image_if_no_bounding_boxes=True)
+        np.testing.assert_allclose(inception_crop(image, size, seed).numpy(),
+                                   _original_random_crop(image, size, sample).numpy(), atol=1e-3)
+    assert get_config("imagenet").input_noise == "imagenet"
+    # The flip: half of the crops mirrored (a 1-px-wide crop would look the same either way).
+    flips = InceptionCropFlip(size, seed=0)
+    crops = [flips(tf.io.encode_png(tf.tile(tf.cast(tf.range(width) * 255 // width, tf.uint8)[None, :, None], [height, 1, 3])))
+             for _ in range(40)]
+    mirrored = sum(bool(c[0, 0, 0] > c[0, -1, 0]) for c in crops)
+    assert 8 <= mirrored <= 32, mirrored
+
+
 def test_predict_labels_the_center_crop_when_asked(tmp_path):
     import tensorflow as tf
 
@@ -232,3 +270,32 @@ def test_predict_labels_the_center_crop_when_asked(tmp_path):
     np.testing.assert_allclose(teacher.label([encoded]), model(cropped, training=False).numpy(), atol=1e-5)
     whole = load_teacher(str(tmp_path / "t.keras"))
     assert not np.allclose(whole.label([encoded]), teacher.label([encoded]), atol=1e-5)
+
+
+def _original_conv_stddev(shape):
+    """efficientnet_model.py:74-95 (conv_kernel_initializer): normal, stddev sqrt(2 / fan_out)."""
+    kernel_height, kernel_width, _, out_filters = shape
+    return math.sqrt(2.0 / int(kernel_height * kernel_width * out_filters))
+
+
+def test_efficientnet_initialisers_are_the_originals():
+    from model import build_model
+
+    model = build_model("efficientnet-b0", 10, input_shape=(32, 32, 3))
+    checked = 0
+    for layer in model.layers:
+        kernel = getattr(layer, "depthwise_kernel", None) or getattr(layer, "kernel", None)
+        if kernel is None or layer.name == "predictions":
+            continue
+        values = np.asarray(kernel)
+        stddev = _original_conv_stddev(values.shape)
+        if values.size >= 20000:  # enough draws to tell the distribution
+            assert abs(values.std() / stddev - 1) < 0.05, layer.name
+            assert np.abs(values).max() > 3 * stddev, f"{layer.name}: truncated, the original's is not"
+            checked += 1
+    assert checked >= 10
+    # dense_kernel_initializer (efficientnet_model.py:98-116): uniform(+-1/sqrt(num_classes))
+    dense = np.asarray(model.get_layer("predictions").kernel)
+    limit = 1.0 / math.sqrt(10)
+    assert np.abs(dense).max() <= limit and np.abs(dense).max() > 0.95 * limit
+    assert abs(dense.std() / (limit / math.sqrt(3)) - 1) < 0.05

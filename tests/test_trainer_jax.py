@@ -30,6 +30,7 @@ def test_the_trainer_runs_end_to_end_on_jax_and_exports_a_savedmodel_tensorflow_
     result = subprocess.run(
         [sys.executable, "-m", "trainer.task", "--preset", "digits", "--labeled_data", str(data),
          "--train_steps", "20", "--steps_per_epoch", "10", "--warmup_steps", "0", "--randaugment_ops", "1",
+         "--ema_momentum", "0.99", "--input_noise", "imagenet",  # the EMA and the crop on JAX too
          "--output_dir", str(out), "--verbose", "0"],
         env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]

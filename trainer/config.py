@@ -12,6 +12,8 @@ import os
 from typing import Optional, Sequence
 
 MODES = ("supervised", "offline", "online")
+INPUT_NOISE = ("none", "svhn", "imagenet")
+MAX_MAGNITUDE = 30.0  # RandAugment; the original's help: "usually best values are in the range [5, 30]"
 
 
 def _f(default, help_text: str):
@@ -65,17 +67,25 @@ class TrainConfig:
     precision: str = _f("auto", "float32 | bfloat16 (Keras mixed precision: bfloat16 compute, float32 weights, "
                                 "softmax and loss) | auto (bfloat16 on TPUs, else float32); model.keras and "
                                 "the SavedModel are saved in float32 either way")
-    ema_momentum: float = _f(0.0, "EMA of weights for evaluation/export (0 = off; 0.9999 on ImageNet)")
+    ema_momentum: float = _f(0.0, "EMA decay of the weights and BatchNorm statistics, evaluated and exported "
+                                  "(0 = off; the original: 0.9999, warmed up as min(d, (1+n)/(10+n)))")
     # The method
     label_type: str = _f("hard", "hard (argmax, the original's default) | soft")
     temperature: float = _f(1.0, "soft labels: q^(1/T), renormalised (T < 1 sharpens)")
     unlabeled_weight: float = _f(-1.0, "weight of the unlabeled CE; -1 = unlabel_ratio (the original)")
     # Noise
     randaugment_ops: int = _f(2, "RandAugment: ops per image (0 = no RandAugment)")
-    randaugment_magnitude: float = _f(5.0, "RandAugment magnitude on the original's 0..10 scale")
-    augment_labeled: bool = _f(True, "apply RandAugment (and input_noise) to labeled images too")
-    input_noise: str = _f("none", "noise after RandAugment: none | svhn (the original's: cutout of side "
-                                  "size/2 filled with 128, then a reflect-pad-4 random crop)")
+    randaugment_magnitude: float = _f(5.0, "RandAugment magnitude M, the original's scale (10 = its 'max' level; "
+                                           "0..30 accepted, B7 used 27)")
+    randaugment_translate_const: int = _f(100, "RandAugment translation at M = 10, in pixels (the original: "
+                                               "100; image_size // 8 for 32-px images)")
+    randaugment_cutout_const: int = _f(40, "RandAugment cutout half-side at M = 10, in pixels (the original: "
+                                           "40; image_size // 8 for 32-px images)")
+    randaugment_cutout_op: bool = _f(True, "Cutout among RandAugment's ops (the original's --cutout_op, on)")
+    augment_labeled: bool = _f(True, "apply the input noise to labeled images too")
+    input_noise: str = _f("none", "noise besides RandAugment: none | svhn (after it: cutout of side size/2 "
+                                  "filled with 128, then a reflect-pad-4 random crop) | imagenet (before it: "
+                                  "Inception crop, bicubic resize, random flip)")
     dropout_rate: float = _f(-1.0, "before the classifier; -1 = the model's default")
     stochastic_depth_rate: float = _f(0.2, "drop rate at the last block (survival 0.8), linear")
     bn_momentum: float = _f(-1.0, "BatchNorm momentum; -1 = the model's default")
@@ -121,14 +131,17 @@ class TrainConfig:
         need(1 <= self.steps_per_epoch, "steps_per_epoch", "must be >= 1")
         need(self.optimizer in ("sgd", "rmsprop", "adam"), "optimizer", "must be sgd, rmsprop or adam")
         need(self.precision in ("auto", "float32", "bfloat16"), "precision", "must be auto, float32 or bfloat16")
-        need(self.input_noise in ("none", "svhn"), "input_noise", "must be none or svhn")
+        need(self.input_noise in INPUT_NOISE, "input_noise", f"must be one of {', '.join(INPUT_NOISE)}")
         need(self.normalization in ("imagenet", "svhn"), "normalization", "must be imagenet or svhn")
         need(self.lr_schedule in ("cosine", "exponential"), "lr_schedule", "must be cosine or exponential")
         need(self.label_type in ("hard", "soft"), "label_type", "must be hard or soft")
         need(self.temperature > 0, "temperature", "must be > 0")
         need(0 <= self.label_smoothing < 1, "label_smoothing", "must be in [0, 1)")
         need(0 <= self.ema_momentum < 1, "ema_momentum", "must be in [0, 1)")
-        need(0 <= self.randaugment_magnitude <= 10, "randaugment_magnitude", "must be in [0, 10]")
+        need(0 <= self.randaugment_magnitude <= MAX_MAGNITUDE, "randaugment_magnitude",
+             f"must be in [0, {MAX_MAGNITUDE:g}]")
+        need(self.randaugment_translate_const >= 0, "randaugment_translate_const", "must be >= 0")
+        need(self.randaugment_cutout_const >= 0, "randaugment_cutout_const", "must be >= 0")
         need(self.image_size >= 8, "image_size", "must be >= 8")
         need(self.warmup_steps < self.train_steps, "warmup_steps", "must be < train_steps")
         need(not (self.warmup_steps and self.warmup_epochs), "warmup_epochs",
@@ -144,7 +157,7 @@ PRESETS: dict[str, dict] = {
     "digits": dict(model="cnn-small", image_size=32, batch_size=32, unlabel_ratio=3, train_steps=400,
                    steps_per_epoch=50, optimizer="adam", learning_rate=0.008, warmup_steps=20,
                    weight_decay=5e-5, label_smoothing=0.1, randaugment_ops=2, randaugment_magnitude=3,
-                   stochastic_depth_rate=0.1, labeled_split="labeled", eval_split="test",
+                   randaugment_translate_const=4, randaugment_cutout_const=4, stochastic_depth_rate=0.1, labeled_split="labeled", eval_split="test",
                    shuffle_buffer=2000),
     # The original's SVHN recipe (google-research/noisystudent local_scripts/svhn/run.sh and main.py;
     # docs/recipes.md lists every value with its line).
@@ -153,14 +166,16 @@ PRESETS: dict[str, dict] = {
                  train_steps=109474, steps_per_epoch=1000, optimizer="rmsprop", learning_rate=0.016,
                  lr_schedule="exponential", warmup_epochs=5.0, final_base_lr=0.0002, weight_decay=1e-4,
                  label_smoothing=0.1, label_type="soft", temperature=1.0, randaugment_ops=2,
-                 randaugment_magnitude=5, input_noise="svhn", stochastic_depth_rate=0.2, ema_momentum=0.9999,
+                 randaugment_magnitude=5, randaugment_translate_const=4, randaugment_cutout_const=4,
+                 input_noise="svhn", stochastic_depth_rate=0.2, ema_momentum=0.9999,
                  labeled_split="train", eval_split="test"),
     # ImageNet as the original's scripts run it (main.py defaults; local_scripts/imagenet/train.sh for
     # B7): batch 4096, 350 epochs of the labeled data (109,474 steps).
     "imagenet": dict(model="efficientnet-b7", image_size=600, batch_size=4096, unlabel_ratio=3,
                      train_steps=109474, steps_per_epoch=5000, optimizer="rmsprop", learning_rate=0.016,
                      lr_schedule="exponential", warmup_epochs=5.0, decay_epochs=2.4, weight_decay=1e-5,
-                     label_smoothing=0.1, randaugment_ops=2, randaugment_magnitude=9,
+                     label_smoothing=0.1, randaugment_ops=2, randaugment_magnitude=27,
+                     input_noise="imagenet",
                      stochastic_depth_rate=0.2, ema_momentum=0.9999, labeled_split="train",
                      eval_split="validation", eval_center_crop=True, label_type="soft", temperature=1.0),
 }

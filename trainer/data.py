@@ -8,7 +8,7 @@ on whole batches (each image still draws its own ops), batches in parallel.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 import tensorflow as tf
 
@@ -16,6 +16,12 @@ from noisystudent import image_ops, records
 from trainer.augment import RandAugment
 
 AUTOTUNE = tf.data.AUTOTUNE
+Decoder = Callable[[tf.Tensor], tf.Tensor]  # encoded image -> float32 [S, S, 3]
+
+
+def resize_decoder(image_size: int, center_crop: bool = False) -> Decoder:
+    """The shared decode (image_ops.decode_image): whole-image resize, or the eval center crop."""
+    return lambda encoded: image_ops.decode_image(encoded, image_size, center_crop)
 
 
 def _records(files: list[str], shuffle_buffer: int, seed: int, repeat: bool) -> tf.data.Dataset:
@@ -41,11 +47,17 @@ def _check_labels(labels: tf.Tensor, num_classes: int) -> tf.Tensor:
 
 def labeled_images(files: list[str], num_classes: int, image_size: int, batch_size: int,
                    augment: Optional[RandAugment], shuffle_buffer: int = 10000, seed: int = 0,
-                   repeat: bool = True, center_crop: bool = False) -> tf.data.Dataset:
-    """(images float32 [B, S, S, 3], labels int32 [B]); repeated and shuffled for training."""
+                   repeat: bool = True, center_crop: bool = False,
+                   decode: Optional[Decoder] = None) -> tf.data.Dataset:
+    """(images float32 [B, S, S, 3], labels int32 [B]); repeated and shuffled for training.
+
+    `decode` replaces the shared resize (e.g. crop_noise.InceptionCropFlip for ImageNet training).
+    """
+    decode = decode or resize_decoder(image_size, center_crop)
+
     def parse(serialized):
         parsed = tf.io.parse_single_example(serialized, records.image_feature_spec())
-        image = image_ops.decode_image(parsed[records.IMAGE_ENCODED], image_size, center_crop)
+        image = decode(parsed[records.IMAGE_ENCODED])
         label = _check_labels(tf.cast(parsed[records.LABEL], tf.int32), num_classes)
         return image, label
 
@@ -58,11 +70,14 @@ def labeled_images(files: list[str], num_classes: int, image_size: int, batch_si
 
 def pseudo_labeled_images(files: list[str], num_classes: int, image_size: int, batch_size: int,
                           augment: Optional[RandAugment], prob_format: str = "float32",
-                          shuffle_buffer: int = 10000, seed: int = 0) -> tf.data.Dataset:
+                          shuffle_buffer: int = 10000, seed: int = 0,
+                          decode: Optional[Decoder] = None) -> tf.data.Dataset:
     """Offline mode: (noised images, teacher probabilities [B, C]) from the selection job's records."""
+    decode = decode or resize_decoder(image_size)
+
     def parse(serialized):
         encoded, _, probs = records.parse_pseudo_labeled_batch(serialized[None], num_classes, prob_format)
-        return image_ops.decode_image(encoded[0], image_size), probs[0]
+        return decode(encoded[0]), probs[0]
 
     ds = _records(files, shuffle_buffer, seed + 1, True).map(parse, num_parallel_calls=AUTOTUNE)
     ds = ds.batch(batch_size, drop_remainder=True)
@@ -73,15 +88,23 @@ def pseudo_labeled_images(files: list[str], num_classes: int, image_size: int, b
 
 def unlabeled_image_pairs(files: list[str], image_size: int, batch_size: int,
                           augment: Optional[RandAugment], shuffle_buffer: int = 10000,
-                          seed: int = 0) -> tf.data.Dataset:
-    """Online mode: (clean images for the teacher, noised images for the student)."""
+                          seed: int = 0, clean_decode: Optional[Decoder] = None,
+                          decode: Optional[Decoder] = None) -> tf.data.Dataset:
+    """Online mode: (clean images for the teacher, noised images for the student).
+
+    The teacher's image is decoded as for evaluation (`clean_decode`: the resize, or the center
+    crop), the student's with `decode` (default: the same image) and then `augment`.
+    """
+    clean_decode = clean_decode or resize_decoder(image_size)
+
     def parse(serialized):
-        parsed = tf.io.parse_single_example(serialized, records.image_feature_spec())
-        return image_ops.decode_image(parsed[records.IMAGE_ENCODED], image_size)
+        encoded = tf.io.parse_single_example(serialized, records.image_feature_spec())[records.IMAGE_ENCODED]
+        clean = clean_decode(encoded)
+        return clean, (decode(encoded) if decode is not None else clean)
 
     ds = _records(files, shuffle_buffer, seed + 1, True).map(parse, num_parallel_calls=AUTOTUNE)
     ds = ds.batch(batch_size, drop_remainder=True)
-    return ds.map(lambda clean: (clean, augment(clean) if augment is not None else clean),
+    return ds.map(lambda clean, student: (clean, augment(student) if augment is not None else student),
                   num_parallel_calls=AUTOTUNE)
 
 

@@ -94,15 +94,14 @@ def learning_rate_schedule(config: TrainConfig, steps: int, peak: float, num_tra
 
 def make_optimizer(config: TrainConfig, steps: int, peak: float | None = None,
                    num_train_images: int = 0) -> keras.optimizers.Optimizer:
-    """Optimizer with the schedule; EMA of weights (the optimizer's own) when ema_momentum > 0."""
+    """Optimizer with the schedule (the EMA is NoisyStudent's: it averages BatchNorm statistics too)."""
     lr = learning_rate_schedule(config, steps, peak_learning_rate(config) if peak is None else peak,
                                 num_train_images)
-    ema = dict(use_ema=config.ema_momentum > 0, ema_momentum=config.ema_momentum or 0.99)
     if config.optimizer == "sgd":
-        return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True, **ema)
+        return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True)
     if config.optimizer == "rmsprop":  # the EfficientNet recipe
-        return keras.optimizers.RMSprop(lr, rho=0.9, momentum=0.9, epsilon=1e-3, **ema)
-    return keras.optimizers.Adam(lr, **ema)
+        return keras.optimizers.RMSprop(lr, rho=0.9, momentum=0.9, epsilon=1e-3)
+    return keras.optimizers.Adam(lr)
 
 
 def compute_precision(config: TrainConfig) -> str:

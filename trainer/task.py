@@ -30,7 +30,7 @@ from noisystudent import dataset_dir
 from trainer import data, evaluate
 from trainer.augment import RandAugment
 from trainer.config import TrainConfig, config_from_args
-from trainer.crop_noise import SmallImageNoise
+from trainer.crop_noise import InceptionCropFlip, SmallImageNoise
 from trainer.export import export_from_keras_file, export_saved_model
 from trainer.noisy_student import NoisyStudent
 from trainer.optimization import compute_precision, make_optimizer, make_strategy, peak_learning_rate
@@ -141,7 +141,10 @@ def make_noise(config: TrainConfig) -> Optional[Callable[[tf.Tensor], tf.Tensor]
     """The input noise on a batch of images: RandAugment, then the preset's crop noise (if any)."""
     steps: list = []
     if config.randaugment_ops > 0:
-        steps.append(RandAugment(config.randaugment_ops, config.randaugment_magnitude))
+        steps.append(RandAugment(config.randaugment_ops, config.randaugment_magnitude,
+                                 translate_const=config.randaugment_translate_const,
+                                 cutout_const=config.randaugment_cutout_const,
+                                 cutout_op=config.randaugment_cutout_op))
     if config.input_noise == "svhn":
         steps.append(SmallImageNoise(config.image_size))
     if len(steps) <= 1:
@@ -149,11 +152,17 @@ def make_noise(config: TrainConfig) -> Optional[Callable[[tf.Tensor], tf.Tensor]
     return lambda images: functools.reduce(lambda x, step: step(x), steps, images)
 
 
+def make_training_decoder(config: TrainConfig) -> Optional[data.Decoder]:
+    """Per-image noise at decode time: the original's ImageNet crop and flip (input_noise=imagenet)."""
+    return InceptionCropFlip(config.image_size) if config.input_noise == "imagenet" else None
+
+
 def make_training_data(config: TrainConfig, info: DataInfo) -> tf.data.Dataset:
-    augment = make_noise(config)
+    augment, decode = make_noise(config), make_training_decoder(config)
     labeled = data.labeled_images(info.labeled_files, info.num_classes, config.image_size,
                                   config.batch_size, augment if config.augment_labeled else None,
-                                  config.shuffle_buffer, config.seed)
+                                  config.shuffle_buffer, config.seed,
+                                  decode=decode if config.augment_labeled else None)
     unlabeled = None
     if config.mode != "supervised":
         files = dataset_dir.resolve_files(config.unlabeled_data, config.unlabeled_split)
@@ -165,10 +174,11 @@ def make_training_data(config: TrainConfig, info: DataInfo) -> tf.data.Dataset:
         if config.mode == "offline":
             unlabeled = data.pseudo_labeled_images(files, info.num_classes, config.image_size, batch,
                                                    augment, unlabeled_prob_format(config),
-                                                   config.shuffle_buffer, config.seed)
-        else:
-            unlabeled = data.unlabeled_image_pairs(files, config.image_size, batch, augment,
-                                                   config.shuffle_buffer, config.seed)
+                                                   config.shuffle_buffer, config.seed, decode=decode)
+        else:  # the teacher sees the image as it would label it offline (predict --center_crop)
+            unlabeled = data.unlabeled_image_pairs(
+                files, config.image_size, batch, augment, config.shuffle_buffer, config.seed,
+                clean_decode=data.resize_decoder(config.image_size, config.eval_center_crop), decode=decode)
     return data.training_batches(labeled, unlabeled, config.mode)
 
 
@@ -213,7 +223,8 @@ def train(config: TrainConfig) -> dict:
         teacher = load_teacher(config)
         check_student_size(config, teacher, info.num_classes)
         student = build_student(config, info.num_classes, config.image_size, config.init_checkpoint)
-        trainer = NoisyStudent(student, teacher if config.mode == "online" else None)
+        trainer = NoisyStudent(student, teacher if config.mode == "online" else None,
+                               ema_decay=config.ema_momentum)
         trainer.compile(make_optimizer(config, epochs * config.steps_per_epoch,
                                        num_train_images=info.num_train_images),
                         unlabeled_weight=config.resolved_unlabeled_weight(),
@@ -233,7 +244,7 @@ def train(config: TrainConfig) -> dict:
     history = trainer.fit(make_training_data(config, info), epochs=epochs,
                           steps_per_epoch=config.steps_per_epoch, callbacks=callbacks,
                           verbose=config.verbose, shuffle=False)
-    # fit() leaves the EMA weights in the student when ema_momentum > 0.
+    # NoisyStudent.fit leaves the EMA weights (and BatchNorm statistics) in the student.
     if config.finetune_steps:
         student = finetune_at_resolution(config, info, student)
 
