@@ -159,6 +159,27 @@ def decide_copies(element, plan: list, seed: int) -> Iterator:
         yield source, (image_id, copies, serialized)
 
 
+DUPLICATE_REASON = ("another prediction for this image id was selected too; kept the most confident "
+                    "(ties: the smallest record)")
+
+
+def one_prediction_per_image(selected) -> tuple[dict, list]:
+    """Selected (image_id, copies, serialized prediction) of one source -> ({id: (copies, serialized)},
+    the dropped duplicates). Two predictions of one image (a re-run appended to a directory, two
+    teachers' outputs mixed) keep the most confident, ties broken by the smaller serialized record:
+    the choice depends on the predictions, never on the order a GroupByKey delivers them."""
+    by_id: dict[str, list] = {}
+    for item in selected:
+        by_id.setdefault(item[0], []).append(item)
+    wanted, dropped = {}, []
+    for image_id, items in by_id.items():
+        if len(items) > 1:
+            items = sorted(items, key=lambda item: (-records.parse_prediction(item[2]).confidence, item[2]))
+            dropped += items[1:]
+        wanted[image_id] = items[0][1:]
+    return wanted, sorted(dropped, key=lambda item: (item[0], item[2]))
+
+
 class FetchSelectedImages(beam.DoFn):
     """(source file, selected predictions) -> pseudo-labeled records, each source read once.
 
@@ -174,10 +195,17 @@ class FetchSelectedImages(beam.DoFn):
         self._missing = beam.metrics.Metrics.counter("select", "missing_images")
         self._missing_copies = beam.metrics.Metrics.counter("select", "copies_missing")
         self._written = beam.metrics.Metrics.counter("select", "records_written")
+        self._duplicates = beam.metrics.Metrics.counter("select", "duplicate_predictions")
+        self._duplicate_copies = beam.metrics.Metrics.counter("select", "copies_duplicate")
 
     def process(self, element) -> Iterator:
         source, selected = element
-        wanted = {image_id: (copies, serialized) for image_id, copies, serialized in selected}
+        wanted, duplicates = one_prediction_per_image(selected)
+        for image_id, copies, _ in duplicates:
+            self._duplicates.inc()
+            self._duplicate_copies.inc(copies)
+            yield beam.pvalue.TaggedOutput(DEAD, {"id": image_id, "source": source, "split": SPLIT,
+                                                  "copies": copies, "reason": DUPLICATE_REASON})
         found: set[str] = set()
         kept: dict[int, int] = {}
         samples: dict[int, list] = {}
@@ -324,7 +352,13 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
     rows = selection.selection_table(histograms, plan, totals.get("kept_unique", {}), written, class_names)
     stats = {"num_image": args.num_image, "min_threshold": args.min_threshold, "max_prob": args.max_prob,
              "upsample": upsample, "num_buckets": args.num_buckets, "seed": args.seed,
-             "predictions": int(histograms.sum()), "classes": rows}
+             "predictions": int(histograms.sum()),
+             "duplicate_predictions_dropped": counter_value(result, "select", "duplicate_predictions") or 0,
+             "classes": rows}
+    if stats["duplicate_predictions_dropped"]:
+        log.warning("%d selected predictions repeated an image id and were dropped (kept the most confident; "
+                    "see %s): were two prediction runs mixed?", stats["duplicate_predictions_dropped"],
+                    posixpath.join(args.output_dir, out.DEAD_LETTER_FILE))
     with tf.io.gfile.GFile(posixpath.join(args.output_dir, STATS_FILE), "w") as f:
         json.dump(stats, f, indent=1)
     from beam_pipelines import selection_plots
@@ -348,7 +382,7 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
 
 def _check_select_accounting(output_dir: str, summary: dict, result, selectable: int, stats_only: bool) -> None:
     """Every prediction read is selectable, above --max_prob or a dead letter; every copy the
-    balance drew is written or dead (its image missing from its source file)."""
+    balance drew is written or dead (its image missing from its source file, or a duplicate)."""
     def counter(name: str) -> Optional[int]:
         value = counter_value(result, "select", name)
         return 0 if value is None and name != "predictions_read" else value  # a zero counter may be absent
@@ -357,7 +391,8 @@ def _check_select_accounting(output_dir: str, summary: dict, result, selectable:
         "selectable": selectable, "above_max_prob": counter("above_max_prob"),
         "dead_letter": summary["dead_letter_by_split"].get(PREDICTIONS, 0)})
     inputs = {} if stats_only else {SPLIT: counter("copies_selected")}
-    out.check_accounting(output_dir, summary, inputs, dead={SPLIT: counter("copies_missing")},
+    out.check_accounting(output_dir, summary, inputs,
+                         dead={SPLIT: counter("copies_missing") + counter("copies_duplicate")},
                          balances=[read_balance])
 
 

@@ -60,3 +60,67 @@ def test_ingest_predict_select_write_the_same_bytes_in_two_processes(tmp_path):
     assert sum(1 for name in first if name.startswith("preds/predictions-")) == 3
     different = [name for name in first if first[name] != second[name]]
     assert not different, different
+
+
+def _select_in_a_process(predictions, out, hash_seed):
+    env = dict(os.environ, PYTHONHASHSEED=str(hash_seed), TF_CPP_MIN_LOG_LEVEL="2")
+    result = subprocess.run(
+        [sys.executable, "-m", "noisystudent.cli", "select", "--predictions", predictions, "--num_image", "100",
+         "--output_dir", str(out), "--samples_per_class", "0", "--overwrite"],
+        env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return _contents(out)
+
+
+def test_duplicate_predictions_of_an_image_keep_the_most_confident_in_any_process(tmp_path):
+    """Two teachers' outputs mixed and a re-run appended: one prediction per image survives, the same
+    one whatever order the shuffle delivers them in, and the others are accounted dead letters."""
+    import numpy as np
+    import tensorflow as tf
+
+    from beam_pipelines.select import DUPLICATE_REASON
+    from noisystudent import dataset_dir, records
+    from tests.tfrecord_files import write_tfrecord
+
+    source = str(tmp_path / "images.tfrecord")
+    pixels = np.random.default_rng(0).integers(0, 256, (40, 4, 4, 3), dtype=np.uint8)
+    write_tfrecord(source, [records.encode_image_record(f"u{i:02d}", tf.io.encode_png(p).numpy())
+                            for i, p in enumerate(pixels)])
+
+    def prediction(i, label, confidence, teacher):
+        probs = np.full(2, 1 - confidence, np.float32)
+        probs[label] = confidence
+        return records.encode_prediction(f"u{i:02d}", source, probs, teacher)
+
+    first = [prediction(i, i % 2, 0.9, "a") for i in range(40)]
+    second = ([prediction(i, 1 - i % 2, 0.95, "b") for i in range(10)]     # more confident: wins
+              + [prediction(i, 1 - i % 2, 0.9, "b") for i in range(10, 20)]  # a tie: the smaller record
+              + first[20:30])                                               # a re-run: the same bytes
+    write_tfrecord(tmp_path / "preds-0.tfrecord", first)
+    write_tfrecord(tmp_path / "preds-1.tfrecord", second)
+    pattern = str(tmp_path / "preds-*.tfrecord")
+    one = _select_in_a_process(pattern, tmp_path / "one", 1)
+    two = _select_in_a_process(pattern, tmp_path / "two", 2)
+    assert one == two
+
+    written = {}
+    for r in dataset_dir.iter_split_records(str(tmp_path / "one"), "train"):
+        record = records.parse_pseudo_labeled(r)
+        written.setdefault(record.image_id, set()).add((int(np.argmax(record.probabilities)), record.teacher))
+    assert len(written) == 40 and all(len(v) == 1 for v in written.values())
+    for i in range(40):
+        label, teacher = next(iter(written[f"u{i:02d}"]))
+        if i < 10:
+            assert (label, teacher) == (1 - i % 2, "b"), i
+        elif i < 20:
+            tied = sorted([first[i], second[i]])[0]
+            assert label == records.parse_prediction(tied).label, i
+        else:
+            assert (label, teacher) == (i % 2, "a"), i
+    dead = [json.loads(line) for line in (tmp_path / "one" / "dead_letter.jsonl").read_text().splitlines()]
+    assert sorted(d["id"] for d in dead) == [f"u{i:02d}" for i in range(30)]
+    assert {d["reason"] for d in dead} == {DUPLICATE_REASON}
+    stats = json.loads((tmp_path / "one" / "stats.json").read_text())
+    assert stats["duplicate_predictions_dropped"] == 30
+    summary = json.loads((tmp_path / "one" / "summary.json").read_text())
+    assert summary["accounting"]["train"]["dead_letter"] == sum(d["copies"] for d in dead)
