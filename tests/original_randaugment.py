@@ -45,6 +45,16 @@ def cutout(image, pad_size, replace, center_height, center_width):  # randaugmen
     return tf.where(tf.equal(mask, 0), tf.ones_like(image, dtype=image.dtype) * replace, image)
 
 
+def cutout_numpy(image, pad_size, cy, cx, replace=128):
+    """The same cutout in NumPy (fast enough to search every centre)."""
+    h, w = image.shape[:2]
+    lower_pad, upper_pad = max(0, cy - pad_size), max(0, h - cy - pad_size)
+    left_pad, right_pad = max(0, cx - pad_size), max(0, w - cx - pad_size)
+    mask = np.pad(np.zeros((h - (lower_pad + upper_pad), w - (left_pad + right_pad))),
+                  [[lower_pad, upper_pad], [left_pad, right_pad]], constant_values=1)
+    return np.where(np.equal(mask, 0)[..., None], replace, image)
+
+
 def solarize(image, threshold=128):  # randaugment.py:131-135
     return tf.where(image < _u8(threshold), image, 255 - image)
 

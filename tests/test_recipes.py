@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import pytest
 
+from tests import original_randaugment
 from trainer.config import PRESETS, get_config
 from trainer.optimization import learning_rate_schedule, peak_learning_rate
 
@@ -138,16 +139,6 @@ def test_small_image_efficientnet_has_the_originals_strides_and_a_4x4_final_map_
     assert small.count_params() == plain.count_params() == count_params("efficientnet-b0", 10)
 
 
-def _original_cutout(image, pad_size, cy, cx, replace=128):
-    """randaugment.py:80-127 (cutout) of the original in NumPy, with its centre draw given."""
-    h, w = image.shape[:2]
-    lower_pad, upper_pad = max(0, cy - pad_size), max(0, h - cy - pad_size)
-    left_pad, right_pad = max(0, cx - pad_size), max(0, w - cx - pad_size)
-    mask = np.pad(np.zeros((h - (lower_pad + upper_pad), w - (left_pad + right_pad))),
-                  [[lower_pad, upper_pad], [left_pad, right_pad]], constant_values=1)
-    return np.where(np.equal(mask, 0)[..., None], replace, image)
-
-
 def _original_small_image_crop(image, oy, ox):
     """preprocessing.py:143-151 (small_image_crop) in NumPy, with its crop offset given."""
     padded = np.pad(image, [[4, 4], [4, 4], [0, 0]], mode="reflect")
@@ -166,7 +157,7 @@ def test_svhn_crop_noise_is_the_originals_cutout_then_reflect_pad_crop():
     ours = reflect_pad_crop_at(cutout_at(tf.constant(images), tf.constant(centers), 32 // 4),
                                tf.constant(offsets)).numpy()
     for i in range(5):
-        expected = _original_small_image_crop(_original_cutout(images[i], 8, *centers[i]), *offsets[i])
+        expected = _original_small_image_crop(original_randaugment.cutout_numpy(images[i], 8, *centers[i]), *offsets[i])
         np.testing.assert_array_equal(ours[i], expected)
     assert get_config("svhn").input_noise == "svhn"
     noised = SmallImageNoise(32, seed=0)(tf.constant(images)).numpy()

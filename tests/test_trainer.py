@@ -169,3 +169,68 @@ def test_bfloat16_training_computes_in_bfloat16_and_saves_a_float32_model(digits
         keras.mixed_precision.set_global_policy("float32")
     assert mixed.get_layer("predictions").compute_dtype == "float32"  # the softmax stays float32
     assert any(layer.compute_dtype == "bfloat16" for layer in mixed.layers)
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def _state(model):
+    """Everything a resumed run must get back: weights (EMA included), optimizer state, LR."""
+    optimizer = model.optimizer
+    lr = optimizer.learning_rate
+    return {"weights": [np.array(v) for v in model.weights],
+            "optimizer": [np.array(v) for v in optimizer.variables],
+            "iteration": int(optimizer.iterations),
+            "lr": float(lr(optimizer.iterations) if callable(lr) else lr)}
+
+
+class _KillAfter(keras.callbacks.Callback):
+    """Records the state each checkpoint holds (BackupAndRestore saved it before this runs), then
+    stops training mid-epoch, as a preempted VM would."""
+
+    def __init__(self, epoch, batch):
+        super().__init__()
+        self.epoch, self.batch, self.saved = epoch, batch, None
+        self._current = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._current = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.saved = _state(self.model)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._current == self.epoch and batch == self.batch:
+            raise _Interrupted()
+
+
+class _RestoredState(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):  # runs after BackupAndRestore's restore
+        self.state = _state(self.model)
+
+
+@pytest.mark.parametrize("mode, kill_epoch, kill_batch", [("supervised", 3, 6), ("offline", 2, 0),
+                                                          ("online", 1, 9)])
+def test_a_resumed_run_restores_weights_ema_optimizer_and_lr_of_the_last_checkpoint(
+        mode, kill_epoch, kill_batch, digits, teacher_dir, tmp_path):
+    args = FAST + ["--mode", mode, "--labeled_data", digits, "--output_dir", str(tmp_path / "run"),
+                   "--train_steps", "50", "--ema_momentum", "0.9", "--optimizer", "rmsprop",
+                   "--warmup_steps", "5"]
+    if mode == "offline":
+        args += ["--unlabeled_data", make_pseudo_labeled(digits, tmp_path / "pseudo")]
+    if mode == "online":
+        args += ["--unlabeled_data", digits, "--unlabeled_split", "unlabeled",
+                 "--teacher", str(teacher_dir / "model.keras")]
+    config = task.config_from_args(args)
+    kill = _KillAfter(kill_epoch, kill_batch)
+    with pytest.raises(_Interrupted):
+        task.train(config, [kill])
+    restored = _RestoredState()
+    task.train(config, [restored])
+    saved, got = kill.saved, restored.state
+    assert got["iteration"] == saved["iteration"] == kill_epoch * 10 > 0
+    assert got["lr"] == saved["lr"]
+    assert len(got["weights"]) == len(saved["weights"]) and len(got["optimizer"]) == len(saved["optimizer"])
+    for a, b in zip(got["weights"] + got["optimizer"], saved["weights"] + saved["optimizer"]):
+        np.testing.assert_array_equal(a, b)

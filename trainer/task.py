@@ -144,9 +144,9 @@ def make_noise(config: TrainConfig) -> Optional[Callable[[tf.Tensor], tf.Tensor]
         steps.append(RandAugment(config.randaugment_ops, config.randaugment_magnitude,
                                  translate_const=config.randaugment_translate_const,
                                  cutout_const=config.randaugment_cutout_const,
-                                 cutout_op=config.randaugment_cutout_op))
+                                 cutout_op=config.randaugment_cutout_op, seed=config.seed))
     if config.input_noise == "svhn":
-        steps.append(SmallImageNoise(config.image_size))
+        steps.append(SmallImageNoise(config.image_size, seed=config.seed + 1))
     if len(steps) <= 1:
         return steps[0] if steps else None
     return lambda images: functools.reduce(lambda x, step: step(x), steps, images)
@@ -154,7 +154,7 @@ def make_noise(config: TrainConfig) -> Optional[Callable[[tf.Tensor], tf.Tensor]
 
 def make_training_decoder(config: TrainConfig) -> Optional[data.Decoder]:
     """Per-image noise at decode time: the original's ImageNet crop and flip (input_noise=imagenet)."""
-    return InceptionCropFlip(config.image_size) if config.input_noise == "imagenet" else None
+    return InceptionCropFlip(config.image_size, seed=config.seed + 2) if config.input_noise == "imagenet" else None
 
 
 def make_training_data(config: TrainConfig, info: DataInfo) -> tf.data.Dataset:
@@ -204,8 +204,9 @@ class ProgressLog(keras.callbacks.Callback):
             f.write(json.dumps(entry) + "\n")
 
 
-def train(config: TrainConfig) -> dict:
-    """Train, evaluate and export; returns the evaluation report."""
+def train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callback] = ()) -> dict:
+    """Train, evaluate and export; returns the evaluation report. `extra_callbacks` run after the trainer's
+    own (checkpointing first: they see each epoch's checkpoint written)."""
     config.validate()
     keras.utils.set_random_seed(config.seed)
     info = inspect_labeled_data(config)
@@ -240,6 +241,7 @@ def train(config: TrainConfig) -> dict:
                                          delete_checkpoint=False),
         keras.callbacks.TensorBoard(config.resolved_tensorboard_dir(), update_freq="epoch"),
         ProgressLog(posixpath.join(model_dir, "progress.jsonl"), config.steps_per_epoch),
+        *extra_callbacks,
     ]
     history = trainer.fit(make_training_data(config, info), epochs=epochs,
                           steps_per_epoch=config.steps_per_epoch, callbacks=callbacks,
