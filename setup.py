@@ -33,5 +33,5 @@ setup(
         "test": ["pytest>=8", "jax>=0.4.34"],
         "bench": ["tensorflow-hub>=0.16"],  # Beam's stock TF handler imports it (bench/ peers only)
     },
-    entry_points={"console_scripts": ["noisystudent=noisystudent.cli:main"]},
+    entry_points={"console_scripts": ["noisystudent=noisystudent.app.cli:main"]},
 )

@@ -37,15 +37,10 @@ from beam_pipelines.pipeline_options import (
     split_job_and_beam_args,
 )
 from beam_pipelines.read_ahead import read_ahead
-from beam_pipelines.teacher_inference import (
-    PRECISIONS,
-    ChunkLabels,
-    ImageChunk,
-    KerasTeacherHandler,
-    check_model_file,
-)
+from beam_pipelines.teacher_inference import ImageChunk, KerasTeacherHandler
 from beam_pipelines.tfrecord_reader import DamagedTFRecordFile, read_tfrecords
 from noisystudent import dataset_dir, records
+from noisystudent.teacher import PRECISIONS, ChunkLabels, check_model_file
 
 PREDICTIONS_SPLIT = "predictions"
 RELABELED_SPLIT = "train"
@@ -73,8 +68,6 @@ def build_parser() -> argparse.ArgumentParser:
                              "(.keras teachers; softmax in float32).")
     parser.add_argument("--prob_format", default="float32",
                         help="float32 | float16 | top_k:K (bytes per record: noisystudent/records.py).")
-    parser.add_argument("--temperature", type=float, default=1.0,
-                        help="Stored probabilities are p^(1/T), renormalised (default 1: as predicted).")
     parser.add_argument("--relabel", action="store_true",
                         help="Input is pseudo-labeled records: keep images and ids, replace the labels.")
     parser.add_argument("--num_shards", type=int, default=0, help="Output shards (default: one per input file).")
@@ -155,16 +148,6 @@ class ReadImageChunks(beam.DoFn):
             yield "chunk", chunk
 
 
-def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
-    """Rows of probabilities p -> p^(1/T), renormalised (T = 1: unchanged)."""
-    if temperature == 1.0:
-        return probs
-    logp = np.log(np.clip(probs.astype(np.float64), 1e-12, 1.0)) / temperature
-    logp -= logp.max(axis=-1, keepdims=True)
-    p = np.exp(logp)
-    return (p / p.sum(axis=-1, keepdims=True)).astype(np.float32)
-
-
 class EncodeChunk(beam.DoFn):
     """PredictionResult(ImageChunk, ChunkLabels) -> one list of ShardedRecords, and dead letters.
 
@@ -174,8 +157,8 @@ class EncodeChunk(beam.DoFn):
 
     TOTALS = "totals"
 
-    def __init__(self, teacher: str, prob_format: str, temperature: float, relabel: bool):
-        self._teacher, self._format, self._temperature, self._relabel = teacher, prob_format, temperature, relabel
+    def __init__(self, teacher: str, prob_format: str, relabel: bool):
+        self._teacher, self._format, self._relabel = teacher, prob_format, relabel
         self._predicted = beam.metrics.Metrics.counter("predict", "predicted")
         self._bad = beam.metrics.Metrics.counter("predict", "dead_letter")
 
@@ -190,7 +173,7 @@ class EncodeChunk(beam.DoFn):
     def process(self, result: PredictionResult) -> Iterator:
         chunk: ImageChunk = result.example
         labels: ChunkLabels = result.inference
-        probs = apply_temperature(labels.probabilities, self._temperature)
+        probs = labels.probabilities  # as predicted: the trainer's --temperature sharpens targets
         good = np.isfinite(probs).all(axis=1)
         for row in np.flatnonzero(~good):
             self._bad.inc()
@@ -221,8 +204,6 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
     """Run the job; returns the summary written to <output_dir>/summary.json."""
     args, beam_args = split_job_and_beam_args(build_parser(), argv)
     records.parse_probability_format(args.prob_format)
-    if args.temperature <= 0:
-        raise ValueError(f"--temperature must be > 0, got {args.temperature}")
     if args.batch_size < 1:
         raise ValueError(f"--batch_size must be >= 1, got {args.batch_size}")
     if args.precision not in PRECISIONS:
@@ -248,8 +229,7 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
     encoded = (
         chunks.chunks
         | "PredictWithTeacher" >> RunInference(handler)
-        | "EncodeOutput" >> beam.ParDo(EncodeChunk(teacher, args.prob_format, args.temperature,
-                                                   args.relabel)).with_outputs(
+        | "EncodeOutput" >> beam.ParDo(EncodeChunk(teacher, args.prob_format, args.relabel)).with_outputs(
             DEAD, EncodeChunk.TOTALS, main="records")
     )
     reports = encoded.records | "WriteRecords" >> out.WriteShardedTFRecords(args.output_dir, num_shards,
@@ -272,7 +252,7 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
         job="relabel" if args.relabel else "predict", input=args.input, input_files=len(files),
         input_records=input_records, predicted=predicted,
         mean_confidence=totals["confidence_sum"] / totals["confidence_count"] if predicted else None, teacher=teacher, prob_format=args.prob_format,
-        temperature=args.temperature, predicted_class_histogram=summary["splits"][split]["labels"],
+        predicted_class_histogram=summary["splits"][split]["labels"],
     )
     out.write_summary(args.output_dir, summary)
     log.info("%d records: %d predicted, %d to the dead letter file; mean confidence %.3f",

@@ -22,15 +22,9 @@ import os
 import sys
 from typing import Optional, Sequence
 
+from beam_pipelines import JOBS
 from deploy.cloud_checks import check_cloud_paths, check_project_and_region, gpu_machine_type
 
-JOBS = {
-    "ingest-svhn": "beam_pipelines.ingest_svhn",
-    "ingest-folder": "beam_pipelines.ingest_folder",
-    "ingest-digits": "beam_pipelines.ingest_digits",
-    "predict": "beam_pipelines.predict",
-    "select": "beam_pipelines.select",
-}
 # Job flags that name data: on Dataflow they must be gs:// paths.
 PATH_FLAGS = ("--input", "--output_dir", "--model", "--predictions", "--mat_dir", "--tfds_data_dir",
               "--labeled_dir", "--test_dir", "--unlabeled_dir")
@@ -124,7 +118,7 @@ def run(argv: Optional[Sequence[str]] = None):
         argv, job_args = argv[:cut], argv[cut + 1:]
     args = build_parser().parse_args(argv)
     validate(args, job_args)
-    module = importlib.import_module(JOBS[args.job])
+    module = importlib.import_module(JOBS[args.job][0])
     return module.run(job_args + dataflow_flags(args))
 
 

@@ -9,7 +9,8 @@ import tensorflow as tf
 from PIL import Image
 
 from model import build_model
-from noisystudent import classify, imagenet_classes, records
+from noisystudent import imagenet_classes, records
+from noisystudent.app import classify
 from trainer.export import export_saved_model
 
 

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from noisystudent import cli
+from noisystudent.app import cli
 
 
 # What a user finds in the README, written out: a command dropped from the CLI fails here.
@@ -27,7 +27,7 @@ def test_top_level_help_lists_every_command(capsys):
 
 @pytest.mark.parametrize("name, flag", sorted(EXPECTED_COMMANDS.items()))
 def test_each_command_documents_its_flags(name, flag):
-    result = subprocess.run([sys.executable, "-m", "noisystudent.cli", name, "--help"],
+    result = subprocess.run([sys.executable, "-m", "noisystudent.app.cli", name, "--help"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("usage:") and flag in result.stdout
@@ -79,8 +79,8 @@ def _always_unbalanced(output_dir, summary, inputs, **_):
     (["demo", "--seeds", "1,1"], "a seed is repeated"),
     (["predict", "--input", "IN/*.tfrecord", "--model", "M.keras", "--output_dir", "OUT", "--batch_size", "0"],
      "--batch_size must be >= 1"),
-    (["predict", "--input", "IN/*.tfrecord", "--model", "M.keras", "--output_dir", "OUT", "--temperature", "0"],
-     "--temperature must be > 0"),
+    (["predict", "--input", "IN/*.tfrecord", "--model", "M.keras", "--output_dir", "OUT", "--precision", "x"],
+     "--precision must be one of float32, bfloat16"),
     (["select", "--predictions", "IN", "--output_dir", "OUT", "--num_image", "0"], "--num_image must be >= 1"),
     (["select", "--predictions", "IN", "--output_dir", "OUT", "--num_image", "5", "--min_threshold", "1.5"],
      "--min_threshold must be in [0, 1]"),

@@ -2,7 +2,7 @@
 
 import json
 
-from noisystudent import demo
+from noisystudent.app import demo
 
 
 def test_reduced_demo_prints_the_table_and_keeps_its_results(tmp_path, capsys):

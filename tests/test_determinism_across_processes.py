@@ -26,7 +26,7 @@ def _run_chain(work, model_path, hash_seed):
          "--overwrite"],
     ]
     for step in steps:
-        result = subprocess.run([sys.executable, "-m", "noisystudent.cli", *step], env=env, capture_output=True,
+        result = subprocess.run([sys.executable, "-m", "noisystudent.app.cli", *step], env=env, capture_output=True,
                                 text=True, timeout=600)
         assert result.returncode == 0, result.stderr[-2000:]
     return out
@@ -65,7 +65,7 @@ def test_ingest_predict_select_write_the_same_bytes_in_two_processes(tmp_path):
 def _select_in_a_process(predictions, out, hash_seed):
     env = dict(os.environ, PYTHONHASHSEED=str(hash_seed), TF_CPP_MIN_LOG_LEVEL="2")
     result = subprocess.run(
-        [sys.executable, "-m", "noisystudent.cli", "select", "--predictions", predictions, "--num_image", "100",
+        [sys.executable, "-m", "noisystudent.app.cli", "select", "--predictions", predictions, "--num_image", "100",
          "--output_dir", str(out), "--samples_per_class", "0", "--overwrite"],
         env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]

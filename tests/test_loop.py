@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from noisystudent import loop
+from noisystudent.app import loop
 from tests.digits_data import make_digits_dataset
 
 TINY = ("--image_size", "16", "--batch_size", "16", "--unlabel_ratio", "2", "--train_steps", "20",

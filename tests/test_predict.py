@@ -145,7 +145,7 @@ def test_a_model_that_cannot_load_is_refused_before_the_pipeline_starts(images, 
 
 
 def test_a_bfloat16_teacher_labels_like_the_float32_one(teacher, images, tmp_path):
-    from beam_pipelines.teacher_inference import in_precision, load_teacher
+    from noisystudent.teacher import in_precision, load_teacher
 
     model, tdir = teacher
     idir, pixels = images

@@ -249,7 +249,7 @@ def test_imagenet_training_crop_is_the_originals_inception_crop_then_flip(height
 def test_predict_labels_the_center_crop_when_asked(tmp_path):
     import tensorflow as tf
 
-    from beam_pipelines.teacher_inference import load_teacher
+    from noisystudent.teacher import load_teacher
     from model import build_model
 
     model = build_model("cnn-small", 4, input_shape=(16, 16, 3))

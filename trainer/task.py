@@ -27,6 +27,7 @@ import tensorflow as tf
 
 from model import build_model, count_params
 from noisystudent import dataset_dir
+from noisystudent.teacher import load_keras_teacher
 from trainer import data, evaluate
 from trainer.augment import RandAugment
 from trainer.config import TrainConfig, config_from_args
@@ -88,13 +89,8 @@ def check_student_size(config: TrainConfig, teacher: Optional[keras.Model], num_
 
 
 def load_teacher(config: TrainConfig) -> Optional[keras.Model]:
-    if not config.teacher:
-        return None
-    if not tf.io.gfile.exists(config.teacher):
-        raise FileNotFoundError(f"config field 'teacher': {config.teacher} does not exist")
-    teacher = keras.saving.load_model(config.teacher, safe_mode=True, compile=False)
-    teacher.trainable = False
-    return teacher
+    """The online teacher (noisystudent.teacher, shared with predict and classify), frozen."""
+    return load_keras_teacher(config.teacher, "--teacher") if config.teacher else None
 
 
 def build_student(config: TrainConfig, num_classes: int, image_size: int,

@@ -23,7 +23,8 @@ from typing import Optional, Sequence
 import tensorflow as tf
 
 from beam_pipelines import ingest_digits
-from noisystudent import dataset_dir, loop
+from noisystudent import dataset_dir
+from noisystudent.app import loop
 
 log = logging.getLogger(__name__)
 

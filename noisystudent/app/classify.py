@@ -76,7 +76,7 @@ def _read(path: str) -> bytes:
 def classify(model_path: str, images: Sequence[str], top_k: int = 5, batch_size: int = 64,
              names_file: Optional[str] = None, center_crop: bool = False) -> list[dict]:
     """One dict per image: path and top-k (class, name, probability), or an error."""
-    from beam_pipelines.teacher_inference import load_teacher
+    from noisystudent.teacher import load_teacher
 
     teacher = load_teacher(model_path, center_crop=center_crop)
     names = class_names_for(model_path, teacher.num_classes, names_file)
@@ -101,10 +101,11 @@ def extract_features(model_path: str, images: Sequence[str], output: str, layer:
     import keras
 
     from noisystudent import image_ops, records
+    from noisystudent.teacher import load_keras_teacher
 
     if not model_path.endswith(".keras"):
         raise ValueError(f"--model {model_path}: features need the .keras model (its layers)")
-    model = keras.saving.load_model(model_path, safe_mode=True, compile=False)
+    model = load_keras_teacher(model_path, "--model")
     try:
         embed = keras.Model(model.input, model.get_layer(layer).output)
     except ValueError:

@@ -8,23 +8,16 @@ import os
 import sys
 from typing import Optional, Sequence
 
-# name -> (module with run(argv), one-line description)
+from beam_pipelines import JOBS
+
+# name -> (module with run(argv), one-line description); the Beam jobs are beam_pipelines.JOBS.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("noisystudent.demo", "The whole method on the bundled digits data, offline."),
-    "loop": ("noisystudent.loop", "teacher -> predict -> select -> student, iterated, resumable."),
-    "ingest-digits": ("beam_pipelines.ingest_digits",
-                      "Beam: scikit-learn digits -> labeled/unlabeled/test image records."),
-    "ingest-svhn": ("beam_pipelines.ingest_svhn",
-                    "Beam: SVHN .mat files or a tfds data_dir -> image records."),
-    "ingest-folder": ("beam_pipelines.ingest_folder",
-                      "Beam: folders of your own images -> image records."),
-    "predict": ("beam_pipelines.predict",
-                "Beam: a teacher labels unlabeled images (or --relabel pseudo-labeled ones)."),
-    "select": ("beam_pipelines.select",
-               "Beam: confidence histograms, thresholds, cap and duplicate-to-balance -> student data."),
+    "demo": ("noisystudent.app.demo", "The whole method on the bundled digits data, offline."),
+    "loop": ("noisystudent.app.loop", "teacher -> predict -> select -> student, iterated, resumable."),
+    **JOBS,
     "train": ("trainer.task", "Keras: train a teacher or a noisy student (also python -m trainer.task)."),
-    "classify": ("noisystudent.classify", "Top-k classes for your images with a trained model."),
-    "features": ("noisystudent.features", "Pooled embeddings for your images (.npy or TFRecords)."),
+    "classify": ("noisystudent.app.classify", "Top-k classes for your images with a trained model."),
+    "features": ("noisystudent.app.features", "Pooled embeddings for your images (.npy or TFRecords)."),
     "dataflow": ("deploy.dataflow", "Run a Beam job on Dataflow (or --dry-run it)."),
     "submit-training": ("deploy.vertex", "Submit the trainer to Vertex AI, TPU/GPU/CPU (or --dry-run it)."),
 }
