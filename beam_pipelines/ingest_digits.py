@@ -10,6 +10,7 @@ This is the project's embedded real data set: it needs no download.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 from typing import Optional, Sequence
 
@@ -19,38 +20,39 @@ from PIL import Image
 
 from beam_pipelines import dataset_output as out
 from beam_pipelines.image_codec import encode_png
-from beam_pipelines.pipeline_options import (
-    beam_flags_epilog,
-    is_dry_run,
-    make_pipeline_options,
-    run_pipeline,
-    split_job_and_beam_args,
-)
+from beam_pipelines.job_runner import JobPlan, run_job
+from beam_pipelines.pipeline_options import beam_flags_epilog
 from noisystudent import records
+from noisystudent.typed_flags import add_flags, flag, parse
 
 NUM_CLASSES = 10
 SPLITS = ("labeled", "unlabeled", "test")
 DEFAULT_IMAGE_SIZE = 32
 
 
+@dataclasses.dataclass(frozen=True)
+class IngestDigitsConfig:
+    """The ingest-digits job's knobs (also its flags: noisystudent/typed_flags.py)."""
+
+    output_dir: str = flag(help="Where the TFRecords go (gs:// works).")
+    labels_per_class: int = flag(10, help="Labeled images kept per class (0 = every image outside the test "
+                                          "split, for a supervised ceiling).")
+    test_size: int = flag(500, help="Images held out for testing, drawn at random.")
+    image_size: int = flag(DEFAULT_IMAGE_SIZE, help="Side of the square RGB image written.")
+    seed: int = flag(0, help="Seed of the split.")
+    overwrite: bool = flag(False, help="Replace a complete dataset already in --output_dir.")
+
+    def validate(self) -> None:
+        if self.labels_per_class < 0:
+            raise ValueError(f"--labels_per_class must be >= 0 (0: all), got {self.labels_per_class}")
+        if self.image_size < 8:
+            raise ValueError(f"--image_size must be >= 8, got {self.image_size}")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="noisystudent ingest-digits",
-        description=__doc__.split("\n\n")[0],
-        epilog=beam_flags_epilog(),
-    )
-    parser.add_argument("--output_dir", required=True, help="Where the TFRecords go (gs:// works).")
-    parser.add_argument("--labels_per_class", type=int, default=10,
-                        help="Labeled images kept per class (default 10; 0 = every image outside the "
-                             "test split, for a supervised ceiling).")
-    parser.add_argument("--test_size", type=int, default=500,
-                        help="Images held out for testing, drawn at random (default 500).")
-    parser.add_argument("--image_size", type=int, default=DEFAULT_IMAGE_SIZE,
-                        help="Side of the square RGB image written (default 32).")
-    parser.add_argument("--seed", type=int, default=0, help="Seed of the split (default 0).")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="Replace a complete dataset already in --output_dir.")
-    return parser
+    return add_flags(argparse.ArgumentParser(prog="noisystudent ingest-digits",
+                                             description=__doc__.split("\n\n")[0], epilog=beam_flags_epilog()),
+                     IngestDigitsConfig)
 
 
 def assign_splits(labels: np.ndarray, labels_per_class: int, test_size: int, seed: int) -> list[str]:
@@ -95,50 +97,42 @@ def to_record(element, image_size: int) -> out.ShardedRecord:
 
 def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
         test_pipeline: Optional[beam.Pipeline] = None) -> dict:
+    """The command line: flags -> IngestDigitsConfig -> `run_config`."""
+    config, beam_args = parse(IngestDigitsConfig, build_parser(), argv)
+    return run_config(config, beam_args, save_main_session, test_pipeline)
+
+
+def run_config(config: IngestDigitsConfig, beam_args: Sequence[str] = (), save_main_session: bool = True,
+               test_pipeline: Optional[beam.Pipeline] = None) -> dict:
     """Run the job; returns the summary written to <output_dir>/summary.json."""
     from sklearn.datasets import load_digits
 
-    args, beam_args = split_job_and_beam_args(build_parser(), argv)
-    if args.labels_per_class < 0:
-        raise ValueError(f"--labels_per_class must be >= 0 (0: all), got {args.labels_per_class}")
-    if args.image_size < 8:
-        raise ValueError(f"--image_size must be >= 8, got {args.image_size}")
+    config.validate()
     digits = load_digits()
     labels = digits.target.astype(np.int64)
-    splits = assign_splits(labels, args.labels_per_class, args.test_size, args.seed)
-    elements = [
-        (splits[i], f"digits/{i:04d}", digits.images[i].astype(np.uint8).tolist(), int(labels[i]))
-        for i in range(len(labels))
-    ]
-    dry_run = is_dry_run(beam_args)
-    if not dry_run:
-        out.prepare_output_dir(args.output_dir, SPLITS, args.overwrite)
+    splits = assign_splits(labels, config.labels_per_class, config.test_size, config.seed)
+    elements = [(splits[i], f"digits/{i:04d}", digits.images[i].astype(np.uint8).tolist(), int(labels[i]))
+                for i in range(len(labels))]
 
-    p = test_pipeline or beam.Pipeline(options=make_pipeline_options(beam_args, save_main_session))
-    reports = (
-        p
-        | "CreateDigits" >> beam.Create(elements, reshuffle=False)
-        | "EncodeImages" >> beam.Map(to_record, args.image_size)
-        | "WriteImageRecords" >> out.WriteShardedTFRecords(
-            args.output_dir, {s: 1 for s in SPLITS}, args.seed)
-    )
-    _ = reports | "WriteReport" >> out.WriteReport(args.output_dir)
-    if dry_run:
-        return run_pipeline(p, dry_run)
-    run_pipeline(p, dry_run)
+    def build(p: beam.Pipeline) -> None:
+        reports = (p | "CreateDigits" >> beam.Create(elements, reshuffle=False)
+                   | "EncodeImages" >> beam.Map(to_record, config.image_size)
+                   | "WriteImageRecords" >> out.WriteShardedTFRecords(config.output_dir, {s: 1 for s in SPLITS},
+                                                                      config.seed))
+        _ = reports | "WriteReport" >> out.WriteReport(config.output_dir)
 
-    summary = out.summarize_reports(args.output_dir, SPLITS)
-    out.check_accounting(args.output_dir, summary, {s: splits.count(s) for s in SPLITS})
-    summary.update(
-        dataset="digits", num_classes=NUM_CLASSES, image_size=args.image_size,
-        class_names=[str(c) for c in range(NUM_CLASSES)], seed=args.seed,
-        labels_per_class=args.labels_per_class,
-        note="unlabeled images carry label -1; the true labels stay with scikit-learn",
-    )
-    out.write_summary(args.output_dir, summary)
-    logging.info("digits written to %s: %s", args.output_dir,
-                 {s: v["records"] for s, v in summary["splits"].items()})
-    return summary
+    def finish(summary: dict, result) -> dict:
+        out.check_accounting(config.output_dir, summary, {s: splits.count(s) for s in SPLITS})
+        summary.update(dataset="digits", num_classes=NUM_CLASSES, image_size=config.image_size,
+                       class_names=[str(c) for c in range(NUM_CLASSES)], seed=config.seed,
+                       labels_per_class=config.labels_per_class,
+                       note="unlabeled images carry label -1; the true labels stay with scikit-learn")
+        logging.info("digits written to %s: %s", config.output_dir,
+                     {s: v["records"] for s, v in summary["splits"].items()})
+        return summary
+
+    plan = JobPlan(config.output_dir, {s: 1 for s in SPLITS}, config.overwrite, build, finish)
+    return run_job(plan, beam_args, save_main_session, test_pipeline)
 
 
 if __name__ == "__main__":

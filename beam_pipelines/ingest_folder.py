@@ -33,13 +33,8 @@ from apache_beam.io.filesystems import FileSystems
 
 from beam_pipelines import dataset_output as out
 from beam_pipelines.image_codec import BadImageError, normalize_encoded
-from beam_pipelines.pipeline_options import (
-    beam_flags_epilog,
-    is_dry_run,
-    make_pipeline_options,
-    run_pipeline,
-    split_job_and_beam_args,
-)
+from beam_pipelines.job_runner import JobPlan, run_job
+from beam_pipelines.pipeline_options import beam_flags_epilog, is_dry_run, split_job_and_beam_args
 from noisystudent import records
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -216,11 +211,8 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
         raise ValueError("a dry run reads no folders: pass --class_names")
     if args.class_names:
         class_names = [c.strip() for c in args.class_names.split(",") if c.strip()]
-    elif "labeled" in roots:
-        class_names = list_class_names(roots["labeled"])
     else:
-        class_names = []
-    class_index = {name: i for i, name in enumerate(class_names)}
+        class_names = list_class_names(roots["labeled"]) if "labeled" in roots else []
     scans = {} if dry_run else {split: scan_folder(root) for split, root in roots.items()}
     for split in ("labeled", "test"):
         if split in scans:
@@ -228,10 +220,15 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
                                 explicit=bool(args.class_names))
     num_shards = {split: 1 if dry_run else out.shards_for(scans[split].images, args.records_per_shard)
                   for split in roots}
-    if not dry_run:
-        out.prepare_output_dir(args.output_dir, num_shards, args.overwrite)
+    plan = JobPlan(args.output_dir, num_shards, args.overwrite,
+                   build=lambda p: _build(p, args, roots, class_names, num_shards),
+                   finish=lambda summary, result: _finish(summary, args, roots, class_names, scans))
+    return run_job(plan, beam_args, save_main_session, test_pipeline)
 
-    p = test_pipeline or beam.Pipeline(options=make_pipeline_options(beam_args, save_main_session))
+
+def _build(p: beam.Pipeline, args: argparse.Namespace, roots: dict[str, str], class_names: list[str],
+           num_shards: dict[str, int]) -> None:
+    class_index = {name: i for i, name in enumerate(class_names)}
     decoded, dead = [], []
     for split, root in roots.items():
         root = root.rstrip("/")
@@ -241,37 +238,31 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
             | f"Keep{split.title()}Images" >> beam.Filter(lambda m, root: is_wanted(m.path, root), root)
             | f"Read{split.title()}Files" >> fileio.ReadMatches()
             | f"Decode{split.title()}Images" >> beam.ParDo(
-                DecodeImageFiles(split, root, args.dataset_name,
-                                 class_index if split != "unlabeled" else None)
+                DecodeImageFiles(split, root, args.dataset_name, class_index if split != "unlabeled" else None)
             ).with_outputs(DecodeImageFiles.DEAD_LETTER, main="images")
         )
         decoded.append(results.images)
         dead.append(results[DecodeImageFiles.DEAD_LETTER])
-    reports = (
-        decoded | "AllImages" >> beam.Flatten()
-        | "WriteImageRecords" >> out.WriteShardedTFRecords(args.output_dir, num_shards, args.seed)
-    )
-    dead_reports = (dead | "AllDeadLetters" >> beam.Flatten()
-                    | "WriteDeadLetters" >> out.WriteDeadLetters(args.output_dir))
+    reports = (decoded | "AllImages" >> beam.Flatten()
+               | "WriteImageRecords" >> out.WriteShardedTFRecords(args.output_dir, num_shards, args.seed))
+    dead_reports = dead | "AllDeadLetters" >> beam.Flatten() | "WriteDeadLetters" >> out.WriteDeadLetters(
+        args.output_dir)
     _ = (reports, dead_reports) | "AllReports" >> beam.Flatten() | "WriteReport" >> out.WriteReport(
         args.output_dir)
-    if dry_run:
-        return run_pipeline(p, dry_run)
-    run_pipeline(p, dry_run)
 
-    summary = out.summarize_reports(args.output_dir, num_shards)
+
+def _finish(summary: dict, args: argparse.Namespace, roots: dict[str, str], class_names: list[str],
+            scans: dict) -> dict:
     out.check_accounting(args.output_dir, summary, {split: scan.images for split, scan in scans.items()})
     summary.update(dataset=args.dataset_name, num_classes=len(class_names) or None,
                    class_names=class_names, seed=args.seed,
                    sources={split: root for split, root in roots.items()},
                    ignored={split: {"files": scan.ignored_files, "entries": scan.ignored_entries}
                             for split, scan in scans.items() if scan.ignored_entries})
-    out.write_summary(args.output_dir, summary)
     if summary["dead_letter"]:
         log.warning("%d undecodable images: see %s", summary["dead_letter"],
                     posixpath.join(args.output_dir, out.DEAD_LETTER_FILE))
-    log.info("images written to %s: %s", args.output_dir,
-             {s: v["records"] for s, v in summary["splits"].items()})
+    log.info("images written to %s: %s", args.output_dir, {s: v["records"] for s, v in summary["splits"].items()})
     return summary
 
 

@@ -27,13 +27,8 @@ import numpy as np
 
 from beam_pipelines import dataset_output as out
 from beam_pipelines.image_codec import encode_png
-from beam_pipelines.pipeline_options import (
-    beam_flags_epilog,
-    is_dry_run,
-    make_pipeline_options,
-    run_pipeline,
-    split_job_and_beam_args,
-)
+from beam_pipelines.job_runner import JobPlan, run_job
+from beam_pipelines.pipeline_options import beam_flags_epilog, is_dry_run, split_job_and_beam_args
 from noisystudent import records
 
 NUM_CLASSES = 10
@@ -192,43 +187,29 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
         sizes["validation"] = args.validation_size
         sizes["train"] -= args.validation_size
     num_shards = {s: out.shards_for(n) for s, n in sizes.items()}
-    if not dry_run:
-        out.prepare_output_dir(args.output_dir, num_shards, args.overwrite)
 
-    p = test_pipeline or beam.Pipeline(options=make_pipeline_options(beam_args, save_main_session))
-    if args.mat_dir:
-        images = (
-            p
-            | "ListSplitFiles" >> beam.Create([(s, mat_path(args.mat_dir, s)) for s in splits])
-            | "ReadMatFiles" >> beam.FlatMap(read_mat_split, args.validation_size, args.seed)
-        )
-    else:
-        images = (
-            p
-            | "ListSplits" >> beam.Create(splits)
-            | "ReadTfdsSplits" >> beam.FlatMap(read_tfds_split, args.tfds_data_dir,
-                                               args.validation_size, args.seed)
-        )
-    reports = images | "WriteImageRecords" >> out.WriteShardedTFRecords(
-        args.output_dir, num_shards, args.seed)
-    _ = reports | "WriteReport" >> out.WriteReport(args.output_dir)
-    if dry_run:
-        return run_pipeline(p, dry_run)
-    run_pipeline(p, dry_run)
+    def build(p: beam.Pipeline) -> None:
+        if args.mat_dir:
+            images = (p | "ListSplitFiles" >> beam.Create([(s, mat_path(args.mat_dir, s)) for s in splits])
+                      | "ReadMatFiles" >> beam.FlatMap(read_mat_split, args.validation_size, args.seed))
+        else:
+            images = (p | "ListSplits" >> beam.Create(splits)
+                      | "ReadTfdsSplits" >> beam.FlatMap(read_tfds_split, args.tfds_data_dir,
+                                                         args.validation_size, args.seed))
+        reports = images | "WriteImageRecords" >> out.WriteShardedTFRecords(args.output_dir, num_shards, args.seed)
+        _ = reports | "WriteReport" >> out.WriteReport(args.output_dir)
 
-    summary = out.summarize_reports(args.output_dir, num_shards)
-    out.check_accounting(args.output_dir, summary, sizes)
-    summary.update(
-        dataset="svhn", num_classes=NUM_CLASSES, image_size=IMAGE_SHAPE[0],
-        class_names=[str(c) for c in range(NUM_CLASSES)], seed=args.seed,
-        validation_size=args.validation_size,
-        source=args.mat_dir or args.tfds_data_dir,
-        label_convention="0-based: SVHN label 10 (digit 0) is stored as 0",
-    )
-    out.write_summary(args.output_dir, summary)
-    log.info("SVHN written to %s: %s", args.output_dir,
-             {s: v["records"] for s, v in summary["splits"].items()})
-    return summary
+    def finish(summary: dict, result) -> dict:
+        out.check_accounting(args.output_dir, summary, sizes)
+        summary.update(dataset="svhn", num_classes=NUM_CLASSES, image_size=IMAGE_SHAPE[0],
+                       class_names=[str(c) for c in range(NUM_CLASSES)], seed=args.seed,
+                       validation_size=args.validation_size, source=args.mat_dir or args.tfds_data_dir,
+                       label_convention="0-based: SVHN label 10 (digit 0) is stored as 0")
+        log.info("SVHN written to %s: %s", args.output_dir, {s: v["records"] for s, v in summary["splits"].items()})
+        return summary
+
+    return run_job(JobPlan(args.output_dir, num_shards, args.overwrite, build, finish), beam_args,
+                   save_main_session, test_pipeline)
 
 
 if __name__ == "__main__":

@@ -50,6 +50,11 @@ def split_job_and_beam_args(
 ) -> tuple[argparse.Namespace, list[str]]:
     """Parse the job's own flags; everything unknown goes to Beam (with --dry-run normalised)."""
     args, beam_args = parser.parse_known_args(argv)
+    return args, normalise_beam_args(beam_args)
+
+
+def normalise_beam_args(beam_args: Sequence[str]) -> list[str]:
+    """--dry-run spelled as Beam reads it; unsafe local modes refused before a job touches its output."""
     normalised = []
     for a in beam_args:
         if a in ("--dry-run", "--dry_run"):
@@ -57,8 +62,8 @@ def split_job_and_beam_args(
         elif a.startswith("--dry-run="):
             a = "--dry_run=" + a.split("=", 1)[1]
         normalised.append(a)
-    check_local_mode(PipelineOptions(normalised))  # before a job touches its output
-    return args, normalised
+    check_local_mode(PipelineOptions(normalised))
+    return normalised
 
 
 def check_local_mode(options: PipelineOptions) -> None:

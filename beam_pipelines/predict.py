@@ -20,6 +20,7 @@ teacher's (the original's "reassign" with a better teacher).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 from typing import Iterator, Optional, Sequence
 
@@ -28,19 +29,14 @@ import numpy as np
 from apache_beam.ml.inference.base import PredictionResult, RunInference
 
 from beam_pipelines import dataset_output as out
-from beam_pipelines.pipeline_options import (
-    beam_flags_epilog,
-    counter_value,
-    is_dry_run,
-    make_pipeline_options,
-    run_pipeline,
-    split_job_and_beam_args,
-)
+from beam_pipelines.job_runner import JobPlan, run_job
+from beam_pipelines.pipeline_options import beam_flags_epilog, counter_value, is_dry_run, normalise_beam_args
 from beam_pipelines.read_ahead import read_ahead
 from beam_pipelines.teacher_inference import ImageChunk, KerasTeacherHandler
 from beam_pipelines.tfrecord_reader import DamagedTFRecordFile, read_tfrecords
 from noisystudent import dataset_dir, records
 from noisystudent.teacher import PRECISIONS, ChunkLabels, check_model_file
+from noisystudent.typed_flags import add_flags, flag, parse
 
 PREDICTIONS_SPLIT = "predictions"
 RELABELED_SPLIT = "train"
@@ -50,32 +46,42 @@ IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8", b"GIF87a", b"GIF89a", b"BM")
 log = logging.getLogger(__name__)
 
 
+@dataclasses.dataclass(frozen=True)
+class PredictConfig:
+    """The predict job's knobs (also its flags: noisystudent/typed_flags.py)."""
+
+    input: str = flag(help="Dataset dir (with summary.json) or a glob of records.")
+    model: str = flag(help="Teacher: a .keras file or an exported SavedModel dir.")
+    output_dir: str = flag(help="Where prediction records go (gs:// works).")
+    split: str = flag("unlabeled", help="Split of a dataset dir.")
+    teacher_name: str = flag("", help="Id recorded in every prediction (default: the model path).")
+    batch_size: int = flag(256, help="Images per model call.")
+    image_size: int = flag(0, help="Resize to this side (0: the model's input).")
+    center_crop: bool = flag(False, help="The original's ImageNet labelling crop: the central size/(size+32) "
+                                         "of the shorter side, bicubic (default: the whole image, bilinear).")
+    precision: str = flag("float32", help="float32 | bfloat16: the teacher in Keras mixed precision, for GPU "
+                                          "workers (.keras teachers; softmax in float32).")
+    prob_format: str = flag("float32", help="float32 | float16 | top_k:K (bytes per record: "
+                                            "noisystudent/records.py).")
+    relabel: bool = flag(False, help="Input is pseudo-labeled records: keep images and ids, replace the labels.")
+    num_shards: int = flag(0, help="Output shards (0: one per input file).")
+    large_model: bool = flag(False, help="Share one model across the worker's processes (large teachers).")
+    seed: int = flag(0, help="Seed of the shard assignment.")
+    overwrite: bool = flag(False, help="Replace a complete output directory.")
+
+    def validate(self) -> None:
+        records.parse_probability_format(self.prob_format)
+        if self.batch_size < 1:
+            raise ValueError(f"--batch_size must be >= 1, got {self.batch_size}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.image_size < 0:
+            raise ValueError(f"--image_size must be >= 0, got {self.image_size}")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="noisystudent predict", description=__doc__.split("\n\n")[0],
-                                     epilog=beam_flags_epilog())
-    parser.add_argument("--input", required=True, help="Dataset dir (with summary.json) or a glob of records.")
-    parser.add_argument("--split", default="unlabeled", help="Split of a dataset dir (default unlabeled).")
-    parser.add_argument("--model", required=True, help="Teacher: a .keras file or an exported SavedModel dir.")
-    parser.add_argument("--output_dir", required=True, help="Where prediction records go (gs:// works).")
-    parser.add_argument("--teacher_name", help="Id recorded in every prediction (default: the model path).")
-    parser.add_argument("--batch_size", type=int, default=256, help="Images per model call (default 256).")
-    parser.add_argument("--image_size", type=int, help="Resize to this side (default: the model's input).")
-    parser.add_argument("--center_crop", action="store_true",
-                        help="The original's ImageNet labelling crop: the central size/(size+32) of the "
-                             "shorter side, bicubic (default: the whole image, bilinear).")
-    parser.add_argument("--precision", default="float32",
-                        help="float32 | bfloat16: the teacher in Keras mixed precision, for GPU workers "
-                             "(.keras teachers; softmax in float32).")
-    parser.add_argument("--prob_format", default="float32",
-                        help="float32 | float16 | top_k:K (bytes per record: noisystudent/records.py).")
-    parser.add_argument("--relabel", action="store_true",
-                        help="Input is pseudo-labeled records: keep images and ids, replace the labels.")
-    parser.add_argument("--num_shards", type=int, default=0, help="Output shards (default: one per input file).")
-    parser.add_argument("--large_model", action="store_true",
-                        help="Share one model across the worker's processes (large teachers).")
-    parser.add_argument("--seed", type=int, default=0, help="Seed of the shard assignment.")
-    parser.add_argument("--overwrite", action="store_true", help="Replace a complete output directory.")
-    return parser
+    return add_flags(argparse.ArgumentParser(prog="noisystudent predict", description=__doc__.split("\n\n")[0],
+                                             epilog=beam_flags_epilog()), PredictConfig)
 
 
 class ReadImageChunks(beam.DoFn):
@@ -201,60 +207,67 @@ class EncodeChunk(beam.DoFn):
 
 def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
         test_pipeline: Optional[beam.Pipeline] = None) -> dict:
-    """Run the job; returns the summary written to <output_dir>/summary.json."""
-    args, beam_args = split_job_and_beam_args(build_parser(), argv)
-    records.parse_probability_format(args.prob_format)
-    if args.batch_size < 1:
-        raise ValueError(f"--batch_size must be >= 1, got {args.batch_size}")
-    if args.precision not in PRECISIONS:
-        raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, got {args.precision!r}")
-    dry_run = is_dry_run(beam_args)
-    if not dry_run:
-        check_model_file(args.model)
-    files = dataset_dir.resolve_files(args.input, "train" if args.relabel and args.split == "unlabeled"
-                                      else args.split, dry_run)
-    split = RELABELED_SPLIT if args.relabel else PREDICTIONS_SPLIT
-    num_shards = {split: args.num_shards or len(files)}
-    teacher = args.teacher_name or args.model
-    if not dry_run:
-        out.prepare_output_dir(args.output_dir, num_shards, args.overwrite)
-    handler = KerasTeacherHandler(args.model, args.image_size, args.large_model, center_crop=args.center_crop,
-                                  precision=args.precision)
+    """The command line: flags -> PredictConfig -> `run_config`."""
+    config, beam_args = parse(PredictConfig, build_parser(), argv)
+    return run_config(config, beam_args, save_main_session, test_pipeline)
 
-    p = test_pipeline or beam.Pipeline(options=make_pipeline_options(beam_args, save_main_session))
+
+def run_config(config: PredictConfig, beam_args: Sequence[str] = (), save_main_session: bool = True,
+               test_pipeline: Optional[beam.Pipeline] = None) -> dict:
+    """Run the job; returns the summary written to <output_dir>/summary.json."""
+    config.validate()
+    dry_run = is_dry_run(normalise_beam_args(beam_args))
+    if not dry_run:
+        check_model_file(config.model)
+    files = dataset_dir.resolve_files(config.input, "train" if config.relabel and config.split == "unlabeled"
+                                      else config.split, dry_run)
+    split = RELABELED_SPLIT if config.relabel else PREDICTIONS_SPLIT
+    num_shards = {split: config.num_shards or len(files)}
+    plan = JobPlan(config.output_dir, num_shards, config.overwrite,
+                   build=lambda p: _build(p, config, files, num_shards),
+                   finish=lambda summary, result: _finish(summary, result, config, files, split))
+    return run_job(plan, beam_args, save_main_session, test_pipeline)
+
+
+def _build(p: beam.Pipeline, config: PredictConfig, files: list[str], num_shards: dict[str, int]) -> None:
+    split = next(iter(num_shards))
+    handler = KerasTeacherHandler(config.model, config.image_size or None, config.large_model,
+                                  center_crop=config.center_crop, precision=config.precision)
     chunks = (p | "ListInputFiles" >> beam.Create(files)
               | "SpreadFiles" >> beam.Reshuffle()  # one file per element, spread over workers
-              | "ReadImageChunks" >> beam.ParDo(ReadImageChunks(args.batch_size)).with_outputs(
+              | "ReadImageChunks" >> beam.ParDo(ReadImageChunks(config.batch_size)).with_outputs(
                   DEAD, main="chunks"))
     encoded = (
         chunks.chunks
         | "PredictWithTeacher" >> RunInference(handler)
-        | "EncodeOutput" >> beam.ParDo(EncodeChunk(teacher, args.prob_format, args.relabel)).with_outputs(
-            DEAD, EncodeChunk.TOTALS, main="records")
+        | "EncodeOutput" >> beam.ParDo(EncodeChunk(teacher_name(config), config.prob_format, config.relabel))
+        .with_outputs(DEAD, EncodeChunk.TOTALS, main="records")
     )
-    reports = encoded.records | "WriteRecords" >> out.WriteShardedTFRecords(args.output_dir, num_shards,
-                                                                           args.seed, batched=True)
+    reports = encoded.records | "WriteRecords" >> out.WriteShardedTFRecords(config.output_dir, num_shards,
+                                                                           config.seed, batched=True)
     dead = ((chunks[DEAD], encoded[DEAD]) | "AllDeadLetters" >> beam.Flatten()
-            | "WriteDeadLetters" >> out.WriteDeadLetters(args.output_dir, split))
+            | "WriteDeadLetters" >> out.WriteDeadLetters(config.output_dir, split))
     _ = ((reports, dead, encoded[EncodeChunk.TOTALS]) | "AllReports" >> beam.Flatten()
-         | "WriteReport" >> out.WriteReport(args.output_dir))
-    if dry_run:
-        return run_pipeline(p, dry_run)
-    result = run_pipeline(p, dry_run)
+         | "WriteReport" >> out.WriteReport(config.output_dir))
+
+
+def teacher_name(config: PredictConfig) -> str:
+    return config.teacher_name or config.model
+
+
+def _finish(summary: dict, result, config: PredictConfig, files: list[str], split: str) -> dict:
     # Counted where records enter, independently of where they leave.
     input_records = counter_value(result, "predict", "records_read")
-
-    summary = out.summarize_reports(args.output_dir, num_shards)
-    out.check_accounting(args.output_dir, summary, {split: input_records})
+    out.check_accounting(config.output_dir, summary, {split: input_records})
     predicted = summary["splits"][split]["records"]
     totals = summary.pop("totals", {})
     summary.update(
-        job="relabel" if args.relabel else "predict", input=args.input, input_files=len(files),
+        job="relabel" if config.relabel else "predict", input=config.input, input_files=len(files),
         input_records=input_records, predicted=predicted,
-        mean_confidence=totals["confidence_sum"] / totals["confidence_count"] if predicted else None, teacher=teacher, prob_format=args.prob_format,
+        mean_confidence=totals["confidence_sum"] / totals["confidence_count"] if predicted else None,
+        teacher=teacher_name(config), prob_format=config.prob_format,
         predicted_class_histogram=summary["splits"][split]["labels"],
     )
-    out.write_summary(args.output_dir, summary)
     log.info("%d records: %d predicted, %d to the dead letter file; mean confidence %.3f",
              summary["input_records"], predicted, summary["dead_letter"], summary["mean_confidence"] or 0)
     return summary

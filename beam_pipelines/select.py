@@ -28,6 +28,7 @@ written with copies), histograms.png, samples.png (kept images per class).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import posixpath
@@ -39,55 +40,61 @@ import tensorflow as tf
 
 from beam_pipelines import dataset_output as out
 from beam_pipelines import selection
-from beam_pipelines.pipeline_options import (
-    beam_flags_epilog,
-    counter_value,
-    is_dry_run,
-    make_pipeline_options,
-    run_pipeline,
-    split_job_and_beam_args,
-)
+from beam_pipelines.job_runner import JobPlan, run_job
+from beam_pipelines.pipeline_options import beam_flags_epilog, counter_value, is_dry_run, normalise_beam_args
 from beam_pipelines.tfrecord_reader import DamagedTFRecordFile, read_tfrecords
 from noisystudent import dataset_dir, records
 from noisystudent.stable_random import stable_hash64
+from noisystudent.typed_flags import add_flags, flag, parse
 
 SPLIT = "train"
 PREDICTIONS = "predictions"  # the input, as named in the dead letters and the accounting
 COPIES_SELECTED = beam.metrics.Metrics.counter("select", "copies_selected")  # one object, not one per element
 DEAD = "dead_letter"
 SAMPLES = "samples"
+KEPT = "kept"
+RECORDS = "records"
 STATS_FILE = "stats.json"
 SAMPLES_FILE = "_samples.tfrecord"
 
 log = logging.getLogger(__name__)
 
 
+@dataclasses.dataclass(frozen=True)
+class SelectConfig:
+    """The select job's knobs (also its flags: noisystudent/typed_flags.py)."""
+
+    predictions: str = flag(help="The predict job's output dir, or a glob of prediction records.")
+    output_dir: str = flag(help="Where the pseudo-labeled records go.")
+    num_image: int = flag(help="Images per class after balancing (SVHN used 53,113; ImageNet 130,000).")
+    num_classes: int = flag(0, help="Classes (0: from the predictions' records).")
+    min_threshold: float = flag(0.3, help="Lowest confidence kept.")
+    max_prob: float = flag(1.0, help="Highest confidence kept (lower it to drop near-duplicates of the "
+                                     "labeled set).")
+    num_buckets: int = flag(101, help="Histogram buckets over [0, 1].")
+    no_upsample: bool = flag(False, help="Never duplicate images of poor classes (the cap still applies).")
+    prob_format: str = flag("float32", help="float32 | float16 | top_k:K in the output.")
+    stats_only: bool = flag(False, help="Write histograms and thresholds (stats.json, histograms.png) only.")
+    samples_per_class: int = flag(8, help="Images per class in samples.png.")
+    records_per_shard: int = flag(out.TARGET_RECORDS_PER_SHARD, help="Target records per output shard.")
+    seed: int = flag(0, help="Seed of every keep/copy/shard decision.")
+    overwrite: bool = flag(False, help="Replace a complete output directory.")
+
+    def validate(self) -> None:
+        if self.num_image < 1:
+            raise ValueError(f"--num_image must be >= 1, got {self.num_image}")
+        if not 0 <= self.min_threshold <= 1:
+            raise ValueError(f"--min_threshold must be in [0, 1], got {self.min_threshold}")
+        if self.max_prob < self.min_threshold:
+            raise ValueError(f"--max_prob ({self.max_prob}) is below --min_threshold ({self.min_threshold})")
+        if self.num_buckets < 2:
+            raise ValueError(f"--num_buckets must be >= 2, got {self.num_buckets}")
+        records.parse_probability_format(self.prob_format)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="noisystudent select", description=__doc__.split("\n\n")[0],
-                                     epilog=beam_flags_epilog())
-    parser.add_argument("--predictions", required=True,
-                        help="The predict job's output dir, or a glob of prediction records.")
-    parser.add_argument("--output_dir", required=True, help="Where the pseudo-labeled records go.")
-    parser.add_argument("--num_classes", type=int, default=0,
-                        help="Classes (default: from the predictions' records).")
-    parser.add_argument("--num_image", type=int, required=True,
-                        help="Images per class after balancing (SVHN used 53,113; ImageNet 130,000).")
-    parser.add_argument("--min_threshold", type=float, default=0.3, help="Lowest confidence kept (default 0.3).")
-    parser.add_argument("--max_prob", type=float, default=1.0,
-                        help="Highest confidence kept (default 1.0; lower it to drop near-duplicates of "
-                             "the labeled set).")
-    parser.add_argument("--num_buckets", type=int, default=101, help="Histogram buckets over [0, 1] (101).")
-    parser.add_argument("--no_upsample", action="store_true",
-                        help="Never duplicate images of poor classes (the cap still applies).")
-    parser.add_argument("--prob_format", default="float32", help="float32 | float16 | top_k:K in the output.")
-    parser.add_argument("--stats_only", action="store_true",
-                        help="Write histograms and thresholds (stats.json, histograms.png) only.")
-    parser.add_argument("--samples_per_class", type=int, default=8, help="Images per class in samples.png.")
-    parser.add_argument("--records_per_shard", type=int, default=out.TARGET_RECORDS_PER_SHARD,
-                        help="Target records per output shard.")
-    parser.add_argument("--seed", type=int, default=0, help="Seed of every keep/copy/shard decision.")
-    parser.add_argument("--overwrite", action="store_true", help="Replace a complete output directory.")
-    return parser
+    return add_flags(argparse.ArgumentParser(prog="noisystudent select", description=__doc__.split("\n\n")[0],
+                                             epilog=beam_flags_epilog()), SelectConfig)
 
 
 class ParsePredictions(beam.DoFn):
@@ -229,7 +236,7 @@ class FetchSelectedImages(beam.DoFn):
         if batch:
             yield self._flush(batch)
         for label, n in sorted(kept.items()):
-            yield beam.pvalue.TaggedOutput("kept", (label, n))
+            yield beam.pvalue.TaggedOutput(KEPT, (label, n))
         for label, items in sorted(samples.items()):
             for item in sorted(items)[: self._samples]:
                 yield beam.pvalue.TaggedOutput(SAMPLES, (label, item))
@@ -270,114 +277,140 @@ def infer_num_classes(files: list[str]) -> int:
 
 def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
         test_pipeline: Optional[beam.Pipeline] = None) -> dict:
-    """Run the job; returns the summary (with per-class stats) written to <output_dir>."""
-    args, beam_args = split_job_and_beam_args(build_parser(), argv)
-    if args.num_image < 1:
-        raise ValueError(f"--num_image must be >= 1, got {args.num_image}")
-    if not 0 <= args.min_threshold <= 1:
-        raise ValueError(f"--min_threshold must be in [0, 1], got {args.min_threshold}")
-    if args.max_prob < args.min_threshold:
-        raise ValueError(f"--max_prob ({args.max_prob}) is below --min_threshold ({args.min_threshold})")
-    if args.num_buckets < 2:
-        raise ValueError(f"--num_buckets must be >= 2, got {args.num_buckets}")
-    records.parse_probability_format(args.prob_format)
-    dry_run = is_dry_run(beam_args)
-    if dry_run and not args.num_classes:
-        raise ValueError("a dry run reads no predictions: pass --num_classes")
-    files = dataset_dir.resolve_files(args.predictions, "predictions", dry_run)
-    num_classes = args.num_classes or infer_num_classes(files)
-    class_names = None if dry_run else _class_names(args.predictions)
-    upsample = not args.no_upsample
-    expected_out = args.num_image * num_classes
-    num_shards = {SPLIT: out.shards_for(expected_out, args.records_per_shard)}
-    if not dry_run:
-        out.prepare_output_dir(args.output_dir, num_shards, args.overwrite)
+    """The command line: flags -> SelectConfig -> `run_config`."""
+    config, beam_args = parse(SelectConfig, build_parser(), argv)
+    return run_config(config, beam_args, save_main_session, test_pipeline)
 
-    p = test_pipeline or beam.Pipeline(options=make_pipeline_options(beam_args, save_main_session))
+
+def run_config(config: SelectConfig, beam_args: Sequence[str] = (), save_main_session: bool = True,
+               test_pipeline: Optional[beam.Pipeline] = None) -> dict:
+    """Run the job; returns the summary (with per-class stats) written to <output_dir>."""
+    config.validate()
+    dry_run = is_dry_run(normalise_beam_args(beam_args))
+    if dry_run and not config.num_classes:
+        raise ValueError("a dry run reads no predictions: pass --num_classes")
+    files = dataset_dir.resolve_files(config.predictions, "predictions", dry_run)
+    config = dataclasses.replace(config, num_classes=config.num_classes or infer_num_classes(files))
+    num_shards = {SPLIT: out.shards_for(config.num_image * config.num_classes, config.records_per_shard)}
+    plan = JobPlan(config.output_dir, num_shards, config.overwrite,
+                   build=lambda p: _build(p, config, files, num_shards),
+                   finish=lambda summary, result: _finish(summary, result, config),
+                   summarized_splits=() if config.stats_only else None)
+    return run_job(plan, beam_args, save_main_session, test_pipeline)
+
+
+class ReadPredictions(beam.PTransform):
+    """Prediction files -> parsed (label, bucket, id, source, serialized), and dead letters when `report`."""
+
+    def __init__(self, config: SelectConfig, report: bool):
+        super().__init__()
+        self._config, self._report = config, report
+
+    def expand(self, files):
+        c = self._config
+        parsed = (files | "Read" >> beam.io.ReadAllFromTFRecord()
+                  | "Parse" >> beam.ParDo(ParsePredictions(c.num_classes, c.num_buckets, c.max_prob, self._report))
+                  .with_outputs(DEAD, main=PREDICTIONS))
+        return {PREDICTIONS: parsed[PREDICTIONS], DEAD: parsed[DEAD]}  # built here, not lazily outside
+
+
+class SelectPseudoLabels(beam.PTransform):
+    """Prediction files + the per-class plan (a side input) -> the keep/copy draw, each source file
+    read once: records, kept counts per class, sample images and dead letters."""
+
+    def __init__(self, config: SelectConfig, plan):
+        super().__init__()
+        self._config, self._plan = config, plan
+
+    def expand(self, files):
+        c = self._config
+        selectable = (files | "ReadPredictionsAgain" >> ReadPredictions(c, report=False))[PREDICTIONS]
+        fetched = (selectable
+                   | "SelectAndBalance" >> beam.FlatMap(decide_copies, self._plan, c.seed)
+                   | "GroupBySource" >> beam.GroupByKey()
+                   | "FetchSelectedImages" >> beam.ParDo(
+                       FetchSelectedImages(c.prob_format, c.samples_per_class, c.seed))
+                   .with_outputs(DEAD, KEPT, SAMPLES, main=RECORDS))
+        return {tag: fetched[tag] for tag in (RECORDS, KEPT, SAMPLES, DEAD)}
+
+
+def _build(p: beam.Pipeline, config: SelectConfig, files: list[str], num_shards: dict[str, int]) -> None:
     prediction_files = p | "ListPredictionFiles" >> beam.Create(files)
-    parsed = (
-        prediction_files
-        | "ReadPredictions" >> beam.io.ReadAllFromTFRecord()
-        | "ParsePredictions" >> beam.ParDo(ParsePredictions(num_classes, args.num_buckets, args.max_prob))
-        .with_outputs(DEAD, main="predictions")
-    )
-    histogram = (
-        parsed.predictions
-        | "LabelAndBucket" >> beam.Map(lambda e: (e[0], e[1]))
-        | "ConfidenceHistograms" >> beam.CombineGlobally(ConfidenceHistogramFn(num_classes, args.num_buckets))
-    )
+    parsed = prediction_files | "ReadPredictions" >> ReadPredictions(config, report=True)
+    histogram = (parsed[PREDICTIONS] | "LabelAndBucket" >> beam.Map(lambda e: (e[0], e[1]))
+                 | "ConfidenceHistograms" >> beam.CombineGlobally(
+                     ConfidenceHistogramFn(config.num_classes, config.num_buckets)))
     reports = [histogram | "HistogramReport" >> beam.Map(lambda h: {"totals": {"histogram": h.tolist()}})]
     dead = [parsed[DEAD]]
-    if not args.stats_only:
+    if not config.stats_only:
         plan = histogram | "Thresholds" >> beam.Map(
-            lambda h: [(s.threshold_bucket, s.expected_copies) for s in
-                       selection.compute_selection(h, args.num_image, args.min_threshold, upsample)])
-        fetched = (
-            prediction_files
-            | "ReadPredictionsAgain" >> beam.io.ReadAllFromTFRecord()
-            | "ParseAgain" >> beam.ParDo(ParsePredictions(num_classes, args.num_buckets, args.max_prob,
-                                                          report=False))
-            | "SelectAndBalance" >> beam.FlatMap(decide_copies, beam.pvalue.AsSingleton(plan), args.seed)
-            | "GroupBySource" >> beam.GroupByKey()
-            | "FetchSelectedImages" >> beam.ParDo(
-                FetchSelectedImages(args.prob_format, args.samples_per_class, args.seed))
-            .with_outputs(DEAD, "kept", SAMPLES, main="records")
-        )
-        reports.append(fetched.records | "WritePseudoLabeled" >> out.WriteShardedTFRecords(
-            args.output_dir, num_shards, args.seed, batched=True))
-        reports.append(fetched.kept | "CountKeptPerClass" >> beam.CombinePerKey(sum)
-                       | "KeptReport" >> beam.MapTuple(
-                           lambda label, n: {"totals": {"kept_unique": {str(label): n}}}))
+            lambda h: [(s.threshold_bucket, s.expected_copies) for s in selection.compute_selection(
+                h, config.num_image, config.min_threshold, not config.no_upsample)])
+        fetched = prediction_files | "Select" >> SelectPseudoLabels(config, beam.pvalue.AsSingleton(plan))
+        reports.append(fetched[RECORDS] | "WritePseudoLabeled" >> out.WriteShardedTFRecords(
+            config.output_dir, num_shards, config.seed, batched=True))
+        reports.append(fetched[KEPT] | "CountKeptPerClass" >> beam.CombinePerKey(sum)
+                       | "KeptReport" >> beam.MapTuple(lambda label, n: {"totals": {"kept_unique": {str(label): n}}}))
         dead.append(fetched[DEAD])
-        if args.samples_per_class:
-            _ = (fetched[SAMPLES]
-                 | "SamplePerClass" >> beam.combiners.Top.SmallestPerKey(args.samples_per_class)
-                 | "SampleRecords" >> beam.FlatMap(lambda kv: [records.encode_image_record(i, e, kv[0])
-                                                               for _, i, e in kv[1]])
-                 | "WriteSamples" >> beam.io.WriteToTFRecord(posixpath.join(args.output_dir, SAMPLES_FILE),
-                                                              shard_name_template=""))
+        if config.samples_per_class:
+            _write_samples(fetched[SAMPLES], config)
     reports.append(dead | "AllDeadLetters" >> beam.Flatten()
-                   | "WriteDeadLetters" >> out.WriteDeadLetters(args.output_dir))
-    _ = reports | "AllReports" >> beam.Flatten() | "WriteReport" >> out.WriteReport(args.output_dir)
-    if dry_run:
-        return run_pipeline(p, dry_run)
-    result = run_pipeline(p, dry_run)
+                   | "WriteDeadLetters" >> out.WriteDeadLetters(config.output_dir))
+    _ = reports | "AllReports" >> beam.Flatten() | "WriteReport" >> out.WriteReport(config.output_dir)
 
-    summary = out.summarize_reports(args.output_dir, () if args.stats_only else num_shards)
+
+def _write_samples(samples, config: SelectConfig) -> None:
+    _ = (samples
+         | "SamplePerClass" >> beam.combiners.Top.SmallestPerKey(config.samples_per_class)
+         | "SampleRecords" >> beam.FlatMap(lambda kv: [records.encode_image_record(i, e, kv[0]) for _, i, e in kv[1]])
+         | "WriteSamples" >> beam.io.WriteToTFRecord(posixpath.join(config.output_dir, SAMPLES_FILE),
+                                                      shard_name_template=""))
+
+
+def _finish(summary: dict, result, config: SelectConfig) -> dict:
+    """Prove the counts, then stats.json, the plots and the summary's fields."""
     totals = summary.pop("totals", {})
-    histograms = np.asarray(totals.get("histogram", np.zeros((num_classes, args.num_buckets))), np.int64)
-    _check_select_accounting(args.output_dir, summary, result, int(histograms.sum()), args.stats_only)
-    plan = selection.compute_selection(histograms, args.num_image, args.min_threshold, upsample)
+    histograms = np.asarray(totals.get("histogram", np.zeros((config.num_classes, config.num_buckets))), np.int64)
+    _check_select_accounting(config.output_dir, summary, result, int(histograms.sum()), config.stats_only)
+    plan = selection.compute_selection(histograms, config.num_image, config.min_threshold, not config.no_upsample)
+    class_names = _class_names(config.predictions)
     written = summary["splits"].get(SPLIT, {}).get("labels", {})
     rows = selection.selection_table(histograms, plan, totals.get("kept_unique", {}), written, class_names)
-    stats = {"num_image": args.num_image, "min_threshold": args.min_threshold, "max_prob": args.max_prob,
-             "upsample": upsample, "num_buckets": args.num_buckets, "seed": args.seed,
-             "predictions": int(histograms.sum()),
-             "duplicate_predictions_dropped": counter_value(result, "select", "duplicate_predictions") or 0,
-             "classes": rows}
-    if stats["duplicate_predictions_dropped"]:
-        log.warning("%d selected predictions repeated an image id and were dropped (kept the most confident; "
-                    "see %s): were two prediction runs mixed?", stats["duplicate_predictions_dropped"],
-                    posixpath.join(args.output_dir, out.DEAD_LETTER_FILE))
-    with tf.io.gfile.GFile(posixpath.join(args.output_dir, STATS_FILE), "w") as f:
-        json.dump(stats, f, indent=1)
-    from beam_pipelines import selection_plots
-    selection_plots.plot_histograms(rows, args.min_threshold, posixpath.join(args.output_dir, "histograms.png"))
-    samples_path = posixpath.join(args.output_dir, SAMPLES_FILE)
-    if tf.io.gfile.exists(samples_path):
-        selection_plots.plot_samples(samples_path, class_names or [str(c) for c in range(num_classes)],
-                                     posixpath.join(args.output_dir, "samples.png"))
-        tf.io.gfile.remove(samples_path)
-    summary.update(job="select", predictions=args.predictions, num_classes=num_classes, class_names=class_names,
-                   prob_format=args.prob_format, stats_only=args.stats_only,
+    stats = _write_stats(config, rows, int(histograms.sum()), counter_value(result, "select", "duplicate_predictions"))
+    _write_plots(config, rows, class_names)
+    summary.update(job="select", predictions=config.predictions, num_classes=config.num_classes,
+                   class_names=class_names, prob_format=config.prob_format, stats_only=config.stats_only,
                    kept_unique=sum(r["kept_unique"] for r in rows), written=sum(r["written"] for r in rows))
-    if args.stats_only:
+    if config.stats_only:
         summary["splits"] = {}
-    out.write_summary(args.output_dir, summary)
     for r in rows:
         log.info("class %s: threshold %.2f, %d above, %d kept, %d written", r["name"], r["threshold"],
                  r["total_above_threshold"], r["kept_unique"], r["written"])
     return dict(summary, stats=stats)
+
+
+def _write_stats(config: SelectConfig, rows: list[dict], predictions: int, duplicates: Optional[int]) -> dict:
+    stats = {"num_image": config.num_image, "min_threshold": config.min_threshold, "max_prob": config.max_prob,
+             "upsample": not config.no_upsample, "num_buckets": config.num_buckets, "seed": config.seed,
+             "predictions": predictions, "duplicate_predictions_dropped": duplicates or 0, "classes": rows}
+    if stats["duplicate_predictions_dropped"]:
+        log.warning("%d selected predictions repeated an image id and were dropped (kept the most confident; "
+                    "see %s): were two prediction runs mixed?", stats["duplicate_predictions_dropped"],
+                    posixpath.join(config.output_dir, out.DEAD_LETTER_FILE))
+    with tf.io.gfile.GFile(posixpath.join(config.output_dir, STATS_FILE), "w") as f:
+        json.dump(stats, f, indent=1)
+    return stats
+
+
+def _write_plots(config: SelectConfig, rows: list[dict], class_names: Optional[list]) -> None:
+    from beam_pipelines import selection_plots
+
+    selection_plots.plot_histograms(rows, config.min_threshold, posixpath.join(config.output_dir, "histograms.png"))
+    samples_path = posixpath.join(config.output_dir, SAMPLES_FILE)
+    if tf.io.gfile.exists(samples_path):
+        selection_plots.plot_samples(samples_path, class_names or [str(c) for c in range(config.num_classes)],
+                                     posixpath.join(config.output_dir, "samples.png"))
+        tf.io.gfile.remove(samples_path)
 
 
 def _check_select_accounting(output_dir: str, summary: dict, result, selectable: int, stats_only: bool) -> None:

@@ -23,7 +23,7 @@ from typing import Iterable, Optional
 
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
-from noisystudent.teacher import ChunkLabels, LoadedTeacher, load_teacher
+from noisystudent.teacher import LoadedTeacher, load_teacher
 
 log = logging.getLogger(__name__)
 

@@ -68,3 +68,16 @@ def test_the_teacher_is_loaded_in_one_place():
                 if isinstance(node, ast.FunctionDef) and "teacher" in node.name and "load_model(" in ast.unparse(node):
                     loaders.append(f"{path.relative_to(ROOT).as_posix()}:{node.name}")
     assert loaders == ["noisystudent/teacher.py:load_teacher", "noisystudent/teacher.py:load_keras_teacher"], loaders
+
+
+def test_beam_jobs_stay_small_functions_on_one_runner():
+    """Each job is a plan for beam_pipelines/job_runner.py (no copy of the run skeleton), and no
+    function in beam_pipelines/ outgrows a screen."""
+    long = []
+    for path in (ROOT / "beam_pipelines").glob("*.py"):
+        tree = ast.parse(path.read_text())
+        long += [f"{path.name}:{n.name} ({n.end_lineno - n.lineno + 1} lines)" for n in ast.walk(tree)
+                 if isinstance(n, ast.FunctionDef) and n.end_lineno - n.lineno + 1 > 60]
+        if path.name not in ("job_runner.py", "pipeline_options.py"):
+            assert "run_pipeline(" not in path.read_text(), f"{path.name} runs its own skeleton"
+    assert not long, long

@@ -25,14 +25,14 @@ def _config(data, run_dir):
 def test_two_iterations_write_a_manifest_and_resume_without_redoing(data, tmp_path, monkeypatch):
     from trainer import task
 
-    real_run = task.run
+    real_train = task.train
 
-    def crash_in_iteration_2(argv):
-        if any("iter2" in a for a in argv):
+    def crash_in_iteration_2(config, *args):  # the loop calls the trainer's typed entry
+        if "iter2" in config.output_dir:
             raise RuntimeError("simulated preemption")
-        return real_run(argv)
+        return real_train(config, *args)
 
-    monkeypatch.setattr(task, "run", crash_in_iteration_2)
+    monkeypatch.setattr(task, "train", crash_in_iteration_2)
     with pytest.raises(RuntimeError, match="simulated preemption"):
         loop.run_loop(_config(data, tmp_path))
     manifest = json.loads((tmp_path / loop.MANIFEST).read_text())
@@ -42,7 +42,7 @@ def test_two_iterations_write_a_manifest_and_resume_without_redoing(data, tmp_pa
     assert set(done_before) == {"iter0/teacher", "iter1/predict", "iter1/select", "iter1/student",
                                 "iter2/predict", "iter2/select"}
 
-    monkeypatch.setattr(task, "run", real_run)
+    monkeypatch.setattr(task, "train", real_train)
     rows = loop.run_loop(_config(data, tmp_path))
     manifest = json.loads((tmp_path / loop.MANIFEST).read_text())
     # Finished steps were skipped (same start time), the failed one ran and finished.

@@ -220,3 +220,14 @@ def config_from_args(argv: Optional[Sequence[str]] = None) -> TrainConfig:
     args = build_parser().parse_args(argv)
     overrides = {k: v for k, v in vars(args).items() if k != "preset" and v is not None}
     return get_config(args.preset, **overrides)
+
+
+def with_flags(config: TrainConfig, argv: Sequence[str]) -> TrainConfig:
+    """`config` with trainer flags (e.g. a loop's --train_args) applied on top; --preset is not one."""
+    args, unknown = build_parser().parse_known_args(list(argv))
+    if unknown or args.preset:
+        raise ValueError(f"trainer flags: {'--preset is set by the caller' if args.preset else 'unknown flag(s) '}"
+                         f"{' '.join(unknown)}")
+    config = dataclasses.replace(config, **{k: v for k, v in vars(args).items() if k != "preset" and v is not None})
+    config.validate()
+    return config

@@ -56,7 +56,7 @@ def aggregate(per_seed: dict[int, list[dict]]) -> list[dict]:
     return rows
 
 
-def supervised_ceiling(seed_dir: str, seed: int, model: str, train_args: Sequence[str]) -> dict:
+def supervised_ceiling(seed_dir: str, seed: int, model: str, train_overrides: dict) -> dict:
     """The same model and recipe trained on every label outside the test split (the same test split)."""
     from trainer import task
 
@@ -68,13 +68,15 @@ def supervised_ceiling(seed_dir: str, seed: int, model: str, train_args: Sequenc
             report = json.load(f)
     else:
         if not tf.io.gfile.exists(posixpath.join(data_dir, "summary.json")):
-            ingest_digits.run(["--output_dir", data_dir, "--seed", str(seed), "--labels_per_class", "0"])
+            ingest_digits.run_config(ingest_digits.IngestDigitsConfig(data_dir, labels_per_class=0, seed=seed))
         import keras
 
+        from trainer.config import get_config
+
         keras.backend.clear_session()
-        report = task.run(["--preset", "digits", "--labeled_data", data_dir, "--labeled_split", "labeled",
-                           "--eval_split", "test", "--seed", str(seed), "--model", model, "--mode", "supervised",
-                           "--output_dir", out, *train_args])
+        report = task.train(get_config(
+            "digits", labeled_data=data_dir, labeled_split="labeled", eval_split="test", seed=seed, model=model,
+            mode="supervised", output_dir=out, **train_overrides))
     labeled = dataset_dir.read_summary(data_dir)["splits"]["labeled"]["records"]
     return {"top1_accuracy": report["top1_accuracy"], "labeled": labeled}
 
@@ -115,18 +117,18 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
     seeds = parse_seeds(args.seeds)
     start = time.time()
     per_seed = {}
-    train_args = ("--verbose", "0") + (("--train_steps", str(args.train_steps)) if args.train_steps else ())
+    train_overrides = {"verbose": 0, **({"train_steps": args.train_steps} if args.train_steps else {})}
     for seed in seeds:
         seed_dir = posixpath.join(args.run_dir, f"seed{seed}")
         data_dir = posixpath.join(seed_dir, "data")
         if not tf.io.gfile.exists(posixpath.join(data_dir, "summary.json")):
             log.info("seed %d: ingesting the bundled digits into %s", seed, data_dir)
-            ingest_digits.run(["--output_dir", data_dir, "--seed", str(seed),
-                               "--labels_per_class", str(args.labels_per_class)])
+            ingest_digits.run_config(ingest_digits.IngestDigitsConfig(
+                data_dir, labels_per_class=args.labels_per_class, seed=seed))
         log.info("seed %d: teacher + %d student iterations in %s", seed, args.iterations, seed_dir)
         per_seed[seed] = loop.run_loop(loop.LoopConfig(
             data=data_dir, run_dir=posixpath.join(seed_dir, "loop"), models=[args.model] * (args.iterations + 1),
-            preset="digits", seed=seed, train_args=train_args))
+            preset="digits", seed=seed, train_overrides=train_overrides))
         log.info("seed %d: %s", seed, ", ".join(f"iter{r['iteration']} {100 * r['top1_accuracy']:.1f}%"
                                                 for r in per_seed[seed]))
     rows = aggregate(per_seed)
@@ -136,7 +138,7 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
         for seed in seeds:
             log.info("seed %d: supervised ceiling (every label outside the test split)", seed)
             per_seed_ceiling[seed] = supervised_ceiling(posixpath.join(args.run_dir, f"seed{seed}"), seed,
-                                                        args.model, train_args)
+                                                        args.model, train_overrides)
         accs = [c["top1_accuracy"] for c in per_seed_ceiling.values()]
         ceiling = {"labeled": next(iter(per_seed_ceiling.values()))["labeled"], "mean_top1": statistics.mean(accs),
                    "stdev_top1": statistics.stdev(accs) if len(accs) > 1 else 0.0, "per_seed_top1": accs}

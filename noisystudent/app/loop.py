@@ -41,9 +41,10 @@ class LoopConfig:
     unlabeled_split: str = "unlabeled"
     eval_split: str = "test"
     num_image: int = 0  # per class; 0 = the unlabeled split's size / classes
-    min_threshold: float = 0.3
+    min_threshold: Optional[float] = None  # None: select's default
     seed: int = 0
-    train_args: tuple[str, ...] = ()
+    train_args: tuple[str, ...] = ()  # the user's trainer flags (loop --train_args)
+    train_overrides: dict = dataclasses.field(default_factory=dict)  # TrainConfig fields, after train_args
     select_args: tuple[str, ...] = ()
     beam_args: tuple[str, ...] = ()
 
@@ -60,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--eval_split", default="test")
     parser.add_argument("--num_image", type=int, default=0,
                         help="Pseudo-labeled images per class (default: unlabeled images / classes).")
-    parser.add_argument("--min_threshold", type=float, default=0.3, help="Selection's lowest confidence.")
+    parser.add_argument("--min_threshold", type=float, default=None,
+                        help="Selection's lowest confidence (default: select's --min_threshold).")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train_args", default="", help="Extra trainer flags, e.g. '--train_steps 600'.")
     parser.add_argument("--select_args", default="", help="Extra selection flags.")
@@ -115,11 +117,14 @@ def _eval_summary(report: dict) -> dict:
 
 
 def run_loop(cfg: LoopConfig) -> list[dict]:
-    """Run (or resume) the loop; returns one table row per model trained."""
+    """Run (or resume) the loop; returns one table row per model trained. Every step is called
+    through its typed entry: trainer.task.train(TrainConfig), predict/select.run_config(...)."""
     import keras
 
     from beam_pipelines import predict, select
     from noisystudent import dataset_dir
+    from noisystudent.typed_flags import override
+    from trainer import config as train_config
     from trainer import task
 
     if len(cfg.models) < 2:
@@ -131,40 +136,41 @@ def run_loop(cfg: LoopConfig) -> list[dict]:
     num_classes = summary["num_classes"]
     num_image = cfg.num_image or max(1, summary["splits"][cfg.unlabeled_split]["records"] // num_classes)
     manifest = Manifest(cfg.run_dir, dataclasses.asdict(cfg))
-    common = ["--preset", cfg.preset, "--labeled_data", cfg.data, "--labeled_split", cfg.labeled_split,
-              "--eval_split", cfg.eval_split, "--seed", str(cfg.seed), *cfg.train_args]
+    base = train_config.with_flags(train_config.get_config(
+        cfg.preset, labeled_data=cfg.data, labeled_split=cfg.labeled_split, eval_split=cfg.eval_split,
+        seed=cfg.seed), cfg.train_args)
+    base = dataclasses.replace(base, **cfg.train_overrides)
+    select_overrides = {} if cfg.min_threshold is None else {"min_threshold": cfg.min_threshold}
     rows = []
 
-    def train(name: str, out: str, args: list[str]) -> dict:
+    def train(name: str, out: str, **fields) -> dict:
         def fn():
             keras.backend.clear_session()
-            return _eval_summary(task.run(common + ["--output_dir", out] + args))
+            return _eval_summary(task.train(dataclasses.replace(base, output_dir=out, **fields)))
         return _step(manifest, name, posixpath.join(out, "eval.json"), fn, output=out)
 
     teacher_dir = posixpath.join(cfg.run_dir, "iter0", "teacher")
-    result = train("iter0/teacher", teacher_dir, ["--model", cfg.models[0], "--mode", "supervised"])
+    result = train("iter0/teacher", teacher_dir, model=cfg.models[0], mode="supervised")
     labeled = summary["splits"][cfg.labeled_split]["records"]
     rows.append({"iteration": 0, "model": cfg.models[0], "role": "teacher (labeled only)",
                  "labeled": labeled, "pseudo_labeled": 0, **result})
     for i, student in enumerate(cfg.models[1:], start=1):
-        base = posixpath.join(cfg.run_dir, f"iter{i}")
+        iteration_dir = posixpath.join(cfg.run_dir, f"iter{i}")
         teacher_model = posixpath.join(teacher_dir, "model.keras")
-        preds, pseudo, student_dir = (posixpath.join(base, d) for d in ("predictions", "pseudo", "student"))
+        preds, pseudo, student_dir = (posixpath.join(iteration_dir, d) for d in ("predictions", "pseudo", "student"))
+        predict_config = predict.PredictConfig(
+            input=cfg.data, split=cfg.unlabeled_split, model=teacher_model, output_dir=preds,
+            teacher_name=f"iter{i - 1}:{cfg.models[i - 1]}", overwrite=True, seed=cfg.seed)
         _step(manifest, f"iter{i}/predict", posixpath.join(preds, dataset_dir.SUMMARY_FILE),
-              lambda: _beam_result(predict.run(
-                  ["--input", cfg.data, "--split", cfg.unlabeled_split, "--model", teacher_model,
-                   "--teacher_name", f"iter{i - 1}:{cfg.models[i - 1]}", "--output_dir", preds,
-                   "--overwrite", "--seed", str(cfg.seed), *cfg.beam_args])),
-              teacher=teacher_model)
+              lambda: _beam_result(predict.run_config(predict_config, cfg.beam_args)), teacher=teacher_model)
+        select_config = override(select.SelectConfig(
+            predictions=preds, output_dir=pseudo, num_image=num_image, overwrite=True, seed=cfg.seed,
+            **select_overrides), cfg.select_args, "--select_args")
         selected = _step(manifest, f"iter{i}/select", posixpath.join(pseudo, dataset_dir.SUMMARY_FILE),
-                         lambda: _select_result(select.run(
-                             ["--predictions", preds, "--output_dir", pseudo, "--num_image", str(num_image),
-                              "--min_threshold", str(cfg.min_threshold), "--overwrite", "--seed", str(cfg.seed),
-                              *cfg.select_args, *cfg.beam_args])),
+                         lambda: _select_result(select.run_config(select_config, cfg.beam_args)),
                          predictions=preds)
-        result = train(f"iter{i}/student", student_dir,
-                       ["--model", student, "--mode", "offline", "--unlabeled_data", pseudo,
-                        "--teacher", teacher_model])
+        result = train(f"iter{i}/student", student_dir, model=student, mode="offline", unlabeled_data=pseudo,
+                       teacher=teacher_model)
         rows.append({"iteration": i, "model": student, "role": f"student of iter{i - 1}", "labeled": labeled,
                      "pseudo_labeled": selected.get("written", 0), **result})
         teacher_dir = student_dir
