@@ -18,7 +18,6 @@ import json
 import logging
 import math
 import posixpath
-import time
 import uuid
 from typing import Iterable, NamedTuple, Optional
 
@@ -278,12 +277,3 @@ def _merge_totals(a: dict, b: dict) -> dict:
         else:
             merged[key] = merged[key] + value
     return merged
-
-
-def write_summary(output_dir: str, summary: dict) -> str:
-    """Write summary.json last: its presence means the directory is complete."""
-    path = posixpath.join(output_dir, SUMMARY_FILE)
-    summary = dict(summary, written_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-    with tf.io.gfile.GFile(path, "w") as f:
-        json.dump(summary, f, indent=2, sort_keys=True)
-    return path

@@ -17,6 +17,7 @@ import apache_beam as beam
 
 from beam_pipelines import dataset_output as out
 from beam_pipelines.pipeline_options import is_dry_run, make_pipeline_options, normalise_beam_args, run_pipeline
+from noisystudent import dataset_dir
 
 
 @dataclasses.dataclass
@@ -43,5 +44,5 @@ def run_job(plan: JobPlan, beam_args: Sequence[str], save_main_session: bool = T
         return result
     splits = plan.num_shards if plan.summarized_splits is None else plan.summarized_splits
     summary = plan.finish(out.summarize_reports(plan.output_dir, splits), result)
-    out.write_summary(plan.output_dir, summary)
+    dataset_dir.write_summary(plan.output_dir, summary)
     return summary

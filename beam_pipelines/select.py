@@ -432,7 +432,7 @@ def _check_select_accounting(output_dir: str, summary: dict, result, selectable:
 def _class_names(predictions: str) -> Optional[list]:
     if any(c in predictions for c in "*?["):
         return None
-    return dataset_dir.read_summary(predictions).get("class_names")
+    return dataset_dir.load_summary(predictions).class_names
 
 
 if __name__ == "__main__":

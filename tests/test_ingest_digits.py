@@ -54,3 +54,21 @@ def test_refuses_to_overwrite_and_asks_for_too_many_labels(tmp_path):
         ingest_digits.run(["--output_dir", str(tmp_path)])
     with pytest.raises(ValueError, match="--labels_per_class 170"):
         ingest_digits.run(["--output_dir", str(tmp_path / "x"), "--labels_per_class", "170"])
+
+
+def test_the_summary_is_read_once_into_a_typed_contract_and_a_damaged_one_is_named(tmp_path):
+    ingest_digits.run_config(ingest_digits.IngestDigitsConfig(str(tmp_path), labels_per_class=3))
+    summary = dataset_dir.load_summary(str(tmp_path))
+    assert summary.num_classes == 10 and summary.class_names == [str(c) for c in range(10)]
+    assert summary.split("labeled").records == 30 and summary.split("labeled").labels == {c: 3 for c in range(10)}
+    assert summary.split("unlabeled").labels == {records.UNLABELED: 1797 - 500 - 30}
+    assert all(f.startswith(str(tmp_path)) for f in summary.split_files("test"))
+    with pytest.raises(KeyError, match="no split 'extra'.*labeled"):
+        summary.split("extra")
+    path = tmp_path / dataset_dir.SUMMARY_FILE
+    path.write_text(path.read_text().replace('"records"', '"rekords"'))
+    with pytest.raises(ValueError, match=r"summary.json: malformed 'splits'"):
+        dataset_dir.load_summary(str(tmp_path))
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match="summary.json: not valid JSON"):
+        dataset_dir.load_summary(str(tmp_path))

@@ -53,15 +53,14 @@ def inspect_labeled_data(config: TrainConfig) -> DataInfo:
     num_classes, class_names = config.num_classes, None
     num_train_images = config.num_train_images
     if not any(c in config.labeled_data for c in "*?["):
-        summary = dataset_dir.read_summary(config.labeled_data)
-        split = summary["splits"][config.labeled_split]
-        if split["records"] == 0:
+        summary = dataset_dir.load_summary(config.labeled_data)
+        split = summary.split(config.labeled_split)
+        if split.records == 0:
             raise ValueError(f"config field 'labeled_data': split {config.labeled_split!r} of "
                              f"{config.labeled_data} is empty")
-        num_train_images = num_train_images or split["records"]
-        data_classes = summary.get("num_classes")
-        class_names = summary.get("class_names")
-        labels = [int(k) for k in split["labels"]]
+        num_train_images = num_train_images or split.records
+        data_classes, class_names = summary.num_classes, summary.class_names
+        labels = sorted(split.labels)
         if data_classes and num_classes and num_classes != data_classes:
             raise ValueError(f"config field 'num_classes': {num_classes} does not match "
                              f"{config.labeled_data} ({data_classes} classes)")
@@ -182,7 +181,7 @@ def unlabeled_prob_format(config: TrainConfig) -> str:
     """The selection job records its probability format in summary.json."""
     if any(c in config.unlabeled_data for c in "*?["):
         return "float32"
-    return dataset_dir.read_summary(config.unlabeled_data).get("prob_format", "float32")
+    return dataset_dir.load_summary(config.unlabeled_data).prob_format
 
 
 class ProgressLog(keras.callbacks.Callback):

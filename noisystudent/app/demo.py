@@ -77,7 +77,7 @@ def supervised_ceiling(seed_dir: str, seed: int, model: str, train_overrides: di
         report = task.train(get_config(
             "digits", labeled_data=data_dir, labeled_split="labeled", eval_split="test", seed=seed, model=model,
             mode="supervised", output_dir=out, **train_overrides))
-    labeled = dataset_dir.read_summary(data_dir)["splits"]["labeled"]["records"]
+    labeled = dataset_dir.load_summary(data_dir).split("labeled").records
     return {"top1_accuracy": report["top1_accuracy"], "labeled": labeled}
 
 

@@ -129,12 +129,13 @@ def run_loop(cfg: LoopConfig) -> list[dict]:
 
     if len(cfg.models) < 2:
         raise ValueError("--models needs a teacher and at least one student")
-    summary = dataset_dir.read_summary(cfg.data)
+    summary = dataset_dir.load_summary(cfg.data)
     for split in (cfg.labeled_split, cfg.unlabeled_split, cfg.eval_split):
-        if split not in summary["splits"]:
-            raise ValueError(f"--data {cfg.data} has no split {split!r} (it has {', '.join(summary['splits'])})")
-    num_classes = summary["num_classes"]
-    num_image = cfg.num_image or max(1, summary["splits"][cfg.unlabeled_split]["records"] // num_classes)
+        if split not in summary.splits:
+            raise ValueError(f"--data {cfg.data} has no split {split!r} (it has {', '.join(summary.splits)})")
+    if not summary.num_classes:
+        raise ValueError(f"--data {cfg.data}: its summary.json names no num_classes")
+    num_image = cfg.num_image or max(1, summary.split(cfg.unlabeled_split).records // summary.num_classes)
     manifest = Manifest(cfg.run_dir, dataclasses.asdict(cfg))
     base = train_config.with_flags(train_config.get_config(
         cfg.preset, labeled_data=cfg.data, labeled_split=cfg.labeled_split, eval_split=cfg.eval_split,
@@ -151,7 +152,7 @@ def run_loop(cfg: LoopConfig) -> list[dict]:
 
     teacher_dir = posixpath.join(cfg.run_dir, "iter0", "teacher")
     result = train("iter0/teacher", teacher_dir, model=cfg.models[0], mode="supervised")
-    labeled = summary["splits"][cfg.labeled_split]["records"]
+    labeled = summary.split(cfg.labeled_split).records
     rows.append({"iteration": 0, "model": cfg.models[0], "role": "teacher (labeled only)",
                  "labeled": labeled, "pseudo_labeled": 0, **result})
     for i, student in enumerate(cfg.models[1:], start=1):
