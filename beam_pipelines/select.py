@@ -9,7 +9,7 @@ One pipeline (the original needed 2 x 128 processes polling each other's files):
    ones (NaN, wrong length, missing fields) -> dead_letter.jsonl.
 2. ConfidenceHistograms: a CombineFn, [classes x buckets] counts.
 3. Thresholds and expected copies per class, computed once from the histogram
-   (beam_pipelines/selection.py) and used as a side input.
+   (beam_pipelines/selection_rules.py) and used as a side input.
 4. SelectAndBalance: keep/copy decisions, a pure function of (seed, image id),
    on a second read of the predictions (holding N predictions until the
    thresholds are known would cost memory in N; reading again costs little).
@@ -39,7 +39,7 @@ import numpy as np
 import tensorflow as tf
 
 from beam_pipelines import dataset_output as out
-from beam_pipelines import selection
+from beam_pipelines import selection_rules
 from beam_pipelines.job_runner import JobPlan, run_job
 from beam_pipelines.pipeline_options import beam_flags_epilog, counter_value, is_dry_run, normalise_beam_args
 from beam_pipelines.tfrecord_reader import DamagedTFRecordFile, read_tfrecords
@@ -127,7 +127,7 @@ class ParsePredictions(beam.DoFn):
             if self._report:
                 self._above_max.inc()
             return
-        yield p.label, selection.bucket_of(p.confidence, self._num_buckets), p.image_id, p.source, serialized
+        yield p.label, selection_rules.bucket_of(p.confidence, self._num_buckets), p.image_id, p.source, serialized
 
 
 class ConfidenceHistogramFn(beam.CombineFn):
@@ -160,7 +160,7 @@ def decide_copies(element, plan: list, seed: int) -> Iterator:
     threshold_bucket, expected = plan[label]
     if bucket < threshold_bucket or expected <= 0:
         return
-    copies = selection.copies_for(seed, image_id, expected)
+    copies = selection_rules.copies_for(seed, image_id, expected)
     if copies:
         COPIES_SELECTED.inc(copies)
         yield source, (image_id, copies, serialized)
@@ -344,7 +344,7 @@ def _build(p: beam.Pipeline, config: SelectConfig, files: list[str], num_shards:
     dead = [parsed[DEAD]]
     if not config.stats_only:
         plan = histogram | "Thresholds" >> beam.Map(
-            lambda h: [(s.threshold_bucket, s.expected_copies) for s in selection.compute_selection(
+            lambda h: [(s.threshold_bucket, s.expected_copies) for s in selection_rules.compute_selection(
                 h, config.num_image, config.min_threshold, not config.no_upsample)])
         fetched = prediction_files | "Select" >> SelectPseudoLabels(config, beam.pvalue.AsSingleton(plan))
         reports.append(fetched[RECORDS] | "WritePseudoLabeled" >> out.WriteShardedTFRecords(
@@ -372,10 +372,10 @@ def _finish(summary: dict, result, config: SelectConfig) -> dict:
     totals = summary.pop("totals", {})
     histograms = np.asarray(totals.get("histogram", np.zeros((config.num_classes, config.num_buckets))), np.int64)
     _check_select_accounting(config.output_dir, summary, result, int(histograms.sum()), config.stats_only)
-    plan = selection.compute_selection(histograms, config.num_image, config.min_threshold, not config.no_upsample)
+    plan = selection_rules.compute_selection(histograms, config.num_image, config.min_threshold, not config.no_upsample)
     class_names = _class_names(config.predictions)
     written = summary["splits"].get(SPLIT, {}).get("labels", {})
-    rows = selection.selection_table(histograms, plan, totals.get("kept_unique", {}), written, class_names)
+    rows = selection_rules.selection_table(histograms, plan, totals.get("kept_unique", {}), written, class_names)
     stats = _write_stats(config, rows, int(histograms.sum()), counter_value(result, "select", "duplicate_predictions"))
     _write_plots(config, rows, class_names)
     summary.update(job="select", predictions=config.predictions, num_classes=config.num_classes,

@@ -240,8 +240,8 @@ def test_imagenet_training_crop_is_the_originals_inception_crop_then_flip(height
     assert get_config("imagenet").input_noise == "imagenet"
     # The flip: half of the crops mirrored (a 1-px-wide crop would look the same either way).
     flips = InceptionCropFlip(size, seed=0)
-    crops = [flips(tf.io.encode_png(tf.tile(tf.cast(tf.range(width) * 255 // width, tf.uint8)[None, :, None], [height, 1, 3])))
-             for _ in range(40)]
+    ramp = tf.tile(tf.cast(tf.range(width) * 255 // width, tf.uint8)[None, :, None], [height, 1, 3])
+    crops = [flips(tf.io.encode_png(ramp)) for _ in range(40)]
     mirrored = sum(bool(c[0, 0, 0] > c[0, -1, 0]) for c in crops)
     assert 8 <= mirrored <= 32, mirrored
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from beam_pipelines import select, selection
+from beam_pipelines import select, selection_rules
 from noisystudent import dataset_dir, records
 from tests.tfrecord_files import write_tfrecord
 
@@ -141,10 +141,10 @@ def test_stats_only_writes_thresholds_and_no_images(synthetic, tmp_path):
 def test_selection_functions_by_hand():
     hist = np.zeros((1, 11), np.int64)
     hist[0, [3, 6, 9]] = [5, 5, 5]
-    (s,) = selection.compute_selection(hist, num_image=8, min_threshold=0.2, upsample=True)
+    (s,) = selection_rules.compute_selection(hist, num_image=8, min_threshold=0.2, upsample=True)
     assert (s.threshold_bucket, s.total, s.expected_copies) == (6, 10, 0.8)
-    (s,) = selection.compute_selection(hist, num_image=30, min_threshold=0.2, upsample=False)
+    (s,) = selection_rules.compute_selection(hist, num_image=30, min_threshold=0.2, upsample=False)
     assert (s.threshold_bucket, s.total, s.expected_copies) == (2, 15, 1.0)
-    draws = [selection.copies_for(0, f"id{i}", 2.25) for i in range(4000)]
+    draws = [selection_rules.copies_for(0, f"id{i}", 2.25) for i in range(4000)]
     assert set(draws) == {2, 3} and abs(np.mean(draws) - 2.25) < 0.03
-    assert selection.bucket_of(np.float32(0.65), 101) == 65
+    assert selection_rules.bucket_of(np.float32(0.65), 101) == 65

@@ -157,7 +157,8 @@ PRESETS: dict[str, dict] = {
     "digits": dict(model="cnn-small", image_size=32, batch_size=32, unlabel_ratio=3, train_steps=400,
                    steps_per_epoch=50, optimizer="adam", learning_rate=0.008, warmup_steps=20,
                    weight_decay=5e-5, label_smoothing=0.1, randaugment_ops=2, randaugment_magnitude=3,
-                   randaugment_translate_const=4, randaugment_cutout_const=4, stochastic_depth_rate=0.1, labeled_split="labeled", eval_split="test",
+                   randaugment_translate_const=4, randaugment_cutout_const=4, stochastic_depth_rate=0.1,
+                   labeled_split="labeled", eval_split="test",
                    shuffle_buffer=2000),
     # The original's SVHN recipe (google-research/noisystudent local_scripts/svhn/run.sh and main.py;
     # docs/recipes.md lists every value with its line).
