@@ -102,7 +102,10 @@ class ParsePredictions(beam.DoFn):
 
     The job reads the predictions twice (histograms, then selection) instead of
     holding them all until the thresholds are known; only the first pass
-    (`report=True`) counts and writes dead letters.
+    (`report=True`) counts and writes dead letters. Both read only the scalars
+    (records.read_prediction_scalars: id, source, label, confidence, and the
+    vector's length): the probability vector is decoded once, for selected
+    predictions, in FetchSelectedImages (a damaged one is a dead letter there).
     """
 
     def __init__(self, num_classes: int, num_buckets: int, max_prob: float, report: bool = True):
@@ -116,7 +119,7 @@ class ParsePredictions(beam.DoFn):
         if self._report:
             self._read.inc()
         try:
-            p = records.parse_prediction(serialized, self._num_classes)
+            p = records.read_prediction_scalars(serialized, self._num_classes)  # the vector stays encoded
         except records.RecordError as e:
             if self._report:
                 self._bad.inc()
@@ -181,7 +184,7 @@ def one_prediction_per_image(selected) -> tuple[dict, list]:
     wanted, dropped = {}, []
     for image_id, items in by_id.items():
         if len(items) > 1:
-            items = sorted(items, key=lambda item: (-records.parse_prediction(item[2]).confidence, item[2]))
+            items = sorted(items, key=lambda item: (-records.read_prediction_scalars(item[2]).confidence, item[2]))
             dropped += items[1:]
         wanted[image_id] = items[0][1:]
     return wanted, sorted(dropped, key=lambda item: (item[0], item[2]))
@@ -204,6 +207,7 @@ class FetchSelectedImages(beam.DoFn):
         self._written = beam.metrics.Metrics.counter("select", "records_written")
         self._duplicates = beam.metrics.Metrics.counter("select", "duplicate_predictions")
         self._duplicate_copies = beam.metrics.Metrics.counter("select", "copies_duplicate")
+        self._damaged_copies = beam.metrics.Metrics.counter("select", "copies_damaged")
 
     def process(self, element) -> Iterator:
         source, selected = element
@@ -223,7 +227,14 @@ class FetchSelectedImages(beam.DoFn):
                 if image_id not in wanted or image_id in found:
                     continue
                 found.add(image_id)
-                for record in self._records(raw, *wanted[image_id], kept, samples):
+                try:
+                    selected_records = self._records(raw, *wanted[image_id], kept, samples)
+                except records.RecordError as e:  # its probability vector, first decoded here
+                    self._damaged_copies.inc(wanted[image_id][0])
+                    yield beam.pvalue.TaggedOutput(DEAD, {"id": image_id, "source": source, "split": SPLIT,
+                                                          "copies": wanted[image_id][0], "reason": str(e)})
+                    continue
+                for record in selected_records:
                     batch.append(record)
                     batch_bytes += len(record.serialized)
                 if batch_bytes >= self.MAX_BATCH_BYTES:
@@ -251,8 +262,8 @@ class FetchSelectedImages(beam.DoFn):
         return batch
 
     def _records(self, raw: bytes, copies: int, serialized_prediction: bytes, kept: dict, samples: dict):
+        pred = records.parse_prediction(serialized_prediction)  # first, so a damaged one counts nothing
         image = records.parse_image_record(raw)
-        pred = records.parse_prediction(serialized_prediction)
         record = records.encode_pseudo_labeled(image.image_id, image.encoded, pred.probabilities,
                                                pred.teacher, self._format)
         label = pred.label
@@ -425,7 +436,8 @@ def _check_select_accounting(output_dir: str, summary: dict, result, selectable:
         "dead_letter": summary["dead_letter_by_split"].get(PREDICTIONS, 0)})
     inputs = {} if stats_only else {SPLIT: counter("copies_selected")}
     out.check_accounting(output_dir, summary, inputs,
-                         dead={SPLIT: counter("copies_missing") + counter("copies_duplicate")},
+                         dead={SPLIT: counter("copies_missing") + counter("copies_duplicate")
+                               + counter("copies_damaged")},
                          balances=[read_balance])
 
 

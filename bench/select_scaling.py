@@ -1,7 +1,7 @@
 """Selection job scaling: time per record and peak memory against N, vs a bare GroupByKey.
 
-For each N, synthetic prediction records (10 classes, confidences spread over
-[0, 1]) point at tiny image records in 64 source shards. In separate
+For each N, synthetic prediction records (--num_classes, 10 by default;
+confidences spread over [0, 1]) point at tiny image records in 64 source shards. In separate
 subprocesses (so peak RSS is the job's own), it runs
 - the selection job (`beam_pipelines.select`, FnApiRunner, num_image = N/20), and
 - a bare GroupByKey of the same records keyed by source (the floor of any
@@ -10,6 +10,7 @@ subprocesses (so peak RSS is the job's own), it runs
 and prints per-record microseconds and peak MB for both and their ratios.
 
     python bench/select_scaling.py --sizes 100000,1000000
+    python bench/select_scaling.py --sizes 20000 --num_classes 1000   (ImageNet-sized vectors)
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def make_data(directory: str, n: int, shards: int = 64) -> str:
+def make_data(directory: str, n: int, num_classes: int = 10, shards: int = 64) -> str:
     import numpy as np
     import tensorflow as tf
 
@@ -37,12 +38,12 @@ def make_data(directory: str, n: int, shards: int = 64) -> str:
     sources = [os.path.join(directory, f"images-{s:03d}.tfrecord") for s in range(shards)]
     image_writers = [tf.io.TFRecordWriter(p) for p in sources]
     pred_writers = [tf.io.TFRecordWriter(os.path.join(directory, f"preds-{s:03d}.tfrecord")) for s in range(16)]
-    labels = rng.integers(0, 10, n)
+    labels = rng.integers(0, num_classes, n)
     conf = rng.beta(4, 1.5, n).astype(np.float32)
     for i in range(n):
         image_id = f"u/{i:09d}"
         image_writers[i % shards].write(records.encode_image_record(image_id, png))
-        probs = np.full(10, (1 - conf[i]) / 9, np.float32)
+        probs = np.full(num_classes, (1 - conf[i]) / (num_classes - 1), np.float32)
         probs[labels[i]] = conf[i]
         pred_writers[i % 16].write(records.encode_prediction(image_id, sources[i % shards], probs, "bench"))
     for w in image_writers + pred_writers:
@@ -50,13 +51,13 @@ def make_data(directory: str, n: int, shards: int = 64) -> str:
     return os.path.join(directory, "preds-*.tfrecord")
 
 
-def child_select(pattern: str, out: str, n: int) -> None:
+def child_select(pattern: str, out: str, n: int, num_classes: int) -> None:
     from beam_pipelines import select
-    select.run(["--predictions", pattern, "--output_dir", out, "--num_image", str(max(1, n // 20)),
-                "--num_classes", "10", "--samples_per_class", "0", "--runner=FnApiRunner"])
+    select.run(["--predictions", pattern, "--output_dir", out, "--num_image", str(max(1, n // (2 * num_classes))),
+                "--num_classes", str(num_classes), "--samples_per_class", "0", "--runner=FnApiRunner"])
 
 
-def child_bare_gbk(pattern: str, out: str, n: int) -> None:
+def child_bare_gbk(pattern: str, out: str, n: int, num_classes: int) -> None:
     import apache_beam as beam
 
     from noisystudent import records
@@ -70,9 +71,10 @@ def child_bare_gbk(pattern: str, out: str, n: int) -> None:
              | beam.MapTuple(lambda k, v: sum(1 for _ in v)) | beam.combiners.Count.Globally())
 
 
-def measure(kind: str, pattern: str, out: str, n: int) -> dict:
+def measure(kind: str, pattern: str, out: str, n: int, num_classes: int) -> dict:
     start = time.perf_counter()
-    subprocess.run([sys.executable, __file__, "--child", kind, "--pattern", pattern, "--out", out, "--n", str(n)],
+    subprocess.run([sys.executable, __file__, "--child", kind, "--pattern", pattern, "--out", out, "--n", str(n),
+                    "--num_classes", str(num_classes)],
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     seconds = time.perf_counter() - start
     with open(out + ".peak_mb") as f:
@@ -87,20 +89,21 @@ def main() -> None:
     parser.add_argument("--pattern")
     parser.add_argument("--out")
     parser.add_argument("--n", type=int)
+    parser.add_argument("--num_classes", type=int, default=10)
     args = parser.parse_args()
     if args.child:
         sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        (child_select if args.child == "select" else child_bare_gbk)(args.pattern, args.out, args.n)
+        (child_select if args.child == "select" else child_bare_gbk)(args.pattern, args.out, args.n, args.num_classes)
         with open(args.out + ".peak_mb", "w") as f:  # the child's own peak RSS (Linux: KiB)
             f.write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
         return
     rows = []
     for n in (int(s) for s in args.sizes.split(",")):
         with tempfile.TemporaryDirectory() as tmp:
-            pattern = make_data(tmp, n)
-            gbk = measure("gbk", pattern, os.path.join(tmp, "gbk"), n)
-            sel = measure("select", pattern, os.path.join(tmp, "sel"), n)
-            row = {"n": n, "bare_gbk": gbk, "select": sel,
+            pattern = make_data(tmp, n, args.num_classes)
+            gbk = measure("gbk", pattern, os.path.join(tmp, "gbk"), n, args.num_classes)
+            sel = measure("select", pattern, os.path.join(tmp, "sel"), n, args.num_classes)
+            row = {"n": n, "num_classes": args.num_classes, "bare_gbk": gbk, "select": sel,
                    "time_ratio_to_gbk": round(sel["seconds"] / gbk["seconds"], 2),
                    "peak_memory_ratio_to_gbk": round(sel["peak_mb"] / gbk["peak_mb"], 2)}
             rows.append(row)

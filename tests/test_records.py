@@ -28,7 +28,8 @@ def test_prediction_round_trip(fmt, tolerance):
     p = records.parse_prediction(data, num_classes=3)
     assert (p.image_id, p.source, p.teacher, p.label) == ("id/1", "gs://b/shard-0.tfrecord", "teacher-1", 1)
     np.testing.assert_allclose(p.probabilities, probs, atol=tolerance)
-    assert records.read_label_and_confidence(data) == (1, pytest.approx(0.7))
+    scalars = records.read_prediction_scalars(data, 3)
+    assert (scalars.label, scalars.confidence) == (1, pytest.approx(0.7))
 
 
 def test_top_k_keeps_the_k_largest_and_the_class_count():

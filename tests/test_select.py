@@ -148,3 +148,29 @@ def test_selection_functions_by_hand():
     draws = [selection_rules.copies_for(0, f"id{i}", 2.25) for i in range(4000)]
     assert set(draws) == {2, 3} and abs(np.mean(draws) - 2.25) < 0.03
     assert selection_rules.bucket_of(np.float32(0.65), 101) == 65
+
+
+def test_a_damaged_probability_vector_is_found_when_its_prediction_is_selected(synthetic, tmp_path):
+    """The passes read scalars only; a vector that does not decode (here a NaN beside a finite stored
+    confidence) is a dead letter with its copies when selected, and the counts still balance."""
+    root, _ = synthetic
+    src = str(root / "img-0.tfrecord")
+    good = records.encode_prediction("u/00000", src, np.array([0.9, 0.05, 0.05]), "t")
+    damaged = _with_a_nan(records.encode_prediction("u/00003", src, np.array([0.9, 0.05, 0.05]), "t"))
+    assert records.read_prediction_scalars(damaged, 3).confidence == pytest.approx(0.9)
+    write_tfrecord(tmp_path / "p-0.tfrecord", [good, damaged])
+    out = tmp_path / "out"
+    select.run(["--predictions", str(tmp_path / "p-*.tfrecord"), "--output_dir", str(out), "--num_image", "4",
+                "--num_classes", "3"])
+    dead = [json.loads(line) for line in (out / "dead_letter.jsonl").read_text().splitlines()]
+    assert [(d["id"], d["split"]) for d in dead] == [("u/00003", "train")] and "NaN" in dead[0]["reason"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["accounting"]["train"]["dead_letter"] == dead[0]["copies"] == 2
+    assert {r.image_id for r in _written(out)} == {"u/00000"}
+
+
+def _with_a_nan(serialized):
+    """The same prediction with a NaN in its probability vector (its stored confidence untouched)."""
+    example = tf.train.Example.FromString(serialized)
+    example.features.feature[records.PROBABILITIES].float_list.value[1] = float("nan")
+    return example.SerializeToString()
