@@ -1,4 +1,10 @@
-"""Pictures of a selection a person can check: confidence histograms and kept samples."""
+"""Pictures of a selection a person can check: confidence histograms and kept samples.
+
+Up to MAX_PANELS classes get one histogram panel each and one row of samples each. More
+classes (ImageNet's 1,000) get one heatmap of every class's histogram and a mosaic of the
+first MAX_SAMPLE_ROWS classes' samples drawn as a single image: 1,000 panels of 101 bars took
+218 s of a 222 s select job (bench/select_scaling.py --num_classes 1000) and were unreadable.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,10 @@ import numpy as np
 import tensorflow as tf
 
 from noisystudent import records
+
+MAX_PANELS = 40
+MAX_SAMPLE_ROWS = 40
+THUMBNAIL = 48
 
 
 def _save(fig, path: str) -> None:
@@ -24,6 +34,9 @@ def plot_histograms(rows: list[dict], min_threshold: float, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if len(rows) > MAX_PANELS:
+        _plot_histogram_heatmap(plt, rows, min_threshold, path)
+        return
     n = len(rows)
     cols = min(5, n)
     fig, axes = plt.subplots(math.ceil(n / cols), cols, figsize=(3.2 * cols, 2.4 * math.ceil(n / cols)),
@@ -45,6 +58,30 @@ def plot_histograms(rows: list[dict], min_threshold: float, path: str) -> None:
     plt.close(fig)
 
 
+def _plot_histogram_heatmap(plt, rows: list[dict], min_threshold: float, path: str) -> None:
+    """Every class's confidence histogram as one row of a heatmap (log counts), its threshold in red."""
+    hist = np.asarray([r["histogram"] for r in rows], np.float64)
+    fig, (ax, counts) = plt.subplots(1, 2, figsize=(14, 8), gridspec_kw={"width_ratios": [3, 1]})
+    ax.imshow(np.log1p(hist), aspect="auto", interpolation="nearest", cmap="Blues", extent=(0, 1, len(rows), 0))
+    ax.plot([r["threshold"] for r in rows], np.arange(len(rows)) + 0.5, ".", color="#c0392b", ms=2)
+    ax.axvline(min_threshold, color="#999999", lw=0.8, ls="--")
+    ax.set_xlabel("teacher confidence")
+    ax.set_ylabel(f"predicted class (0..{len(rows) - 1})")
+    ax.set_title("confidence per predicted class, log counts (red: threshold)", fontsize=10)
+    counts.plot([r["kept_unique"] for r in rows], np.arange(len(rows)), lw=0.8, label="kept")
+    counts.plot([r["written"] for r in rows], np.arange(len(rows)), lw=0.8, label="written (copies)")
+    counts.invert_yaxis()
+    counts.legend(fontsize=8)
+    counts.set_title("images per class", fontsize=10)
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
+
+
+def _thumbnail(image: np.ndarray) -> np.ndarray:
+    return tf.cast(tf.image.resize(image, [THUMBNAIL, THUMBNAIL], antialias=True), tf.uint8).numpy()
+
+
 def plot_samples(samples_path: str, class_names: list[str], path: str) -> None:
     """A grid: one row per class, the sampled kept images (label = the teacher's)."""
     import matplotlib
@@ -58,6 +95,9 @@ def plot_samples(samples_path: str, class_names: list[str], path: str) -> None:
     rows = sorted(by_class)
     if not rows:
         return
+    if len(rows) > MAX_SAMPLE_ROWS:
+        _plot_sample_mosaic(plt, by_class, rows, class_names, path)
+        return
     cols = max(len(v) for v in by_class.values())
     fig, axes = plt.subplots(len(rows), cols, figsize=(1.1 * cols, 1.1 * len(rows)), squeeze=False)
     for i, c in enumerate(rows):
@@ -67,6 +107,25 @@ def plot_samples(samples_path: str, class_names: list[str], path: str) -> None:
             if j < len(by_class[c]):
                 ax.imshow(by_class[c][j])
         axes[i][0].set_title(class_names[c] if c < len(class_names) else str(c), fontsize=7, loc="left")
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
+
+
+def _plot_sample_mosaic(plt, by_class: dict, rows: list[int], class_names: list[str], path: str) -> None:
+    """The first MAX_SAMPLE_ROWS classes' samples as one image (one row per class), drawn once."""
+    shown = rows[:MAX_SAMPLE_ROWS]
+    cols = max(len(by_class[c]) for c in shown)
+    mosaic = np.full((len(shown) * THUMBNAIL, cols * THUMBNAIL, 3), 255, np.uint8)
+    for i, c in enumerate(shown):
+        for j, image in enumerate(by_class[c]):
+            mosaic[i * THUMBNAIL:(i + 1) * THUMBNAIL, j * THUMBNAIL:(j + 1) * THUMBNAIL] = _thumbnail(image)
+    fig, ax = plt.subplots(figsize=(2 + 0.5 * cols, 0.5 * len(shown)))
+    ax.imshow(mosaic, interpolation="nearest")
+    ax.set_yticks((np.arange(len(shown)) + 0.5) * THUMBNAIL)
+    ax.set_yticklabels([class_names[c] if c < len(class_names) else str(c) for c in shown], fontsize=6)
+    ax.set_xticks([])
+    ax.set_title(f"kept samples: the first {len(shown)} of {len(rows)} classes", fontsize=9)
     fig.tight_layout()
     _save(fig, path)
     plt.close(fig)

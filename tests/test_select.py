@@ -174,3 +174,20 @@ def _with_a_nan(serialized):
     example = tf.train.Example.FromString(serialized)
     example.features.feature[records.PROBABILITIES].float_list.value[1] = float("nan")
     return example.SerializeToString()
+
+
+def test_plots_for_a_thousand_classes_are_one_figure_each(tmp_path):
+    """ImageNet-sized selections: a heatmap and a sample mosaic, not 1,000 panels (which took minutes)."""
+    from beam_pipelines import selection_plots
+
+    rng = np.random.default_rng(0)
+    rows = [{"name": str(c), "histogram": rng.integers(0, 50, 101).tolist(), "threshold": 0.3 + c / 2000,
+             "kept_unique": int(rng.integers(0, 100)), "written": 100} for c in range(1000)]
+    samples = tmp_path / "samples.tfrecord"
+    png = tf.io.encode_png(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)).numpy()
+    write_tfrecord(samples, [records.encode_image_record(f"s{c}-{k}", png, c) for c in range(1000) for k in range(2)])
+    selection_plots.plot_histograms(rows, 0.3, str(tmp_path / "histograms.png"))
+    selection_plots.plot_samples(str(samples), [str(c) for c in range(1000)], str(tmp_path / "samples.png"))
+    for name in ("histograms.png", "samples.png"):  # one readable figure (1,000 panels: 38,400 px tall)
+        height, width, _ = tf.io.decode_png((tmp_path / name).read_bytes()).shape
+        assert 300 < height < 2000 and 200 < width < 2000, (name, height, width)
