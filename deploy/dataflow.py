@@ -6,10 +6,13 @@
            --model gs://my-bucket/teacher/model.keras --output_dir gs://my-bucket/preds
 
 adds the standard Dataflow flags to the job's own (everything after `--`) and
-runs it: `--runner=DataflowRunner`, temp/staging under --bucket, the project's
-setup.py for the workers (or --image, built from deploy/Dockerfile.dataflow,
-which starts workers faster: TensorFlow preinstalled), autoscaling, and a
-GPU per worker with --gpu (Dataflow's worker_accelerator service option).
+runs it: `--runner=DataflowRunner`, temp/staging under --bucket, a lean copy of
+the Beam jobs' code for the workers (only deploy/requirements.py's
+WORKER_REQUIRES, not the trainer or launcher stack; or --image, built from
+deploy/Dockerfile.dataflow, which starts workers faster: everything
+preinstalled; recommended for large jobs), autoscaling, and a GPU per worker
+with --gpu (Dataflow's worker_accelerator service option). A Beam SDK image
+whose Python or Beam differs from this launcher's is refused.
 --dry-run builds the Dataflow job request and prints the stages and options;
 nothing is read, written or submitted.
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 from typing import Optional, Sequence
 
@@ -63,23 +67,68 @@ def validate(args: argparse.Namespace, job_args: Sequence[str]) -> None:
         args.gpu = f"{kind.lower().replace('_', '-')}:{count}"  # Dataflow's spelling
     if args.gpu and not args.image:
         raise ValueError("--gpu needs --image: GPU workers need a container with CUDA and TensorFlow")
+    if args.image:
+        check_worker_image(args.image)
     check_cloud_paths(job_args, PATH_FLAGS, "job")
 
 
-def project_copy_for_dry_run() -> str:
-    """setup.py of a throw-away copy of the project: Beam stages it even in a dry run (`setup.py
-    sdist` writes an egg-info folder beside setup.py), and a dry run writes nothing into the tree."""
+WORKER_PACKAGES = ("noisystudent", "beam_pipelines", "model")  # what the Beam jobs import on workers
+WORKER_SETUP = '''"""The Beam jobs' code for Dataflow workers, staged by `noisystudent dataflow` (generated)."""
+from setuptools import find_packages, setup
+
+setup(name="noisystudent-beam-worker", version={version!r},
+      packages=find_packages(include=["noisystudent*", "beam_pipelines*", "model*"]),
+      include_package_data=True, package_data={{"noisystudent": ["data/*.tsv"]}},
+      install_requires={requires!r})
+'''
+
+
+def worker_package() -> str:
+    """setup.py of a throw-away copy of the Beam jobs' code with a setup.py declaring only what workers
+    import (deploy/requirements.py WORKER_REQUIRES): workers pip-install that, not the trainer, Vertex AI
+    SDK, tfx-bsl or plotting stack. A copy, also because Beam runs `setup.py sdist` (even in a dry run),
+    which writes an egg-info folder beside setup.py: the project's tree stays untouched."""
     import shutil
     import tempfile
 
+    from deploy.requirements import WORKER_REQUIRES
+
     root = os.path.dirname(SETUP_FILE)
-    copy = tempfile.mkdtemp(prefix="noisystudent-dry-run-")
-    for name in ("setup.py", "README.md"):
-        shutil.copy(os.path.join(root, name), copy)
-    for package in ("noisystudent", "beam_pipelines", "trainer", "model", "deploy"):
+    copy = tempfile.mkdtemp(prefix="noisystudent-worker-")
+    for package in WORKER_PACKAGES:
         shutil.copytree(os.path.join(root, package), os.path.join(copy, package),
                         ignore=shutil.ignore_patterns("__pycache__"))
+    with open(os.path.join(copy, "setup.py"), "w") as f:
+        f.write(WORKER_SETUP.format(version=_project_version(), requires=WORKER_REQUIRES))
     return os.path.join(copy, "setup.py")
+
+
+def _project_version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("noisystudent")
+    except metadata.PackageNotFoundError:
+        return "0.0.0"
+
+
+BEAM_SDK_IMAGE = re.compile(r"beam_python(?P<python>\d+\.\d+)_sdk:(?P<beam>[\w.]+)$")
+
+
+def check_worker_image(image: str) -> None:
+    """Refuse a worker image whose Python or Beam differs from this launcher's: Dataflow unpickles the
+    launcher's pipeline on the workers, which breaks across versions. Checked for Beam's SDK images
+    (apache/beam_pythonX.Y_sdk:V); deploy/Dockerfile.dataflow builds FROM the launcher's versions."""
+    import apache_beam
+
+    match = BEAM_SDK_IMAGE.search(image)
+    if not match:
+        return
+    python = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if match["python"] != python or match["beam"] != apache_beam.__version__:
+        raise ValueError(f"--image {image}: Python {match['python']} / Beam {match['beam']} on the workers, "
+                         f"Python {python} / Beam {apache_beam.__version__} here; the pipeline is pickled "
+                         "here and unpickled there, so they must match (use the same versions on both sides)")
 
 
 def dataflow_flags(args: argparse.Namespace) -> list[str]:
@@ -94,7 +143,7 @@ def dataflow_flags(args: argparse.Namespace) -> list[str]:
     if args.image:
         flags.append(f"--sdk_container_image={args.image}")
     else:
-        flags.append(f"--setup_file={project_copy_for_dry_run() if args.dry_run else SETUP_FILE}")
+        flags.append(f"--setup_file={worker_package()}")
     if args.gpu:
         kind, count = args.gpu.split(":")
         flags.append(f"--dataflow_service_options=worker_accelerator=type:{kind};count:{count};"

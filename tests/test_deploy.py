@@ -170,3 +170,51 @@ def test_vertex_gpu_machine_pairs(gpu, machine_type, expected):
     else:
         with pytest.raises(ValueError, match=expected):
             vertex.validate(spec)
+
+
+def test_dataflow_workers_install_only_what_the_beam_jobs_import(tmp_path):
+    import ast
+    import os
+    import subprocess
+    import sys
+
+    from deploy.requirements import LAUNCHER_REQUIRES, WORKER_REQUIRES
+
+    description = dataflow.run(["select", "--project", "my-project", "--region", "us-central1",
+                                "--bucket", "gs://my-bucket", "--dry-run", "--",
+                                "--predictions", "gs://my-bucket/p", "--num_image", "5", "--num_classes", "3",
+                                "--output_dir", "gs://my-bucket/s"])
+    setup_file = description["options"]["setup_file"]
+    staged = os.path.dirname(setup_file)
+    assert sorted(d for d in os.listdir(staged) if not d.endswith((".py", ".egg-info"))) == [
+        "beam_pipelines", "model", "noisystudent"]
+    setup_call = next(n for n in ast.walk(ast.parse(open(setup_file).read())) if isinstance(n, ast.Call)
+                      and getattr(n.func, "id", "") == "setup")
+    requires = ast.literal_eval(next(k.value for k in setup_call.keywords if k.arg == "install_requires"))
+    assert requires == WORKER_REQUIRES
+    heavy = ("google-cloud-aiplatform", "matplotlib", "scikit-learn", "tfx-bsl", "tensorboard")
+    assert not [r for r in requires if r.startswith(heavy)]
+    assert [r for r in LAUNCHER_REQUIRES if r.startswith(heavy)]  # they exist: the launcher installs them
+    # The staged code runs each Beam job's module on its own (what a worker unpickles into).
+    env = dict(os.environ, PYTHONPATH=staged)
+    code = ("import sys; import beam_pipelines.predict, beam_pipelines.select, beam_pipelines.ingest_folder, "
+            "beam_pipelines.ingest_svhn, beam_pipelines.ingest_digits, noisystudent.teacher; "
+            "assert all(m.__file__.startswith(sys.argv[1]) for m in (beam_pipelines.predict,)), 'not the copy'; "
+            "assert 'trainer' not in sys.modules and 'deploy' not in sys.modules, 'a worker module imports them'")
+    result = subprocess.run([sys.executable, "-c", code, staged], env=env, cwd=str(tmp_path), capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_a_beam_sdk_worker_image_must_match_the_launchers_python_and_beam():
+    import sys
+
+    import apache_beam
+
+    here = f"{sys.version_info.major}.{sys.version_info.minor}"
+    dataflow.check_worker_image(f"apache/beam_python{here}_sdk:{apache_beam.__version__}")
+    dataflow.check_worker_image("europe-docker.pkg.dev/p/r/dataflow:v3")  # ours: built FROM the same versions
+    with pytest.raises(ValueError, match=r"Python 3\.9 / Beam .* on the workers"):
+        dataflow.check_worker_image(f"apache/beam_python3.9_sdk:{apache_beam.__version__}")
+    with pytest.raises(ValueError, match="Beam 2.60.0 on the workers"):
+        dataflow.check_worker_image(f"apache/beam_python{here}_sdk:2.60.0")

@@ -1,0 +1,29 @@
+"""Who needs which package, in one place: setup.py reads these lists, `noisystudent dataflow` stages
+WORKER_REQUIRES only (a plain module: setup.py executes this file without importing the package).
+
+- WORKER_REQUIRES: what the Beam jobs import on Dataflow workers (beam_pipelines/ and the
+  noisystudent/ library): no trainer, launcher or plotting packages (~3 GB less per worker).
+- LAUNCHER_REQUIRES: the rest of what the CLI runs on your machine or in the trainer image: the
+  demo's data and plots (driver side), TensorBoard logs, Vertex AI submission, tfx-bsl.
+- JAX_VERSION: the tested JAX, for the TPU and GPU trainer images (setup.py extras tpu, gpu).
+"""
+
+WORKER_REQUIRES = [
+    # Known to resolve together (tfx-bsl pins tensorflow and beam ranges).
+    "apache-beam[gcp]>=2.77,<2.78",
+    "tensorflow>=2.21,<2.22",
+    "keras>=3.15,<4",
+    "tensorflow-datasets>=4.9.10,<4.10",  # ingest-svhn from a tfds data_dir
+    "importlib_resources",  # tfds imports it but does not declare it
+    "numpy>=1.26",
+    "scipy>=1.11",  # SVHN .mat files
+    "pillow>=10",  # decoding and checking user images
+]
+LAUNCHER_REQUIRES = [
+    "tfx-bsl>=1.21,<1.22",
+    "scikit-learn>=1.4",  # the bundled digits data of the demo
+    "matplotlib>=3.8",  # selection plots (written by the job's driver)
+    "tensorboard>=2.20",  # training logs (tensorflow 2.21 no longer pulls it in)
+    "google-cloud-aiplatform>=1.165,<2",
+]
+JAX_VERSION = "0.10.2"  # jax[tpu] pins libtpu 0.0.42.*
