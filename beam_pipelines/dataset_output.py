@@ -159,11 +159,13 @@ class WriteReport(beam.PTransform):
 
 
 # ---------------------------------------------------------------- driver side
-def prepare_output_dir(output_dir: str, splits: Iterable[str], overwrite: bool) -> None:
+def prepare_output_dir(output_dir: str, splits: Iterable[str], overwrite: bool,
+                       other_outputs: Iterable[str] = ()) -> None:
     """Make the dir; refuse to mix with an earlier complete run unless overwrite.
 
     Removes the completion marker first, so an interrupted run never looks complete,
-    then stale shards of the splits about to be written.
+    then stale shards of the splits about to be written, and files matching the job's
+    `other_outputs` globs (relative to output_dir).
     """
     summary = posixpath.join(output_dir, SUMMARY_FILE)
     if tf.io.gfile.exists(summary) and not overwrite:
@@ -177,6 +179,8 @@ def prepare_output_dir(output_dir: str, splits: Iterable[str], overwrite: bool) 
     for split in splits:
         stale += tf.io.gfile.glob(split_pattern(output_dir, split))
         stale += tf.io.gfile.glob(split_pattern(output_dir, split) + ".tmp-*")
+    for pattern in other_outputs:
+        stale += tf.io.gfile.glob(posixpath.join(output_dir, pattern))
     for path in stale:
         if tf.io.gfile.exists(path):
             tf.io.gfile.remove(path)

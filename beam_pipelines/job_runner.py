@@ -28,6 +28,7 @@ class JobPlan:
     build: Callable[[beam.Pipeline], None]  # the job's graph, reports and dead letters included
     finish: Callable[[dict, Any], dict]  # (summary of the reports, PipelineResult) -> summary.json
     summarized_splits: Optional[Sequence[str]] = None  # default: num_shards' splits
+    other_outputs: Sequence[str] = ()  # globs of the job's other files, removed with the stale shards
 
 
 def run_job(plan: JobPlan, beam_args: Sequence[str], save_main_session: bool = True,
@@ -36,7 +37,7 @@ def run_job(plan: JobPlan, beam_args: Sequence[str], save_main_session: bool = T
     beam_args = normalise_beam_args(beam_args)
     dry_run = is_dry_run(beam_args)
     if not dry_run:
-        out.prepare_output_dir(plan.output_dir, plan.num_shards, plan.overwrite)
+        out.prepare_output_dir(plan.output_dir, plan.num_shards, plan.overwrite, plan.other_outputs)
     pipeline = test_pipeline or beam.Pipeline(options=make_pipeline_options(beam_args, save_main_session))
     plan.build(pipeline)
     result = run_pipeline(pipeline, dry_run)

@@ -32,7 +32,7 @@ import dataclasses
 import json
 import logging
 import posixpath
-from typing import Iterator, Optional, Sequence
+from typing import Iterator, NamedTuple, Optional, Sequence
 
 import apache_beam as beam
 import numpy as np
@@ -54,6 +54,8 @@ DEAD = "dead_letter"
 SAMPLES = "samples"
 KEPT = "kept"
 RECORDS = "records"
+DECISIONS = "decisions"
+DECISIONS_PREFIX = "decisions"
 STATS_FILE = "stats.json"
 SAMPLES_FILE = "_samples.tfrecord"
 
@@ -75,6 +77,8 @@ class SelectConfig:
     no_upsample: bool = flag(False, help="Never duplicate images of poor classes (the cap still applies).")
     prob_format: str = flag("float32", help="float32 | float16 | top_k:K in the output.")
     stats_only: bool = flag(False, help="Write histograms and thresholds (stats.json, histograms.png) only.")
+    no_decision_table: bool = flag(False, help="Skip decisions-*.parquet (one row per prediction: kept or not, "
+                                               "and why).")
     samples_per_class: int = flag(8, help="Images per class in samples.png.")
     records_per_shard: int = flag(out.TARGET_RECORDS_PER_SHARD, help="Target records per output shard.")
     seed: int = flag(0, help="Seed of every keep/copy/shard decision.")
@@ -97,20 +101,34 @@ def build_parser() -> argparse.ArgumentParser:
                                              epilog=beam_flags_epilog()), SelectConfig)
 
 
+class Candidate(NamedTuple):
+    """A readable prediction at most --max_prob, as both passes see it (the vector still encoded)."""
+
+    label: int
+    bucket: int
+    image_id: str
+    source: str
+    serialized: bytes
+    confidence: float
+    teacher: str
+
+
 class ParsePredictions(beam.DoFn):
-    """Serialized prediction -> (label, bucket, id, source, serialized); bad ones -> dead letter.
+    """Serialized prediction -> Candidate; bad ones -> dead letter; above --max_prob -> a decision row.
 
     The job reads the predictions twice (histograms, then selection) instead of
     holding them all until the thresholds are known; only the first pass
-    (`report=True`) counts and writes dead letters. Both read only the scalars
-    (records.read_prediction_scalars: id, source, label, confidence, and the
-    vector's length): the probability vector is decoded once, for selected
-    predictions, in FetchSelectedImages (a damaged one is a dead letter there).
+    (`report=True`) counts and writes dead letters, only the second writes
+    decision rows. Both read only the scalars (records.read_prediction_scalars:
+    id, source, label, confidence, teacher and the vector's length): the
+    probability vector is decoded once, for selected predictions, in
+    FetchSelectedImages (a damaged one is a dead letter there).
     """
 
-    def __init__(self, num_classes: int, num_buckets: int, max_prob: float, report: bool = True):
+    def __init__(self, num_classes: int, num_buckets: int, max_prob: float, report: bool = True,
+                 decisions: bool = False):
         self._num_classes, self._num_buckets, self._max_prob = num_classes, num_buckets, max_prob
-        self._report = report
+        self._report, self._decisions = report, decisions
         self._read = beam.metrics.Metrics.counter("select", "predictions_read")
         self._bad = beam.metrics.Metrics.counter("select", "dead_letter")
         self._above_max = beam.metrics.Metrics.counter("select", "above_max_prob")
@@ -129,8 +147,32 @@ class ParsePredictions(beam.DoFn):
         if p.confidence > self._max_prob:
             if self._report:
                 self._above_max.inc()
+            if self._decisions:
+                yield beam.pvalue.TaggedOutput(DECISIONS, decision_row(p, None, 0, REASON_ABOVE_MAX))
             return
-        yield p.label, selection_rules.bucket_of(p.confidence, self._num_buckets), p.image_id, p.source, serialized
+        yield Candidate(p.label, selection_rules.bucket_of(p.confidence, self._num_buckets), p.image_id, p.source,
+                        serialized, p.confidence, p.teacher)
+
+
+# The decision table (docs: README "Select"): one row per readable prediction.
+DECISION_SCHEMA_FIELDS = (("image_id", "string"), ("source", "string"), ("teacher", "string"),
+                          ("predicted_class", "int64"), ("confidence", "float32"), ("threshold", "float32"),
+                          ("kept", "bool_"), ("copies", "int64"), ("reason", "string"))
+REASON_ABOVE_MAX = "above --max_prob"
+REASON_BELOW = "below its class's threshold"
+REASON_DRAW = "not drawn: the balance draw gave it 0 copies"
+
+
+def decision_row(p, threshold: Optional[float], copies: int, reason: str) -> dict:
+    return {"image_id": p.image_id, "source": p.source, "teacher": p.teacher, "predicted_class": p.label,
+            "confidence": p.confidence, "threshold": threshold, "kept": copies > 0, "copies": copies,
+            "reason": reason}
+
+
+def decision_schema():
+    import pyarrow as pa
+
+    return pa.schema([(name, getattr(pa, kind)()) for name, kind in DECISION_SCHEMA_FIELDS])
 
 
 class ConfidenceHistogramFn(beam.CombineFn):
@@ -157,16 +199,24 @@ class ConfidenceHistogramFn(beam.CombineFn):
         return acc
 
 
-def decide_copies(element, plan: list, seed: int) -> Iterator:
-    """Keep/copy decision for one prediction, given the per-class plan (side input)."""
-    label, bucket, image_id, source, serialized = element
-    threshold_bucket, expected = plan[label]
-    if bucket < threshold_bucket or expected <= 0:
-        return
-    copies = selection_rules.copies_for(seed, image_id, expected)
-    if copies:
-        COPIES_SELECTED.inc(copies)
-        yield source, (image_id, copies, serialized)
+class DecideCopies(beam.DoFn):
+    """Keep/copy decision for one Candidate, given the per-class plan (side input); with `decisions`,
+    one decision row per candidate on the DECISIONS output."""
+
+    def __init__(self, seed: int, decisions: bool):
+        self._seed, self._decisions = seed, decisions
+
+    def process(self, c: Candidate, plan: list) -> Iterator:
+        threshold_bucket, expected, threshold = plan[c.label]
+        copies = 0
+        if c.bucket >= threshold_bucket and expected > 0:
+            copies = selection_rules.copies_for(self._seed, c.image_id, expected)
+        if copies:
+            COPIES_SELECTED.inc(copies)
+            yield c.source, (c.image_id, copies, c.serialized)
+        if self._decisions:
+            reason = "" if copies else REASON_BELOW if c.bucket < threshold_bucket else REASON_DRAW
+            yield beam.pvalue.TaggedOutput(DECISIONS, decision_row(c, threshold, copies, reason))
 
 
 DUPLICATE_REASON = ("another prediction for this image id was selected too; kept the most confident "
@@ -306,12 +356,17 @@ def run_config(config: SelectConfig, beam_args: Sequence[str] = (), save_main_se
     plan = JobPlan(config.output_dir, num_shards, config.overwrite,
                    build=lambda p: _build(p, config, files, num_shards),
                    finish=lambda summary, result: _finish(summary, result, config),
-                   summarized_splits=() if config.stats_only else None)
+                   summarized_splits=() if config.stats_only else None,
+                   other_outputs=[DECISIONS_PREFIX + "-*.parquet"])
     return run_job(plan, beam_args, save_main_session, test_pipeline)
 
 
+def writes_decisions(config: SelectConfig) -> bool:
+    return not (config.stats_only or config.no_decision_table)
+
+
 class ReadPredictions(beam.PTransform):
-    """Prediction files -> parsed (label, bucket, id, source, serialized), and dead letters when `report`."""
+    """Prediction files -> Candidates, dead letters (first pass) and above-max decision rows (second)."""
 
     def __init__(self, config: SelectConfig, report: bool):
         super().__init__()
@@ -319,10 +374,11 @@ class ReadPredictions(beam.PTransform):
 
     def expand(self, files):
         c = self._config
+        parse = ParsePredictions(c.num_classes, c.num_buckets, c.max_prob, self._report,
+                                 decisions=writes_decisions(c) and not self._report)
         parsed = (files | "Read" >> beam.io.ReadAllFromTFRecord()
-                  | "Parse" >> beam.ParDo(ParsePredictions(c.num_classes, c.num_buckets, c.max_prob, self._report))
-                  .with_outputs(DEAD, main=PREDICTIONS))
-        return {PREDICTIONS: parsed[PREDICTIONS], DEAD: parsed[DEAD]}  # built here, not lazily outside
+                  | "Parse" >> beam.ParDo(parse).with_outputs(DEAD, DECISIONS, main=PREDICTIONS))
+        return {tag: parsed[tag] for tag in (PREDICTIONS, DEAD, DECISIONS)}  # built here, not lazily outside
 
 
 class SelectPseudoLabels(beam.PTransform):
@@ -335,14 +391,16 @@ class SelectPseudoLabels(beam.PTransform):
 
     def expand(self, files):
         c = self._config
-        selectable = (files | "ReadPredictionsAgain" >> ReadPredictions(c, report=False))[PREDICTIONS]
-        fetched = (selectable
-                   | "SelectAndBalance" >> beam.FlatMap(decide_copies, self._plan, c.seed)
+        parsed = files | "ReadPredictionsAgain" >> ReadPredictions(c, report=False)
+        decided = (parsed[PREDICTIONS] | "SelectAndBalance" >> beam.ParDo(
+            DecideCopies(c.seed, writes_decisions(c)), self._plan).with_outputs(DECISIONS, main="selected"))
+        fetched = (decided.selected
                    | "GroupBySource" >> beam.GroupByKey()
                    | "FetchSelectedImages" >> beam.ParDo(
                        FetchSelectedImages(c.prob_format, c.samples_per_class, c.seed))
                    .with_outputs(DEAD, KEPT, SAMPLES, main=RECORDS))
-        return {tag: fetched[tag] for tag in (RECORDS, KEPT, SAMPLES, DEAD)}
+        decisions = (parsed[DECISIONS], decided[DECISIONS]) | "AllDecisions" >> beam.Flatten()
+        return {**{tag: fetched[tag] for tag in (RECORDS, KEPT, SAMPLES, DEAD)}, DECISIONS: decisions}
 
 
 def _build(p: beam.Pipeline, config: SelectConfig, files: list[str], num_shards: dict[str, int]) -> None:
@@ -355,8 +413,9 @@ def _build(p: beam.Pipeline, config: SelectConfig, files: list[str], num_shards:
     dead = [parsed[DEAD]]
     if not config.stats_only:
         plan = histogram | "Thresholds" >> beam.Map(
-            lambda h: [(s.threshold_bucket, s.expected_copies) for s in selection_rules.compute_selection(
-                h, config.num_image, config.min_threshold, not config.no_upsample)])
+            lambda h: [(s.threshold_bucket, s.expected_copies, s.threshold) for s in
+                       selection_rules.compute_selection(h, config.num_image, config.min_threshold,
+                                                         not config.no_upsample)])
         fetched = prediction_files | "Select" >> SelectPseudoLabels(config, beam.pvalue.AsSingleton(plan))
         reports.append(fetched[RECORDS] | "WritePseudoLabeled" >> out.WriteShardedTFRecords(
             config.output_dir, num_shards, config.seed, batched=True))
@@ -365,6 +424,10 @@ def _build(p: beam.Pipeline, config: SelectConfig, files: list[str], num_shards:
         dead.append(fetched[DEAD])
         if config.samples_per_class:
             _write_samples(fetched[SAMPLES], config)
+        if writes_decisions(config):
+            _ = fetched[DECISIONS] | "WriteDecisionTable" >> beam.io.WriteToParquet(
+                posixpath.join(config.output_dir, DECISIONS_PREFIX), decision_schema(),
+                file_name_suffix=".parquet")
     reports.append(dead | "AllDeadLetters" >> beam.Flatten()
                    | "WriteDeadLetters" >> out.WriteDeadLetters(config.output_dir))
     _ = reports | "AllReports" >> beam.Flatten() | "WriteReport" >> out.WriteReport(config.output_dir)
@@ -382,7 +445,8 @@ def _finish(summary: dict, result, config: SelectConfig) -> dict:
     """Prove the counts, then stats.json, the plots and the summary's fields."""
     totals = summary.pop("totals", {})
     histograms = np.asarray(totals.get("histogram", np.zeros((config.num_classes, config.num_buckets))), np.int64)
-    _check_select_accounting(config.output_dir, summary, result, int(histograms.sum()), config.stats_only)
+    _check_select_accounting(config.output_dir, summary, result, int(histograms.sum()), config.stats_only,
+                             decision_rows(config) if writes_decisions(config) else None)
     plan = selection_rules.compute_selection(histograms, config.num_image, config.min_threshold, not config.no_upsample)
     class_names = _class_names(config.predictions)
     written = summary["splits"].get(SPLIT, {}).get("labels", {})
@@ -424,9 +488,23 @@ def _write_plots(config: SelectConfig, rows: list[dict], class_names: Optional[l
         tf.io.gfile.remove(samples_path)
 
 
-def _check_select_accounting(output_dir: str, summary: dict, result, selectable: int, stats_only: bool) -> None:
+def decision_rows(config: SelectConfig) -> int:
+    """Rows in the decision table's files, from their Parquet footers (Beam's FileSystems: gs:// too)."""
+    import pyarrow.parquet as pq
+    from apache_beam.io.filesystems import FileSystems
+
+    total = 0
+    for path in tf.io.gfile.glob(posixpath.join(config.output_dir, DECISIONS_PREFIX + "-*.parquet")):
+        with FileSystems.open(path) as f:
+            total += pq.read_metadata(f).num_rows
+    return total
+
+
+def _check_select_accounting(output_dir: str, summary: dict, result, selectable: int, stats_only: bool,
+                             decisions: Optional[int] = None) -> None:
     """Every prediction read is selectable, above --max_prob or a dead letter; every copy the
-    balance drew is written or dead (its image missing from its source file, or a duplicate)."""
+    balance drew is written or dead (its image missing from its source file, a duplicate, or its
+    vector damaged); the decision table has one row per readable prediction."""
     def counter(name: str) -> Optional[int]:
         value = counter_value(result, "select", name)
         return 0 if value is None and name != "predictions_read" else value  # a zero counter may be absent
@@ -434,11 +512,14 @@ def _check_select_accounting(output_dir: str, summary: dict, result, selectable:
     read_balance = (PREDICTIONS, counter("predictions_read"), {
         "selectable": selectable, "above_max_prob": counter("above_max_prob"),
         "dead_letter": summary["dead_letter_by_split"].get(PREDICTIONS, 0)})
+    balances = [read_balance]
+    if decisions is not None:
+        balances.append(("decision_table", selectable + counter("above_max_prob"), {"rows": decisions}))
     inputs = {} if stats_only else {SPLIT: counter("copies_selected")}
     out.check_accounting(output_dir, summary, inputs,
                          dead={SPLIT: counter("copies_missing") + counter("copies_duplicate")
                                + counter("copies_damaged")},
-                         balances=[read_balance])
+                         balances=balances)
 
 
 def _class_names(predictions: str) -> Optional[list]:

@@ -293,6 +293,7 @@ class PredictionScalars:
     source: str
     label: int
     confidence: float
+    teacher: str
 
 
 def _probability_count(features: Mapping[str, tf.train.Feature], what: str) -> int:
@@ -307,7 +308,7 @@ def _probability_count(features: Mapping[str, tf.train.Feature], what: str) -> i
 
 
 def read_prediction_scalars(serialized: bytes, num_classes: Optional[int] = None) -> PredictionScalars:
-    """A prediction's id, source, label and confidence, checked, without decoding its probability vector
+    """A prediction's id, source, label, confidence and teacher, checked, without decoding its probability vector
     (4 us a record at 1,000 classes against 52 us for `parse_prediction`): what selection's passes need.
     The vector's length is checked against `num_classes`; its values are read when the record is used."""
     features = _feature_map(serialized, "prediction record")
@@ -324,7 +325,9 @@ def read_prediction_scalars(serialized: bytes, num_classes: Optional[int] = None
             raise RecordError(f"{what}: {count} probabilities, expected {num_classes} classes")
         if not 0 <= label < num_classes:
             raise RecordError(f"{what}: label {label} outside 0..{num_classes - 1}")
-    return PredictionScalars(image_id, source, label, confidence)
+    teacher = features[TEACHER].bytes_list.value[0].decode("utf-8") if TEACHER in features and \
+        features[TEACHER].bytes_list.value else ""
+    return PredictionScalars(image_id, source, label, confidence, teacher)
 
 
 # ---------------------------------------------------------------- pseudo-labeled

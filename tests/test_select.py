@@ -77,6 +77,11 @@ def test_thresholds_totals_and_copies_match_a_hand_computation(synthetic, tmp_pa
         assert r.confidence >= rows[r.label]["threshold"] - 1e-6
     assert (tmp_path / "a" / "histograms.png").stat().st_size > 1000
     assert (tmp_path / "a" / "samples.png").stat().st_size > 1000
+    # The decision table says why the rich class's other images above its threshold were not kept.
+    import pyarrow.parquet as pq
+    table = pq.ParquetDataset(sorted(str(p) for p in (tmp_path / "a").glob("decisions-*.parquet"))).read()
+    reasons = collections.Counter(zip(table["predicted_class"].to_pylist(), table["reason"].to_pylist()))
+    assert reasons[(0, "not drawn: the balance draw gave it 0 copies")] == 400 - rows[0]["kept_unique"]
 
 
 def test_without_upsampling_poor_classes_are_not_duplicated(synthetic, tmp_path):
@@ -191,3 +196,30 @@ def test_plots_for_a_thousand_classes_are_one_figure_each(tmp_path):
     for name in ("histograms.png", "samples.png"):  # one readable figure (1,000 panels: 38,400 px tall)
         height, width, _ = tf.io.decode_png((tmp_path / name).read_bytes()).shape
         assert 300 < height < 2000 and 200 < width < 2000, (name, height, width)
+
+
+def test_the_decision_table_has_one_row_per_prediction_matching_stats_json(synthetic, tmp_path):
+    import pyarrow.parquet as pq
+
+    root, _ = synthetic
+    # Class 0: 200 at 0.955 (above --max_prob), 200 at 0.655, and 250 below 0.5 (its 0.355s and the other
+    # classes' 0.205s, whose argmax is class 0 at 0.3975); every other prediction is kept.
+    result = _run(root, tmp_path / "d", "--max_prob", "0.95", "--min_threshold", "0.5")
+    table = pq.ParquetDataset(sorted(str(p) for p in (tmp_path / "d").glob("decisions-*.parquet"))).read().to_pandas()
+    assert len(table) == 825 == table.image_id.nunique()  # 600 + 150 + 75 predictions, one row each
+    assert list(table.columns) == ["image_id", "source", "teacher", "predicted_class", "confidence", "threshold",
+                                   "kept", "copies", "reason"]
+    rows = {r["class"]: r for r in result["stats"]["classes"]}
+    kept = table[table.kept]
+    assert kept.groupby("predicted_class").size().to_dict() == {c: rows[c]["kept_unique"] for c in rows}
+    assert kept.groupby("predicted_class").copies.sum().to_dict() == {c: rows[c]["written"] for c in rows}
+    assert set(kept.reason) == {""} and (table.copies[~table.kept] == 0).all()
+    reasons = table[~table.kept].groupby(["predicted_class", "reason"]).size().to_dict()
+    assert reasons == {(0, "above --max_prob"): 200, (0, "below its class's threshold"): 250}
+    assert table[table.reason == "above --max_prob"].threshold.isna().all()
+    assert (table.teacher == "t").all() and table.source.str.endswith(".tfrecord").all()
+    summary = json.loads((tmp_path / "d" / "summary.json").read_text())
+    assert summary["accounting"]["decision_table"] == {"input": 825, "rows": 825}
+    # A rerun with --overwrite replaces the table's files, and --no_decision_table writes none.
+    _run(root, tmp_path / "d", "--overwrite", "--no_decision_table")
+    assert not list((tmp_path / "d").glob("decisions-*"))
