@@ -31,6 +31,7 @@ from apache_beam.ml.inference.base import PredictionResult, RunInference
 from beam_pipelines import dataset_output as out
 from beam_pipelines.job_runner import JobPlan, run_job
 from beam_pipelines.pipeline_options import beam_flags_epilog, counter_value, is_dry_run, normalise_beam_args
+from beam_pipelines.progress import expected_records
 from beam_pipelines.read_ahead import read_ahead
 from beam_pipelines.teacher_inference import ImageChunk, KerasTeacherHandler
 from beam_pipelines.tfrecord_reader import DamagedTFRecordFile, read_tfrecords
@@ -219,20 +220,23 @@ def run_config(config: PredictConfig, beam_args: Sequence[str] = (), save_main_s
     dry_run = is_dry_run(normalise_beam_args(beam_args))
     if not dry_run:
         check_model_file(config.model)
-    files = dataset_dir.resolve_files(config.input, "train" if config.relabel and config.split == "unlabeled"
-                                      else config.split, dry_run)
+    input_split = "train" if config.relabel and config.split == "unlabeled" else config.split
+    files = dataset_dir.resolve_files(config.input, input_split, dry_run)
     split = RELABELED_SPLIT if config.relabel else PREDICTIONS_SPLIT
     num_shards = {split: config.num_shards or len(files)}
+    expected = expected_records(config.input, input_split, beam_args, dry_run)
     plan = JobPlan(config.output_dir, num_shards, config.overwrite,
-                   build=lambda p: _build(p, config, files, num_shards),
+                   build=lambda p: _build(p, config, files, num_shards, expected),
                    finish=lambda summary, result: _finish(summary, result, config, files, split))
     return run_job(plan, beam_args, save_main_session, test_pipeline)
 
 
-def _build(p: beam.Pipeline, config: PredictConfig, files: list[str], num_shards: dict[str, int]) -> None:
+def _build(p: beam.Pipeline, config: PredictConfig, files: list[str], num_shards: dict[str, int],
+           expected: int = 0) -> None:
     split = next(iter(num_shards))
     handler = KerasTeacherHandler(config.model, config.image_size or None, config.large_model,
-                                  center_crop=config.center_crop, precision=config.precision)
+                                  center_crop=config.center_crop, precision=config.precision,
+                                  expected_images=expected)
     chunks = (p | "ListInputFiles" >> beam.Create(files)
               | "SpreadFiles" >> beam.Reshuffle()  # one file per element, spread over workers
               | "ReadImageChunks" >> beam.ParDo(ReadImageChunks(config.batch_size)).with_outputs(

@@ -42,6 +42,7 @@ from beam_pipelines import dataset_output as out
 from beam_pipelines import selection_rules
 from beam_pipelines.job_runner import JobPlan, run_job
 from beam_pipelines.pipeline_options import beam_flags_epilog, counter_value, is_dry_run, normalise_beam_args
+from beam_pipelines.progress import Progress, expected_records
 from beam_pipelines.tfrecord_reader import DamagedTFRecordFile, read_tfrecords
 from noisystudent import dataset_dir, records
 from noisystudent.stable_random import stable_hash64
@@ -126,14 +127,17 @@ class ParsePredictions(beam.DoFn):
     """
 
     def __init__(self, num_classes: int, num_buckets: int, max_prob: float, report: bool = True,
-                 decisions: bool = False):
+                 decisions: bool = False, expected: int = 0):
         self._num_classes, self._num_buckets, self._max_prob = num_classes, num_buckets, max_prob
         self._report, self._decisions = report, decisions
+        self._progress = Progress(f"select: read predictions (pass {1 if report else 2} of 2)", "predictions",
+                                  expected)
         self._read = beam.metrics.Metrics.counter("select", "predictions_read")
         self._bad = beam.metrics.Metrics.counter("select", "dead_letter")
         self._above_max = beam.metrics.Metrics.counter("select", "above_max_prob")
 
     def process(self, serialized: bytes) -> Iterator:
+        self._progress.add()
         if self._report:
             self._read.inc()
         try:
@@ -353,8 +357,9 @@ def run_config(config: SelectConfig, beam_args: Sequence[str] = (), save_main_se
     files = dataset_dir.resolve_files(config.predictions, "predictions", dry_run)
     config = dataclasses.replace(config, num_classes=config.num_classes or infer_num_classes(files))
     num_shards = {SPLIT: out.shards_for(config.num_image * config.num_classes, config.records_per_shard)}
+    expected = expected_records(config.predictions, "predictions", beam_args, dry_run)
     plan = JobPlan(config.output_dir, num_shards, config.overwrite,
-                   build=lambda p: _build(p, config, files, num_shards),
+                   build=lambda p: _build(p, config, files, num_shards, expected),
                    finish=lambda summary, result: _finish(summary, result, config),
                    summarized_splits=() if config.stats_only else None,
                    other_outputs=[DECISIONS_PREFIX + "-*.parquet"])
@@ -368,14 +373,14 @@ def writes_decisions(config: SelectConfig) -> bool:
 class ReadPredictions(beam.PTransform):
     """Prediction files -> Candidates, dead letters (first pass) and above-max decision rows (second)."""
 
-    def __init__(self, config: SelectConfig, report: bool):
+    def __init__(self, config: SelectConfig, report: bool, expected: int = 0):
         super().__init__()
-        self._config, self._report = config, report
+        self._config, self._report, self._expected = config, report, expected
 
     def expand(self, files):
         c = self._config
         parse = ParsePredictions(c.num_classes, c.num_buckets, c.max_prob, self._report,
-                                 decisions=writes_decisions(c) and not self._report)
+                                 decisions=writes_decisions(c) and not self._report, expected=self._expected)
         parsed = (files | "Read" >> beam.io.ReadAllFromTFRecord()
                   | "Parse" >> beam.ParDo(parse).with_outputs(DEAD, DECISIONS, main=PREDICTIONS))
         return {tag: parsed[tag] for tag in (PREDICTIONS, DEAD, DECISIONS)}  # built here, not lazily outside
@@ -385,13 +390,13 @@ class SelectPseudoLabels(beam.PTransform):
     """Prediction files + the per-class plan (a side input) -> the keep/copy draw, each source file
     read once: records, kept counts per class, sample images and dead letters."""
 
-    def __init__(self, config: SelectConfig, plan):
+    def __init__(self, config: SelectConfig, plan, expected: int = 0):
         super().__init__()
-        self._config, self._plan = config, plan
+        self._config, self._plan, self._expected = config, plan, expected
 
     def expand(self, files):
         c = self._config
-        parsed = files | "ReadPredictionsAgain" >> ReadPredictions(c, report=False)
+        parsed = files | "ReadPredictionsAgain" >> ReadPredictions(c, report=False, expected=self._expected)
         decided = (parsed[PREDICTIONS] | "SelectAndBalance" >> beam.ParDo(
             DecideCopies(c.seed, writes_decisions(c)), self._plan).with_outputs(DECISIONS, main="selected"))
         fetched = (decided.selected
@@ -403,9 +408,10 @@ class SelectPseudoLabels(beam.PTransform):
         return {**{tag: fetched[tag] for tag in (RECORDS, KEPT, SAMPLES, DEAD)}, DECISIONS: decisions}
 
 
-def _build(p: beam.Pipeline, config: SelectConfig, files: list[str], num_shards: dict[str, int]) -> None:
+def _build(p: beam.Pipeline, config: SelectConfig, files: list[str], num_shards: dict[str, int],
+           expected: int = 0) -> None:
     prediction_files = p | "ListPredictionFiles" >> beam.Create(files)
-    parsed = prediction_files | "ReadPredictions" >> ReadPredictions(config, report=True)
+    parsed = prediction_files | "ReadPredictions" >> ReadPredictions(config, report=True, expected=expected)
     histogram = (parsed[PREDICTIONS] | "LabelAndBucket" >> beam.Map(lambda e: (e[0], e[1]))
                  | "ConfidenceHistograms" >> beam.CombineGlobally(
                      ConfidenceHistogramFn(config.num_classes, config.num_buckets)))
@@ -416,7 +422,7 @@ def _build(p: beam.Pipeline, config: SelectConfig, files: list[str], num_shards:
             lambda h: [(s.threshold_bucket, s.expected_copies, s.threshold) for s in
                        selection_rules.compute_selection(h, config.num_image, config.min_threshold,
                                                          not config.no_upsample)])
-        fetched = prediction_files | "Select" >> SelectPseudoLabels(config, beam.pvalue.AsSingleton(plan))
+        fetched = prediction_files | "Select" >> SelectPseudoLabels(config, beam.pvalue.AsSingleton(plan), expected)
         reports.append(fetched[RECORDS] | "WritePseudoLabeled" >> out.WriteShardedTFRecords(
             config.output_dir, num_shards, config.seed, batched=True))
         reports.append(fetched[KEPT] | "CountKeptPerClass" >> beam.CombinePerKey(sum)

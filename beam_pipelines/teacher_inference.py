@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import time
 from typing import Iterable, Optional
 
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
+from beam_pipelines.progress import Progress
 from noisystudent.teacher import LoadedTeacher, load_teacher
 
 log = logging.getLogger(__name__)
@@ -48,17 +48,15 @@ class KerasTeacherHandler(ModelHandler[ImageChunk, PredictionResult, LoadedTeach
     """
 
     def __init__(self, model_path: str, image_size: Optional[int] = None, large_model: bool = False,
-                 log_every_s: float = 30.0, center_crop: bool = False, precision: str = "float32"):
+                 log_every_s: float = 30.0, center_crop: bool = False, precision: str = "float32",
+                 expected_images: int = 0):
         super().__init__(large_model=large_model)
         self._model_path = model_path
         self._image_size = image_size
         self._center_crop = center_crop
         self._precision = precision
         self._large_model = large_model
-        self._log_every_s = log_every_s
-        self._done = 0
-        self._started = None
-        self._last_log = 0.0
+        self._progress = Progress("predict: labelled", "images", expected_images, log_every_s)
 
     def load_model(self) -> LoadedTeacher:
         teacher = load_teacher(self._model_path, self._image_size, self._center_crop, self._precision)
@@ -69,18 +67,8 @@ class KerasTeacherHandler(ModelHandler[ImageChunk, PredictionResult, LoadedTeach
     def run_inference(self, batch: ImageChunk, model: LoadedTeacher,
                       inference_args: Optional[dict] = None) -> Iterable[PredictionResult]:
         labels = model.label_each(batch.encoded)
-        self._progress(len(batch))
+        self._progress.add(len(batch))
         return [PredictionResult(batch, labels)]
-
-    def _progress(self, n: int) -> None:
-        now = time.time()
-        if self._started is None:
-            self._started = self._last_log = now
-        self._done += n
-        if now - self._last_log >= self._log_every_s:
-            self._last_log = now
-            log.info("labelled %d images on this worker, %.0f images/s", self._done,
-                     self._done / max(now - self._started, 1e-9))
 
     def get_num_bytes(self, batch: ImageChunk) -> int:
         return sum(len(e) for e in batch.encoded)
