@@ -40,6 +40,9 @@ class IngestDigitsConfig:
     test_size: int = flag(500, help="Images held out for testing, drawn at random.")
     image_size: int = flag(DEFAULT_IMAGE_SIZE, help="Side of the square RGB image written.")
     seed: int = flag(0, help="Seed of the split.")
+    drop_true_labels: bool = flag(False, help="Do not keep the unlabeled images' true classes as hidden_label "
+                                              "(kept by default: select reports pseudo-label precision with them; "
+                                              "no training input reads them).")
     overwrite: bool = flag(False, help="Replace a complete dataset already in --output_dir.")
 
     def validate(self) -> None:
@@ -87,11 +90,12 @@ def upscale(pixels_8x8: np.ndarray, size: int) -> np.ndarray:
     return np.repeat(np.asarray(image)[:, :, None], 3, axis=2)
 
 
-def to_record(element, image_size: int) -> out.ShardedRecord:
+def to_record(element, image_size: int, keep_true_labels: bool = True) -> out.ShardedRecord:
     split, image_id, pixels, label = element
     encoded = encode_png(upscale(np.asarray(pixels, dtype=np.uint8).reshape(8, 8), image_size))
     stored_label = label if split != "unlabeled" else records.UNLABELED
-    return out.ShardedRecord(split, image_id, records.encode_image_record(image_id, encoded, stored_label),
+    hidden = label if split == "unlabeled" and keep_true_labels else None
+    return out.ShardedRecord(split, image_id, records.encode_image_record(image_id, encoded, stored_label, hidden),
                              stored_label)
 
 
@@ -116,7 +120,7 @@ def run_config(config: IngestDigitsConfig, beam_args: Sequence[str] = (), save_m
 
     def build(p: beam.Pipeline) -> None:
         reports = (p | "CreateDigits" >> beam.Create(elements, reshuffle=False)
-                   | "EncodeImages" >> beam.Map(to_record, config.image_size)
+                   | "EncodeImages" >> beam.Map(to_record, config.image_size, not config.drop_true_labels)
                    | "WriteImageRecords" >> out.WriteShardedTFRecords(config.output_dir, {s: 1 for s in SPLITS},
                                                                       config.seed))
         _ = reports | "WriteReport" >> out.WriteReport(config.output_dir)
@@ -126,7 +130,8 @@ def run_config(config: IngestDigitsConfig, beam_args: Sequence[str] = (), save_m
         summary.update(dataset="digits", num_classes=NUM_CLASSES, image_size=config.image_size,
                        class_names=[str(c) for c in range(NUM_CLASSES)], seed=config.seed,
                        labels_per_class=config.labels_per_class,
-                       note="unlabeled images carry label -1; the true labels stay with scikit-learn")
+                       note="unlabeled images carry label -1" + ("" if config.drop_true_labels else
+                                                                  " and their true class as hidden_label"))
         logging.info("digits written to %s: %s", config.output_dir,
                      {s: v["records"] for s, v in summary["splits"].items()})
         return summary

@@ -151,6 +151,7 @@ class ReadImageChunks(beam.DoFn):
                 continue
             chunk.image_ids.append(record.image_id)
             chunk.encoded.append(record.encoded)
+            chunk.hidden_labels.append(record.hidden_label)
         if chunk.image_ids:
             yield "chunk", chunk
 
@@ -196,7 +197,9 @@ class EncodeChunk(beam.DoFn):
                                                              self._teacher, self._format)
             split = RELABELED_SPLIT
         else:
-            serialized = records.encode_predictions(ids, chunk.source, probs, self._teacher, self._format)
+            hidden = [chunk.hidden_labels[i] for i in rows] if any(h is not None for h in chunk.hidden_labels) \
+                else None
+            serialized = records.encode_predictions(ids, chunk.source, probs, self._teacher, self._format, hidden)
             split = PREDICTIONS_SPLIT
         self._predicted.inc(len(rows))
         self._confidence_sum += float(probs.max(axis=1).sum(dtype=np.float64))

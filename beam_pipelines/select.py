@@ -57,6 +57,7 @@ KEPT = "kept"
 RECORDS = "records"
 DECISIONS = "decisions"
 DECISIONS_PREFIX = "decisions"
+TRUTH = "truth"  # "predicted:true" for kept candidates whose image carries a hidden label
 STATS_FILE = "stats.json"
 SAMPLES_FILE = "_samples.tfrecord"
 
@@ -112,6 +113,7 @@ class Candidate(NamedTuple):
     serialized: bytes
     confidence: float
     teacher: str
+    hidden_label: Optional[int]
 
 
 class ParsePredictions(beam.DoFn):
@@ -155,13 +157,13 @@ class ParsePredictions(beam.DoFn):
                 yield beam.pvalue.TaggedOutput(DECISIONS, decision_row(p, None, 0, REASON_ABOVE_MAX))
             return
         yield Candidate(p.label, selection_rules.bucket_of(p.confidence, self._num_buckets), p.image_id, p.source,
-                        serialized, p.confidence, p.teacher)
+                        serialized, p.confidence, p.teacher, p.hidden_label)
 
 
 # The decision table (docs: README "Select"): one row per readable prediction.
 DECISION_SCHEMA_FIELDS = (("image_id", "string"), ("source", "string"), ("teacher", "string"),
                           ("predicted_class", "int64"), ("confidence", "float32"), ("threshold", "float32"),
-                          ("kept", "bool_"), ("copies", "int64"), ("reason", "string"))
+                          ("kept", "bool_"), ("copies", "int64"), ("reason", "string"), ("true_label", "int64"))
 REASON_ABOVE_MAX = "above --max_prob"
 REASON_BELOW = "below its class's threshold"
 REASON_DRAW = "not drawn: the balance draw gave it 0 copies"
@@ -170,7 +172,7 @@ REASON_DRAW = "not drawn: the balance draw gave it 0 copies"
 def decision_row(p, threshold: Optional[float], copies: int, reason: str) -> dict:
     return {"image_id": p.image_id, "source": p.source, "teacher": p.teacher, "predicted_class": p.label,
             "confidence": p.confidence, "threshold": threshold, "kept": copies > 0, "copies": copies,
-            "reason": reason}
+            "reason": reason, "true_label": p.hidden_label}
 
 
 def decision_schema():
@@ -218,6 +220,8 @@ class DecideCopies(beam.DoFn):
         if copies:
             COPIES_SELECTED.inc(copies)
             yield c.source, (c.image_id, copies, c.serialized)
+            if c.hidden_label is not None:
+                yield beam.pvalue.TaggedOutput(TRUTH, f"{c.label}:{c.hidden_label}")
         if self._decisions:
             reason = "" if copies else REASON_BELOW if c.bucket < threshold_bucket else REASON_DRAW
             yield beam.pvalue.TaggedOutput(DECISIONS, decision_row(c, threshold, copies, reason))
@@ -398,14 +402,15 @@ class SelectPseudoLabels(beam.PTransform):
         c = self._config
         parsed = files | "ReadPredictionsAgain" >> ReadPredictions(c, report=False, expected=self._expected)
         decided = (parsed[PREDICTIONS] | "SelectAndBalance" >> beam.ParDo(
-            DecideCopies(c.seed, writes_decisions(c)), self._plan).with_outputs(DECISIONS, main="selected"))
+            DecideCopies(c.seed, writes_decisions(c)), self._plan).with_outputs(DECISIONS, TRUTH, main="selected"))
         fetched = (decided.selected
                    | "GroupBySource" >> beam.GroupByKey()
                    | "FetchSelectedImages" >> beam.ParDo(
                        FetchSelectedImages(c.prob_format, c.samples_per_class, c.seed))
                    .with_outputs(DEAD, KEPT, SAMPLES, main=RECORDS))
         decisions = (parsed[DECISIONS], decided[DECISIONS]) | "AllDecisions" >> beam.Flatten()
-        return {**{tag: fetched[tag] for tag in (RECORDS, KEPT, SAMPLES, DEAD)}, DECISIONS: decisions}
+        return {**{tag: fetched[tag] for tag in (RECORDS, KEPT, SAMPLES, DEAD)}, DECISIONS: decisions,
+                TRUTH: decided[TRUTH]}
 
 
 def _build(p: beam.Pipeline, config: SelectConfig, files: list[str], num_shards: dict[str, int],
@@ -427,6 +432,8 @@ def _build(p: beam.Pipeline, config: SelectConfig, files: list[str], num_shards:
             config.output_dir, num_shards, config.seed, batched=True))
         reports.append(fetched[KEPT] | "CountKeptPerClass" >> beam.CombinePerKey(sum)
                        | "KeptReport" >> beam.MapTuple(lambda label, n: {"totals": {"kept_unique": {str(label): n}}}))
+        reports.append(fetched[TRUTH] | "CountKeptVsTruth" >> beam.combiners.Count.PerElement()
+                       | "TruthReport" >> beam.MapTuple(lambda pair, n: {"totals": {"kept_vs_truth": {pair: n}}}))
         dead.append(fetched[DEAD])
         if config.samples_per_class:
             _write_samples(fetched[SAMPLES], config)
@@ -457,7 +464,9 @@ def _finish(summary: dict, result, config: SelectConfig) -> dict:
     class_names = _class_names(config.predictions)
     written = summary["splits"].get(SPLIT, {}).get("labels", {})
     rows = selection_rules.selection_table(histograms, plan, totals.get("kept_unique", {}), written, class_names)
-    stats = _write_stats(config, rows, int(histograms.sum()), counter_value(result, "select", "duplicate_predictions"))
+    add_pseudo_label_precision(rows, totals.get("kept_vs_truth", {}))
+    stats = _write_stats(config, rows, int(histograms.sum()), counter_value(result, "select", "duplicate_predictions"),
+                         totals.get("kept_vs_truth", {}))
     _write_plots(config, rows, class_names)
     summary.update(job="select", predictions=config.predictions, num_classes=config.num_classes,
                    class_names=class_names, prob_format=config.prob_format, stats_only=config.stats_only,
@@ -470,10 +479,27 @@ def _finish(summary: dict, result, config: SelectConfig) -> dict:
     return dict(summary, stats=stats)
 
 
-def _write_stats(config: SelectConfig, rows: list[dict], predictions: int, duplicates: Optional[int]) -> dict:
+def add_pseudo_label_precision(rows: list[dict], kept_vs_truth: dict[str, int]) -> None:
+    """Per class: kept pseudo-labels whose image carries a true class, and the share that is right."""
+    if not kept_vs_truth:
+        return
+    for row in rows:
+        pairs = {key: n for key, n in kept_vs_truth.items() if key.split(":")[0] == str(row["class"])}
+        row["kept_with_truth"] = sum(pairs.values())
+        correct = pairs.get(f"{row['class']}:{row['class']}", 0)
+        row["pseudo_label_precision"] = correct / row["kept_with_truth"] if row["kept_with_truth"] else None
+
+
+def _write_stats(config: SelectConfig, rows: list[dict], predictions: int, duplicates: Optional[int],
+                 kept_vs_truth: dict[str, int]) -> dict:
     stats = {"num_image": config.num_image, "min_threshold": config.min_threshold, "max_prob": config.max_prob,
              "upsample": not config.no_upsample, "num_buckets": config.num_buckets, "seed": config.seed,
              "predictions": predictions, "duplicate_predictions_dropped": duplicates or 0, "classes": rows}
+    if kept_vs_truth:  # "predicted:true" -> kept images (research data with hidden labels)
+        stats["kept_vs_truth"] = dict(sorted(kept_vs_truth.items()))
+        with_truth = sum(kept_vs_truth.values())
+        correct = sum(n for key, n in kept_vs_truth.items() if key.split(":")[0] == key.split(":")[1])
+        stats["pseudo_label_precision"] = correct / with_truth
     if stats["duplicate_predictions_dropped"]:
         log.warning("%d selected predictions repeated an image id and were dropped (kept the most confident; "
                     "see %s): were two prediction runs mixed?", stats["duplicate_predictions_dropped"],

@@ -35,6 +35,7 @@ class ImageChunk:
     source: str
     image_ids: list[str]
     encoded: list[bytes]
+    hidden_labels: list = dataclasses.field(default_factory=list)  # per image: int or None (research data)
 
     def __len__(self) -> int:  # RunInference's metrics count images, not chunks
         return len(self.image_ids)

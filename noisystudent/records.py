@@ -3,9 +3,14 @@
 Every reader and writer of the project imports this module; no feature name
 is spelled anywhere else. Records are tf.train.Example protos in TFRecord files.
 
-- Image record:          image/encoded, image/id, label (-1 when unlabeled)
-- Prediction record:     image/id, source, probabilities, label, confidence, teacher
+- Image record:          image/encoded, image/id, label (-1 when unlabeled),
+                         hidden_label (optional: an unlabeled image's true class, research setups)
+- Prediction record:     image/id, source, probabilities, label, confidence, teacher,
+                         hidden_label (copied from the image record when present)
 - Pseudo-labeled record: image record fields + probabilities, confidence, teacher
+
+`hidden_label` is for measuring pseudo-label precision (select's stats.json and
+decision table); no training input reads it (image_feature_spec leaves it out).
 
 `label` and `confidence` are scalars so a histogram pass never touches the
 probability vector. Probabilities are stored in one of three formats:
@@ -47,6 +52,7 @@ TOP_K_VALUES = "probabilities/top_k_values"
 PROB_NUM_CLASSES = "probabilities/num_classes"
 CONFIDENCE = "confidence"
 TEACHER = "teacher"
+HIDDEN_LABEL = "hidden_label"
 EMBEDDING = "embedding"
 
 UNLABELED = -1
@@ -62,6 +68,7 @@ class ImageRecord:
     image_id: str
     encoded: bytes
     label: int = UNLABELED
+    hidden_label: Optional[int] = None
 
 
 class _TeacherLabel:
@@ -202,15 +209,26 @@ def peek_image_id(serialized: bytes) -> str:
 
 
 # ---------------------------------------------------------------- image records
-def encode_image_record(image_id: str, encoded: bytes, label: int = UNLABELED) -> bytes:
-    """Serialize an image record (encoded JPEG/PNG bytes, stable id, 0-based label or -1)."""
+def encode_image_record(image_id: str, encoded: bytes, label: int = UNLABELED,
+                        hidden_label: Optional[int] = None) -> bytes:
+    """Serialize an image record (encoded JPEG/PNG bytes, stable id, 0-based label or -1; an unlabeled
+    image's true class as `hidden_label`, which no training input reads)."""
     if not image_id:
         raise RecordError("image record: empty image/id")
-    return example_wire.example({
+    features = {
         IMAGE_ID: _bytes([image_id.encode("utf-8")]),
         IMAGE_ENCODED: _bytes([encoded]),
         LABEL: _int64([int(label)]),
-    })
+    }
+    if hidden_label is not None:
+        features[HIDDEN_LABEL] = _int64([int(hidden_label)])
+    return example_wire.example(features)
+
+
+def _hidden_label(features: Mapping[str, tf.train.Feature]) -> Optional[int]:
+    if HIDDEN_LABEL in features and features[HIDDEN_LABEL].int64_list.value:
+        return int(features[HIDDEN_LABEL].int64_list.value[0])
+    return None
 
 
 def parse_image_record(serialized: bytes) -> ImageRecord:
@@ -222,7 +240,7 @@ def parse_image_record(serialized: bytes) -> ImageRecord:
     label = UNLABELED
     if LABEL in features and features[LABEL].int64_list.value:
         label = int(features[LABEL].int64_list.value[0])
-    return ImageRecord(image_id=image_id, encoded=encoded, label=label)
+    return ImageRecord(image_id=image_id, encoded=encoded, label=label, hidden_label=_hidden_label(features))
 
 
 # ---------------------------------------------------------------- predictions
@@ -232,10 +250,11 @@ def encode_predictions(
     probabilities: np.ndarray,
     teacher: str,
     prob_format: str = "float32",
+    hidden_labels: Optional[Sequence[Optional[int]]] = None,
 ) -> list[bytes]:
     """Serialize a teacher's predictions for images of one source file ([N, C] probabilities)."""
     constant = {SOURCE: _bytes([source.encode("utf-8")]), TEACHER: _bytes([teacher.encode("utf-8")])}
-    return _encode_labelled(image_ids, None, probabilities, constant, prob_format)
+    return _encode_labelled(image_ids, None, probabilities, constant, prob_format, hidden_labels)
 
 
 def encode_prediction(
@@ -250,7 +269,8 @@ def encode_prediction(
 
 
 def _encode_labelled(image_ids: Sequence[str], images: Optional[Sequence[bytes]], probabilities: np.ndarray,
-                     constant: dict[str, bytes], prob_format: str) -> list[bytes]:
+                     constant: dict[str, bytes], prob_format: str,
+                     hidden_labels: Optional[Sequence[Optional[int]]] = None) -> list[bytes]:
     """Records with a teacher's labels: the batch's scalars computed at once, bytes per record."""
     probs = np.asarray(probabilities, dtype=np.float32)
     if probs.ndim != 2 or probs.shape[0] != len(image_ids):
@@ -266,6 +286,8 @@ def _encode_labelled(image_ids: Sequence[str], images: Optional[Sequence[bytes]]
         feature[LABEL] = _int64([labels[i]])
         feature[CONFIDENCE] = _float(confidence[i:i + 1])
         feature.update(_probability_features(probs[i], prob_format))
+        if hidden_labels is not None and hidden_labels[i] is not None:
+            feature[HIDDEN_LABEL] = _int64([int(hidden_labels[i])])
         out.append(example_wire.example(feature))
     return out
 
@@ -294,6 +316,7 @@ class PredictionScalars:
     label: int
     confidence: float
     teacher: str
+    hidden_label: Optional[int] = None
 
 
 def _probability_count(features: Mapping[str, tf.train.Feature], what: str) -> int:
@@ -327,7 +350,7 @@ def read_prediction_scalars(serialized: bytes, num_classes: Optional[int] = None
             raise RecordError(f"{what}: label {label} outside 0..{num_classes - 1}")
     teacher = features[TEACHER].bytes_list.value[0].decode("utf-8") if TEACHER in features and \
         features[TEACHER].bytes_list.value else ""
-    return PredictionScalars(image_id, source, label, confidence, teacher)
+    return PredictionScalars(image_id, source, label, confidence, teacher, _hidden_label(features))
 
 
 # ---------------------------------------------------------------- pseudo-labeled

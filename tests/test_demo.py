@@ -21,4 +21,7 @@ def test_reduced_demo_prints_the_table_and_keeps_its_results(tmp_path, capsys):
     # The method's gain, on this seed, at the preset's steps: the noised student beats the equally
     # noised teacher (95.4 -> 99.0 when measured; the margin leaves room for run-to-run noise).
     teacher, student = (r["mean_top1"] for r in saved["rows"])
+    # The digits keep their true classes hidden: the table reports how many kept pseudo-labels are right.
+    assert 0.5 < saved["rows"][1]["mean_precision"] <= 1 and len(saved["rows"][1]["mean_class_precision"]) == 10
+    assert "kept pseudo-labels that match the image's hidden true class" in out
     assert student >= teacher + 0.01, (teacher, student)

@@ -208,7 +208,8 @@ def test_the_decision_table_has_one_row_per_prediction_matching_stats_json(synth
     table = pq.ParquetDataset(sorted(str(p) for p in (tmp_path / "d").glob("decisions-*.parquet"))).read().to_pandas()
     assert len(table) == 825 == table.image_id.nunique()  # 600 + 150 + 75 predictions, one row each
     assert list(table.columns) == ["image_id", "source", "teacher", "predicted_class", "confidence", "threshold",
-                                   "kept", "copies", "reason"]
+                                   "kept", "copies", "reason", "true_label"]
+    assert table.true_label.isna().all()  # these images carry no hidden label
     rows = {r["class"]: r for r in result["stats"]["classes"]}
     kept = table[table.kept]
     assert kept.groupby("predicted_class").size().to_dict() == {c: rows[c]["kept_unique"] for c in rows}
@@ -223,3 +224,35 @@ def test_the_decision_table_has_one_row_per_prediction_matching_stats_json(synth
     # A rerun with --overwrite replaces the table's files, and --no_decision_table writes none.
     _run(root, tmp_path / "d", "--overwrite", "--no_decision_table")
     assert not list((tmp_path / "d").glob("decisions-*"))
+
+
+def test_hidden_true_labels_give_the_precision_of_kept_pseudo_labels(tmp_path):
+    """Digits keep the unlabeled images' true classes as hidden_label; predict carries them, select
+    reports per-class precision of what it kept, and the decision table shows them."""
+    import keras
+    import pyarrow.parquet as pq
+    from sklearn.datasets import load_digits
+
+    from beam_pipelines import ingest_digits, predict
+    from model import build_model
+
+    ingest_digits.run_config(ingest_digits.IngestDigitsConfig(str(tmp_path / "data"), labels_per_class=5))
+    keras.utils.set_random_seed(0)
+    build_model("cnn-small", 10, input_shape=(32, 32, 3)).save(str(tmp_path / "t.keras"))
+    predict.run_config(predict.PredictConfig(str(tmp_path / "data"), str(tmp_path / "t.keras"), str(tmp_path / "p")))
+    result = select.run_config(select.SelectConfig(str(tmp_path / "p"), str(tmp_path / "s"), num_image=50,
+                                                   min_threshold=0.0))
+    table = pq.ParquetDataset(sorted(str(p) for p in (tmp_path / "s").glob("decisions-*.parquet"))).read().to_pandas()
+    truth = load_digits().target
+    assert (table.true_label == [truth[int(i.split("/")[1])] for i in table.image_id]).all()
+    kept = table[table.kept]
+    stats = result["stats"]
+    assert stats["pseudo_label_precision"] == pytest.approx((kept.predicted_class == kept.true_label).mean())
+    for row in stats["classes"]:
+        mine = kept[kept.predicted_class == row["class"]]
+        assert row["kept_with_truth"] == len(mine)
+        if len(mine):
+            assert row["pseudo_label_precision"] == pytest.approx((mine.true_label == row["class"]).mean())
+    assert sum(stats["kept_vs_truth"].values()) == len(kept)
+    # The trainer never sees them: its input spec has no hidden_label.
+    assert records.HIDDEN_LABEL not in records.image_feature_spec()

@@ -53,6 +53,15 @@ def aggregate(per_seed: dict[int, list[dict]]) -> list[dict]:
                      "mean_top1": statistics.mean(accs),
                      "stdev_top1": statistics.stdev(accs) if len(accs) > 1 else 0.0,
                      "per_seed_top1": accs})
+        precisions = [r[i]["pseudo_label_precision"] for r in per_seed.values() if "pseudo_label_precision" in r[i]]
+        if precisions:
+            rows[-1]["mean_precision"] = statistics.mean(precisions)
+            names = next(r[i]["per_class_precision"] for r in per_seed.values() if "per_class_precision" in r[i])
+            rows[-1]["mean_class_precision"] = {
+                name: statistics.mean(p for r in per_seed.values()
+                                      if (p := r[i].get("per_class_precision", {}).get(name)) is not None)
+                for name in names if any(r[i].get("per_class_precision", {}).get(name) is not None
+                                         for r in per_seed.values())}
     return rows
 
 
@@ -91,6 +100,12 @@ def format_table(rows: list[dict], seeds: Sequence[int], ceiling: Optional[dict]
     if ceiling:
         lines.append(f"{'-':>9}  {rows[0]['model']:<10}  {'ceiling (all labels)':<24}  {ceiling['labeled']:>7}  "
                      f"{0:>14}  {100 * ceiling['mean_top1']:6.2f} +- {100 * ceiling['stdev_top1']:.2f}")
+    students = [r for r in rows if "mean_precision" in r]
+    if students:
+        lines += ["", "kept pseudo-labels that match the image's hidden true class (select's stats.json):"]
+        lines += [f"  iteration {r['iteration']}'s data: {100 * r['mean_precision']:.1f}%; per class "
+                  + " ".join(f"{name}:{100 * p:.0f}" for name, p in r["mean_class_precision"].items())
+                  for r in students]
     gain = rows[-1]["mean_top1"] - rows[0]["mean_top1"]
     lines += ["", f"gain of the last student over the equally noised teacher: {100 * gain:+.2f} points"]
     gap = ceiling["mean_top1"] - rows[0]["mean_top1"] if ceiling else 0.0

@@ -173,7 +173,9 @@ def run_loop(cfg: LoopConfig) -> list[dict]:
         result = train(f"iter{i}/student", student_dir, model=student, mode="offline", unlabeled_data=pseudo,
                        teacher=teacher_model)
         rows.append({"iteration": i, "model": student, "role": f"student of iter{i - 1}", "labeled": labeled,
-                     "pseudo_labeled": selected.get("written", 0), **result})
+                     "pseudo_labeled": selected.get("written", 0),
+                     **{k: selected[k] for k in ("pseudo_label_precision", "per_class_precision") if k in selected},
+                     **result})
         teacher_dir = student_dir
     manifest.data["table"] = rows
     manifest.save()
@@ -186,9 +188,14 @@ def _beam_result(summary: dict) -> dict:
 
 
 def _select_result(summary: dict) -> dict:
-    return {"kept_unique": summary["kept_unique"], "written": summary["written"],
-            "per_class_written": {r["name"]: r["written"] for r in summary["stats"]["classes"]},
-            "thresholds": {r["name"]: r["threshold"] for r in summary["stats"]["classes"]}}
+    classes = summary["stats"]["classes"]
+    result = {"kept_unique": summary["kept_unique"], "written": summary["written"],
+              "per_class_written": {r["name"]: r["written"] for r in classes},
+              "thresholds": {r["name"]: r["threshold"] for r in classes}}
+    if "pseudo_label_precision" in summary["stats"]:  # the data keeps hidden true labels
+        result["pseudo_label_precision"] = summary["stats"]["pseudo_label_precision"]
+        result["per_class_precision"] = {r["name"]: r["pseudo_label_precision"] for r in classes}
+    return result
 
 
 def format_table(rows: list[dict]) -> str:
