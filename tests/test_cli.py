@@ -13,7 +13,7 @@ EXPECTED_COMMANDS = {
     "demo": "--seeds", "loop": "--models", "ingest-digits": "--labels_per_class", "ingest-svhn": "--mat_dir",
     "ingest-folder": "--unlabeled_dir", "predict": "--precision", "select": "--num_image",
     "train": "--preset", "classify": "--top_k", "features": "--layer", "dataflow": "--max_workers",
-    "submit-training": "--tpu",
+    "submit-training": "--tpu", "report": "run_dir",
 }
 
 
@@ -74,6 +74,7 @@ def _always_unbalanced(output_dir, summary, inputs, **_):
 
 
 @pytest.mark.parametrize("argv, message", [
+    (["report", "NOPE"], "NOPE has no manifest.json"),
     (["demo", "--seeds", ""], "--seeds '': give at least one seed"),
     (["demo", "--seeds", "0,x"], "--seeds '0,x': expected comma-separated integers"),
     (["demo", "--seeds", "1,1"], "a seed is repeated"),

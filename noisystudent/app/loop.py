@@ -179,6 +179,9 @@ def run_loop(cfg: LoopConfig) -> list[dict]:
         teacher_dir = student_dir
     manifest.data["table"] = rows
     manifest.save()
+    from noisystudent.app import report
+
+    log.info("report: %s", report.write_report(cfg.run_dir))
     return rows
 
 

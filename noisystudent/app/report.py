@@ -1,0 +1,152 @@
+"""`noisystudent report RUN_DIR`: one self-contained report.html for a loop run.
+
+    noisystudent report runs/demo/seed0/loop      # -> runs/demo/seed0/loop/report.html
+
+Read from what the run wrote (manifest.json, each model's eval.json, each selection's stats.json
+and plots): per iteration the model's test accuracy (overall and per class), the selection's
+thresholds and kept/written counts per class (and the pseudo-label precision when the data keeps
+hidden true labels), the confidence histograms and kept samples, the time of every step, and the
+lineage (which model labelled which data, which data trained which model). No server and no
+external assets: the plots are embedded, the page opens from a file. The loop writes it at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import json
+import posixpath
+from typing import Optional, Sequence
+
+import tensorflow as tf
+
+REPORT_FILE = "report.html"
+SECTIONS = ("models", "selection", "timings", "lineage")
+STYLE = """body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:.5em 0 1.5em}
+td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
+img{max-width:100%;border:1px solid #ddd;margin:.3em 0}h2{border-bottom:2px solid #4a7ab5;padding-bottom:.2em}"""
+
+
+def _read_json(path: str) -> Optional[dict]:
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f)
+
+
+def _image(path: str, alt: str) -> str:
+    if not tf.io.gfile.exists(path):
+        return f"<p>({html.escape(alt)}: not written)</p>"
+    with tf.io.gfile.GFile(path, "rb") as f:
+        data = base64.b64encode(f.read()).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _pct(value: Optional[float]) -> str:
+    return "" if value is None else f"{100 * value:.1f}%"
+
+
+def _models_section(manifest: dict) -> str:
+    rows, per_class = [], {}
+    for name, step in manifest["steps"].items():
+        if not name.endswith(("/teacher", "/student")) or "output" not in step:
+            continue
+        report = _read_json(posixpath.join(step["output"], "eval.json")) or {}
+        rows.append([name, report.get("model", ""), report.get("mode", ""), _pct(report.get("top1_accuracy")),
+                     report.get("num_examples", "")])
+        per_class[name] = {c: v["accuracy"] for c, v in report.get("per_class", {}).items()}
+    classes = sorted({c for v in per_class.values() for c in v}, key=lambda c: (len(c), c))
+    by_class = [[name] + [_pct(v.get(c)) for c in classes] for name, v in per_class.items()]
+    return (_table(["step", "model", "mode", "test top-1", "test images"], rows)
+            + "<h3>Test accuracy per class</h3>" + _table(["step"] + classes, by_class))
+
+
+def _selection_section(run_dir: str, manifest: dict) -> str:
+    parts = []
+    for name in sorted(n for n in manifest["steps"] if n.endswith("/select")):
+        iteration = name.split("/")[0]
+        pseudo = posixpath.join(run_dir, iteration, "pseudo")
+        stats = _read_json(posixpath.join(pseudo, "stats.json"))
+        if stats is None:
+            continue
+        truth = "pseudo_label_precision" in stats
+        header = ["class", "threshold", "above threshold", "kept", "written"] + (["kept right"] if truth else [])
+        rows = [[r["name"], f"{r['threshold']:.2f}", r["total_above_threshold"], r["kept_unique"], r["written"]]
+                + ([_pct(r.get("pseudo_label_precision"))] if truth else []) for r in stats["classes"]]
+        summary = (f"<p>{stats['predictions']:,} predictions; --num_image {stats['num_image']}, --min_threshold "
+                   f"{stats['min_threshold']}" + (f"; kept pseudo-labels right (hidden true classes): "
+                                                   f"{_pct(stats['pseudo_label_precision'])}" if truth else "")
+                   + "</p>")
+        parts.append(f'<h3 id="selection-{iteration}">{iteration}</h3>{summary}{_table(header, rows)}'
+                     + _image(posixpath.join(pseudo, "histograms.png"), f"{iteration} confidence histograms")
+                     + _image(posixpath.join(pseudo, "samples.png"), f"{iteration} kept samples"))
+    return "".join(parts) or "<p>(no selection step yet)</p>"
+
+
+def _timings_section(manifest: dict) -> str:
+    rows = [[name, step.get("status", ""), step.get("started", ""), step.get("seconds", "")]
+            for name, step in manifest["steps"].items()]
+    return _table(["step", "status", "started", "seconds"], rows)
+
+
+def _lineage_section(run_dir: str, manifest: dict) -> str:
+    rows = []
+    for name, step in manifest["steps"].items():
+        iteration = name.split("/")[0]
+        if name.endswith("/predict"):
+            rows.append([name, step.get("teacher", ""), posixpath.join(run_dir, iteration, "predictions")])
+        elif name.endswith("/select"):
+            rows.append([name, step.get("predictions", ""), posixpath.join(run_dir, iteration, "pseudo")])
+        elif name.endswith("/student"):
+            rows.append([name, posixpath.join(run_dir, iteration, "pseudo"), step.get("output", "")])
+        elif name.endswith("/teacher"):
+            rows.append([name, manifest["config"].get("data", ""), step.get("output", "")])
+    return _table(["step", "from", "to"], rows)
+
+
+def build_report(run_dir: str) -> str:
+    """The report's HTML for a loop run directory (one with manifest.json)."""
+    manifest = _read_json(posixpath.join(run_dir, "manifest.json"))
+    if manifest is None:
+        raise FileNotFoundError(f"{run_dir} has no manifest.json: not a `noisystudent loop` run directory")
+    config = manifest["config"]
+    title = f"Noisy Student run {run_dir}"
+    body = {
+        "models": _models_section(manifest),
+        "selection": _selection_section(run_dir, manifest),
+        "timings": _timings_section(manifest),
+        "lineage": _lineage_section(run_dir, manifest),
+    }
+    headings = {"models": "Teacher and students", "selection": "Selection per iteration",
+                "timings": "Steps and timings", "lineage": "Lineage"}
+    sections = "".join(f'<section id="{key}"><h2>{headings[key]}</h2>{body[key]}</section>' for key in SECTIONS)
+    return (f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
+            f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
+            f"<p>models {html.escape(', '.join(config.get('models', [])))}; data {html.escape(config.get('data', ''))}"
+            f"; preset {html.escape(str(config.get('preset', '')))}</p>{sections}</body></html>")
+
+
+def write_report(run_dir: str) -> str:
+    path = posixpath.join(run_dir, REPORT_FILE)
+    with tf.io.gfile.GFile(path, "w") as f:
+        f.write(build_report(run_dir))
+    return path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="noisystudent report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dir", help="A `noisystudent loop` run directory (the demo: runs/demo/seed0/loop).")
+    return parser
+
+
+def run(argv: Optional[Sequence[str]] = None) -> str:
+    path = write_report(build_parser().parse_args(argv).run_dir)
+    print(f"report: {path}")
+    return path
