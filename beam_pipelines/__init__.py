@@ -12,6 +12,8 @@ JOBS: dict[str, tuple[str, str]] = {
                       "Beam: scikit-learn digits -> labeled/unlabeled/test image records."),
     "ingest-svhn": ("beam_pipelines.ingest_svhn", "Beam: SVHN .mat files or a tfds data_dir -> image records."),
     "ingest-folder": ("beam_pipelines.ingest_folder", "Beam: folders of your own images -> image records."),
+    "ingest-idx": ("beam_pipelines.ingest_idx",
+                   "Beam: IDX files (MNIST, Fashion-MNIST, KMNIST, EMNIST) -> image records."),
     "predict": ("beam_pipelines.predict",
                 "Beam: a teacher labels unlabeled images (or --relabel pseudo-labeled ones)."),
     "select": ("beam_pipelines.select",

@@ -13,7 +13,7 @@ EXPECTED_COMMANDS = {
     "demo": "--seeds", "loop": "--models", "ingest-digits": "--labels_per_class", "ingest-svhn": "--mat_dir",
     "ingest-folder": "--unlabeled_dir", "predict": "--precision", "select": "--num_image",
     "train": "--preset", "classify": "--top_k", "features": "--layer", "dataflow": "--max_workers",
-    "submit-training": "--tpu", "report": "run_dir",
+    "submit-training": "--tpu", "report": "run_dir", "ingest-idx": "--train_labels",
 }
 
 
@@ -75,6 +75,8 @@ def _always_unbalanced(output_dir, summary, inputs, **_):
 
 @pytest.mark.parametrize("argv, message", [
     (["report", "NOPE"], "NOPE has no manifest.json"),
+    (["ingest-idx", "--train_images", "NOPE", "--train_labels", "L", "--test_images", "T", "--test_labels", "T",
+      "--output_dir", "OUT"], "--train_images NOPE: cannot read an IDX header"),
     (["demo", "--seeds", ""], "--seeds '': give at least one seed"),
     (["demo", "--seeds", "0,x"], "--seeds '0,x': expected comma-separated integers"),
     (["demo", "--seeds", "1,1"], "a seed is repeated"),
