@@ -1,5 +1,6 @@
 """`noisystudent report`: one self-contained page per loop run, rendered by a real headless browser."""
 
+import os
 import re
 import shutil
 import subprocess
@@ -34,7 +35,10 @@ def test_the_loop_writes_a_self_contained_report_with_every_section(run_dir):
 
 def test_the_report_renders_in_headless_chromium(run_dir):
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert chromium, "Chromium is part of the test setup (README: the test command installs Debian's chromium)"
+    if not chromium:
+        # .ci/run sets NOISYSTUDENT_BROWSER_TEST=required once it has installed Debian's chromium.
+        assert not os.environ.get("NOISYSTUDENT_BROWSER_TEST"), "chromium was installed but is not on PATH"
+        pytest.skip("Debian's chromium is not installed (the README's test command installs it)")
     result = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom",
                              (run_dir / report.REPORT_FILE).as_uri()], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
