@@ -132,8 +132,6 @@ def run_config(config: IngestDigitsConfig, beam_args: Sequence[str] = (), save_m
                        labels_per_class=config.labels_per_class,
                        note="unlabeled images carry label -1" + ("" if config.drop_true_labels else
                                                                   " and their true class as hidden_label"))
-        logging.info("digits written to %s: %s", config.output_dir,
-                     {s: v["records"] for s, v in summary["splits"].items()})
         return summary
 
     plan = JobPlan(config.output_dir, {s: 1 for s in SPLITS}, config.overwrite, build, finish)

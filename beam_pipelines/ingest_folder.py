@@ -262,7 +262,6 @@ def _finish(summary: dict, args: argparse.Namespace, roots: dict[str, str], clas
     if summary["dead_letter"]:
         log.warning("%d undecodable images: see %s", summary["dead_letter"],
                     posixpath.join(args.output_dir, out.DEAD_LETTER_FILE))
-    log.info("images written to %s: %s", args.output_dir, {s: v["records"] for s, v in summary["splits"].items()})
     return summary
 
 

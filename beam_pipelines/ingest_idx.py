@@ -37,7 +37,6 @@ SPLITS = ("labeled", "unlabeled", "test")
 IMAGES_MAGIC, LABELS_MAGIC = 0x00000803, 0x00000801
 CHUNK = 10000  # images per work item
 
-log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,8 +183,6 @@ def run_config(config: IngestIdxConfig, beam_args: Sequence[str] = (), save_main
                                                                  "test_labels")},
                        note="unlabeled images carry label -1" + ("" if config.drop_true_labels else
                                                                   " and their true class as hidden_label"))
-        log.info("%s written to %s: %s", config.dataset_name, config.output_dir,
-                 {s: v["records"] for s, v in summary["splits"].items()})
         return summary
 
     return run_job(JobPlan(config.output_dir, num_shards, config.overwrite, build, finish), beam_args,

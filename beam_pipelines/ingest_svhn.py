@@ -37,7 +37,6 @@ TFDS_NAME = "svhn_cropped"
 IMAGE_SHAPE = (32, 32, 3)
 PUBLISHED_SIZES = {"train": 73257, "test": 26032, "extra": 531131}  # shard counts of a dry run
 
-log = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -205,7 +204,6 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
                        class_names=[str(c) for c in range(NUM_CLASSES)], seed=args.seed,
                        validation_size=args.validation_size, source=args.mat_dir or args.tfds_data_dir,
                        label_convention="0-based: SVHN label 10 (digit 0) is stored as 0")
-        log.info("SVHN written to %s: %s", args.output_dir, {s: v["records"] for s, v in summary["splits"].items()})
         return summary
 
     return run_job(JobPlan(args.output_dir, num_shards, args.overwrite, build, finish), beam_args,

@@ -11,6 +11,7 @@ what it wrote); `run_job` does the rest in the same order for all of them:
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 import apache_beam as beam
@@ -18,6 +19,8 @@ import apache_beam as beam
 from beam_pipelines import dataset_output as out
 from beam_pipelines.pipeline_options import is_dry_run, make_pipeline_options, normalise_beam_args, run_pipeline
 from noisystudent import dataset_dir
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -46,4 +49,6 @@ def run_job(plan: JobPlan, beam_args: Sequence[str], save_main_session: bool = T
     splits = plan.num_shards if plan.summarized_splits is None else plan.summarized_splits
     summary = plan.finish(out.summarize_reports(plan.output_dir, splits), result)
     dataset_dir.write_summary(plan.output_dir, summary)
+    log.info("%s written to %s: %s", summary.get("job") or summary.get("dataset") or "records", plan.output_dir,
+             {split: entry["records"] for split, entry in summary.get("splits", {}).items()})
     return summary
