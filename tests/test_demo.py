@@ -10,7 +10,7 @@ def test_reduced_demo_prints_the_table_and_keeps_its_results(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "teacher (labeled only)" in out and "student of iter0" in out and "gain of the last student" in out
     assert "ceiling (all labels)" in out
-    saved = json.loads((tmp_path / "demo_results.json").read_text())
+    saved = json.loads((tmp_path / "benchmark.json").read_text())
     assert [r["iteration"] for r in saved["rows"]] == [0, 1]
     assert saved["rows"][1]["pseudo_labeled"] > 500
     assert all((tmp_path / "seed2" / "loop" / "iter1" / "pseudo" / p).exists()

@@ -203,6 +203,7 @@ def train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callbac
     """Train, evaluate and export; returns the evaluation report. `extra_callbacks` run after the trainer's
     own (checkpointing first: they see each epoch's checkpoint written)."""
     config.validate()
+    start = time.time()
     keras.utils.set_random_seed(config.seed)
     info = inspect_labeled_data(config)
     model_dir = config.model_dir()
@@ -252,7 +253,7 @@ def train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callbac
                                   center_crop=config.eval_center_crop)
     report = evaluate.evaluate_model(student, eval_ds, info.class_names)
     report.update(model=config.model, mode=config.mode, eval_data=eval_location, eval_split=config.eval_split,
-                  steps=epochs * config.steps_per_epoch)
+                  steps=epochs * config.steps_per_epoch, train_seconds=round(time.time() - start, 1))
     evaluate.write_report(report, posixpath.join(model_dir, "eval.json"))
     with tf.io.gfile.GFile(posixpath.join(model_dir, "history.json"), "w") as f:
         json.dump({k: [float(x) for x in v] for k, v in history.history.items()}, f)

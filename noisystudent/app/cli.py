@@ -14,6 +14,7 @@ from beam_pipelines import JOBS
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("noisystudent.app.demo", "The whole method on the bundled digits data, offline."),
     "loop": ("noisystudent.app.loop", "teacher -> predict -> select -> student, iterated, resumable."),
+    "benchmark": ("noisystudent.app.benchmark", "The method over seeds vs the supervised ceiling: JSON + markdown."),
     "report": ("noisystudent.app.report", "One self-contained report.html for a loop run."),
     **JOBS,
     "train": ("trainer.task", "Keras: train a teacher or a noisy student (also python -m trainer.task)."),

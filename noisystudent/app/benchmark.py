@@ -1,0 +1,214 @@
+"""`noisystudent benchmark`: the method measured on a dataset, over seeds, against its supervised ceiling.
+
+    noisystudent benchmark --data 'runs/mnist/data-seed{seed}' --seeds 0,1,2 \\
+        --models cnn-small,cnn-small,cnn-small --preset digits --run_dir runs/mnist/bench
+
+For each seed: the loop (teacher on the labeled split, then one student per
+iteration: predict -> select -> train), then the supervised ceiling (the same
+model and recipe on every training label: the labeled split plus the unlabeled
+images' hidden true classes). `{seed}` in --data picks one dataset per seed
+(ingested with that seed: a different labeled subset each); without it every
+seed shares one dataset and varies only training and selection. Results go to
+<run_dir>/benchmark.json and benchmark.md: test top-1 per iteration (mean +- sd
+and per seed), the ceiling, the gain, the share of the teacher-to-ceiling gap
+closed, whether the last student beat the teacher on every seed, kept
+pseudo-label precision per iteration (when the data keeps true classes) and
+wall time. Re-run the same command to resume: finished steps are skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import posixpath
+import statistics
+import time
+from typing import Optional, Sequence
+
+import tensorflow as tf
+
+from noisystudent.app import ceiling as ceiling_lib
+from noisystudent.app import loop
+
+log = logging.getLogger(__name__)
+RESULTS_JSON, RESULTS_MD = "benchmark.json", "benchmark.md"
+
+
+@dataclasses.dataclass
+class BenchmarkConfig:
+    data: str  # a dataset dir; "{seed}" in it is replaced by each seed
+    run_dir: str
+    models: list[str]
+    seeds: list[int]
+    preset: str = "digits"
+    num_image: int = 0  # the loop's default when 0
+    min_threshold: Optional[float] = None
+    ceiling: bool = True
+    train_args: tuple[str, ...] = ()
+    train_overrides: dict = dataclasses.field(default_factory=dict)
+    select_args: tuple[str, ...] = ()
+    beam_args: tuple[str, ...] = ()
+    title: str = ""
+
+    def data_for(self, seed: int) -> str:
+        return self.data.replace("{seed}", str(seed))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="noisystudent benchmark", description=__doc__.split("\n\n")[0],
+                                     epilog=__doc__.split("\n\n", 2)[2], formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--data", required=True,
+                        help="Dataset dir (labeled, unlabeled, test); '{seed}' in it is replaced by each seed.")
+    parser.add_argument("--run_dir", required=True, help="Where every run writes; benchmark.json/.md at its top.")
+    parser.add_argument("--seeds", default="0,1,2", help="Comma-separated seeds (default 0,1,2).")
+    parser.add_argument("--models", default="cnn-small,cnn-small,cnn-small",
+                        help="The teacher, then one student per iteration (default cnn-small x 3).")
+    parser.add_argument("--preset", default="digits", help="Trainer preset (digits, svhn, imagenet).")
+    parser.add_argument("--num_image", type=int, default=0, help="Pseudo-labeled images per class (loop's default).")
+    parser.add_argument("--min_threshold", type=float, default=None, help="Selection's lowest confidence.")
+    parser.add_argument("--no_ceiling", action="store_true", help="Skip the supervised ceiling.")
+    parser.add_argument("--train_args", default="", help="Trainer flags for every model, e.g. '--train_steps 2000'.")
+    parser.add_argument("--select_args", default="", help="Extra selection flags.")
+    parser.add_argument("--beam_args", default="", help="Beam flags for predict/select.")
+    return parser
+
+
+def parse_seeds(text: str) -> list[int]:
+    """'0,1,2' -> [0, 1, 2]; a clear error for an empty list, a non-integer or a repeated seed."""
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise ValueError(f"--seeds {text!r}: expected comma-separated integers, e.g. 0,1,2") from None
+    if not seeds:
+        raise ValueError(f"--seeds {text!r}: give at least one seed, e.g. 0,1,2")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seeds {text!r}: a seed is repeated")
+    return seeds
+
+
+def _spread(values: list[float]) -> dict:
+    return {"mean_top1": statistics.mean(values), "stdev_top1": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "per_seed_top1": values}
+
+
+def aggregate(per_seed: dict[int, list[dict]]) -> list[dict]:
+    """Per iteration: test accuracy mean, spread and per seed; kept pseudo-label precision when known."""
+    rows = []
+    for i, first in enumerate(next(iter(per_seed.values()))):
+        at_i = [seed_rows[i] for seed_rows in per_seed.values()]
+        row = {"iteration": i, "model": first["model"], "role": first["role"], "labeled": first["labeled"],
+               "pseudo_labeled": round(statistics.mean(r["pseudo_labeled"] for r in at_i)),
+               **_spread([r["top1_accuracy"] for r in at_i])}
+        with_truth = [r for r in at_i if "pseudo_label_precision" in r]
+        if with_truth:
+            row["mean_precision"] = statistics.mean(r["pseudo_label_precision"] for r in with_truth)
+            names = with_truth[0]["per_class_precision"]
+            row["mean_class_precision"] = {
+                name: statistics.mean(ps) for name in names
+                if (ps := [p for r in with_truth if (p := r["per_class_precision"].get(name)) is not None])}
+        rows.append(row)
+    return rows
+
+
+def summarise(rows: list[dict], ceiling: Optional[dict]) -> dict:
+    """Gain of the last student, share of the gap closed, and whether it beat the teacher on every seed."""
+    teacher, last = rows[0], rows[-1]
+    wins = sum(s > t for t, s in zip(teacher["per_seed_top1"], last["per_seed_top1"]))
+    result = {"gain": last["mean_top1"] - teacher["mean_top1"], "seeds_beating_teacher": wins,
+              "beats_teacher_on_every_seed": wins == len(teacher["per_seed_top1"])}
+    if ceiling and ceiling["mean_top1"] > teacher["mean_top1"]:
+        result["gap_closed"] = result["gain"] / (ceiling["mean_top1"] - teacher["mean_top1"])
+    return result
+
+
+def format_markdown(result: dict) -> str:
+    """benchmark.md: one table (the rows the demo and the benchmark print) and the summary lines."""
+    rows, ceiling, seeds = result["rows"], result["ceiling"], result["seeds"]
+    title = result.get("title") or f"Noisy Student on {result['data']}"
+    lines = [f"## {title}: test top-1 over seeds {', '.join(map(str, seeds))}", "",
+             "| iteration | model | role | labeled | pseudo-labeled | test top-1 (mean +- sd) | per seed "
+             "| kept pseudo-labels right |", "|---|---|---|---:|---:|---|---|---:|"]
+
+    def line(it, model, role, labeled, pseudo, r, precision=""):
+        per_seed = ", ".join(f"{100 * a:.2f}" for a in r["per_seed_top1"])
+        lines.append(f"| {it} | {model} | {role} | {labeled:,} | {pseudo:,} | "
+                     f"{100 * r['mean_top1']:.2f} +- {100 * r['stdev_top1']:.2f} | {per_seed} | {precision} |")
+
+    for r in rows:
+        line(r["iteration"], r["model"], r["role"], r["labeled"], r["pseudo_labeled"], r,
+             f"{100 * r['mean_precision']:.1f}%" if "mean_precision" in r else "")
+    if ceiling:
+        line("-", rows[0]["model"], "ceiling (all labels)", ceiling["labeled"], 0, ceiling)
+    students = [r for r in rows if "mean_class_precision" in r]
+    if students:
+        lines += ["", "kept pseudo-labels that match the image's hidden true class, per class (select's stats.json):"]
+        lines += [f"- iteration {r['iteration']}'s data: " + " ".join(
+            f"{name}:{100 * p:.0f}" for name, p in r["mean_class_precision"].items()) for r in students]
+    s = result["summary"]
+    lines += ["", f"- gain of the last student over the equally noised teacher: {100 * s['gain']:+.2f} points",
+              f"- the last student beat the teacher on {s['seeds_beating_teacher']} of {len(seeds)} seeds"]
+    if "gap_closed" in s:
+        lines.append(f"- share of the teacher-to-ceiling gap the method closed: {100 * s['gap_closed']:.0f}%")
+    per_seed = ", ".join(f"seed {k}: {v:.0f} s" for k, v in result["seconds_per_seed"].items())
+    lines.append(f"- compute time per seed (every step of its loop and its ceiling, resumed steps included): "
+                 f"{per_seed}; this invocation's wall time {result['seconds']:.0f} s")
+    return "\n".join(lines)
+
+
+def _step_seconds(loop_dir: str) -> float:
+    """Compute time of a seed's loop from its manifest (right after a resume too, unlike the wall clock)."""
+    with tf.io.gfile.GFile(posixpath.join(loop_dir, loop.MANIFEST)) as f:
+        return sum(step.get("seconds", 0.0) for step in json.load(f)["steps"].values())
+
+
+def run_benchmark(cfg: BenchmarkConfig) -> dict:
+    """Every seed's loop, then every seed's ceiling; writes benchmark.json and benchmark.md."""
+    start = time.time()
+    per_seed, seconds = {}, {}
+    for seed in cfg.seeds:
+        loop_dir = posixpath.join(cfg.run_dir, f"seed{seed}", "loop")
+        log.info("seed %d: teacher + %d student iterations on %s", seed, len(cfg.models) - 1, cfg.data_for(seed))
+        per_seed[seed] = loop.run_loop(loop.LoopConfig(
+            data=cfg.data_for(seed), run_dir=loop_dir,
+            models=list(cfg.models), preset=cfg.preset, num_image=cfg.num_image, min_threshold=cfg.min_threshold,
+            seed=seed, train_args=cfg.train_args, train_overrides=cfg.train_overrides, select_args=cfg.select_args,
+            beam_args=cfg.beam_args))
+        seconds[seed] = _step_seconds(loop_dir)
+        log.info("seed %d: %s", seed, ", ".join(f"iter{r['iteration']} {100 * r['top1_accuracy']:.2f}%"
+                                                for r in per_seed[seed]))
+    ceiling = None
+    if cfg.ceiling:
+        accs, labeled = [], 0
+        for seed in cfg.seeds:
+            log.info("seed %d: supervised ceiling (every training label)", seed)
+            c = ceiling_lib.train_ceiling(cfg.data_for(seed), posixpath.join(cfg.run_dir, f"seed{seed}"), seed,
+                                          cfg.models[0], cfg.preset, cfg.train_args, cfg.train_overrides)
+            accs.append(c["top1_accuracy"])
+            labeled = c["labeled"]
+            seconds[seed] += c["seconds"]
+        ceiling = {"labeled": labeled, **_spread(accs)}
+    rows = aggregate(per_seed)
+    result = {"title": cfg.title, "data": cfg.data, "seeds": cfg.seeds, "models": cfg.models, "preset": cfg.preset,
+              "train_args": list(cfg.train_args), "select_args": list(cfg.select_args), "rows": rows,
+              "ceiling": ceiling, "summary": summarise(rows, ceiling), "per_seed": per_seed,
+              "seconds": round(time.time() - start, 1), "seconds_per_seed": {k: round(v, 1) for k, v in seconds.items()}}
+    with tf.io.gfile.GFile(posixpath.join(cfg.run_dir, RESULTS_JSON), "w") as f:
+        json.dump(result, f, indent=2)
+    with tf.io.gfile.GFile(posixpath.join(cfg.run_dir, RESULTS_MD), "w") as f:
+        f.write(format_markdown(result) + "\n")
+    return result
+
+
+def run(argv: Optional[Sequence[str]] = None) -> dict:
+    args = build_parser().parse_args(argv)
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    result = run_benchmark(BenchmarkConfig(
+        data=args.data, run_dir=args.run_dir, models=models, seeds=parse_seeds(args.seeds), preset=args.preset,
+        num_image=args.num_image, min_threshold=args.min_threshold, ceiling=not args.no_ceiling,
+        train_args=tuple(args.train_args.split()), select_args=tuple(args.select_args.split()),
+        beam_args=tuple(args.beam_args.split())))
+    print(format_markdown(result))
+    print(f"\nresults: {posixpath.join(args.run_dir, RESULTS_JSON)}, {posixpath.join(args.run_dir, RESULTS_MD)}")
+    return result

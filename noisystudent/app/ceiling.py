@@ -1,0 +1,104 @@
+"""The supervised ceiling: the same model and recipe trained on every training label of a dataset.
+
+A research dataset keeps the unlabeled images' true classes as `hidden_label`
+(ingest-idx, ingest-digits). `write_ceiling_data` makes a dataset directory
+whose `labeled` split is the labeled split plus every unlabeled image with its
+hidden class as its label; `train_ceiling` trains on it and evaluates on the
+original dataset's eval split. This is the one place a hidden label becomes a
+training label, and only for the ceiling row of a benchmark.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import posixpath
+import time
+from typing import Optional
+
+import tensorflow as tf
+
+from noisystudent import dataset_dir, records
+
+NUM_SHARDS = 4
+
+
+def write_ceiling_data(data: str, out: str, labeled_split: str = "labeled",
+                       unlabeled_split: str = "unlabeled") -> dataset_dir.DatasetSummary:
+    """labeled + unlabeled-with-its-true-class as one `labeled` split in `out`; every record accounted.
+
+    Refuses (naming the record) a dataset whose unlabeled images keep no true class."""
+    if tf.io.gfile.exists(posixpath.join(out, dataset_dir.SUMMARY_FILE)):
+        return dataset_dir.load_summary(out)
+    source = dataset_dir.load_summary(data)
+    tf.io.gfile.makedirs(out)
+    paths = [dataset_dir.shard_path(out, "labeled", i, NUM_SHARDS) for i in range(NUM_SHARDS)]
+    counts: collections.Counter = collections.Counter()
+    read = 0
+    with _Writers(paths) as writers:
+        for split in (labeled_split, unlabeled_split):
+            for serialized in dataset_dir.iter_split_records(data, split):
+                record = records.parse_image_record(serialized)
+                label = record.label if split == labeled_split else record.hidden_label
+                if label is None or label < 0:
+                    raise ValueError(
+                        f"--data {data}: {split} record {record.image_id!r} keeps no true class "
+                        f"({records.HIDDEN_LABEL}); the supervised ceiling needs them (ingest without "
+                        "--drop_true_labels, or skip the ceiling)")
+                writers.write(read, records.encode_image_record(record.image_id, record.encoded, label))
+                counts[label] += 1
+                read += 1
+    expected = source.split(labeled_split).records + source.split(unlabeled_split).records
+    if read != expected:
+        raise dataset_dir.RecordAccountingError(
+            f"ceiling data from {data}: read {read} records, its summary.json counts {expected}")
+    dataset_dir.write_summary(out, {
+        "splits": {"labeled": {"records": read, "files": [posixpath.basename(p) for p in paths],
+                               "labels": {str(k): v for k, v in sorted(counts.items())}}},
+        "num_classes": source.num_classes, "class_names": source.class_names, "derived_from": data,
+        "accounting": {"labeled": {"input": expected, "written": read, "dead_letter": 0}},
+        "note": f"{labeled_split} + {unlabeled_split} with its hidden true classes: the supervised ceiling"})
+    return dataset_dir.load_summary(out)
+
+
+class _Writers:
+    """Round-robin TFRecord shards."""
+
+    def __init__(self, paths: list[str]):
+        self.writers = [tf.io.TFRecordWriter(p) for p in paths]
+
+    def write(self, index: int, serialized: bytes) -> None:
+        self.writers[index % len(self.writers)].write(serialized)
+
+    def __enter__(self) -> "_Writers":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for w in self.writers:
+            w.close()
+
+
+def train_ceiling(data: str, seed_dir: str, seed: int, model: str, preset: str, train_args: tuple[str, ...] = (),
+                  train_overrides: Optional[dict] = None, eval_split: str = "test") -> dict:
+    """Train (or reuse) the ceiling in seed_dir/ceiling; {"top1_accuracy", "labeled", "seconds" (training)}."""
+    import keras
+
+    from trainer import task
+    from trainer.config import get_config, with_flags
+
+    start = time.time()
+    ceiling_data = write_ceiling_data(data, posixpath.join(seed_dir, "ceiling_data"))
+    out = posixpath.join(seed_dir, "ceiling")
+    report_path = posixpath.join(out, "eval.json")
+    if tf.io.gfile.exists(report_path):
+        with tf.io.gfile.GFile(report_path) as f:
+            report = json.load(f)
+    else:
+        config = with_flags(get_config(preset, labeled_data=ceiling_data.location, labeled_split="labeled",
+                                       eval_data=data, eval_split=eval_split, seed=seed), train_args)
+        keras.backend.clear_session()
+        report = task.train(dataclasses.replace(config, model=model, mode="supervised", output_dir=out,
+                                                **(train_overrides or {})))
+    return {"top1_accuracy": report["top1_accuracy"], "labeled": ceiling_data.split("labeled").records,
+            "seconds": report.get("train_seconds", round(time.time() - start, 1))}

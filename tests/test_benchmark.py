@@ -1,0 +1,95 @@
+"""`noisystudent benchmark`: the CI slice of the MNIST benchmark (real digits written as IDX files, one seed,
+few steps), the ceiling's data, and the summary a user reads off the table."""
+
+import json
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+from beam_pipelines import ingest_idx
+from noisystudent import dataset_dir, records
+from noisystudent.app import benchmark, ceiling, cli
+from tests.test_ingest_idx import write_idx
+
+
+@pytest.fixture(scope="module")
+def digits_idx(tmp_path_factory):
+    """scikit-learn's 1,797 real digits in MNIST's file format: 1,297 training images, 500 test images."""
+    root = tmp_path_factory.mktemp("digits_idx")
+    digits = load_digits()
+    images = (digits.images * 255 / 16).round().astype(np.uint8)
+    order = np.random.default_rng(0).permutation(len(images))
+    train, test = order[:1297], order[1297:]
+    files = {"train_images": write_idx(root / "train-images-idx3-ubyte", images[train]),
+             "train_labels": write_idx(root / "train-labels-idx1-ubyte.gz", digits.target[train], gz=True),
+             "test_images": write_idx(root / "t10k-images-idx3-ubyte", images[test]),
+             "test_labels": write_idx(root / "t10k-labels-idx1-ubyte", digits.target[test])}
+    return files, digits.target[train]
+
+
+def ingest(files, out, **kw):
+    ingest_idx.run_config(ingest_idx.IngestIdxConfig(output_dir=str(out), **{"labels_per_class": 10, **files, **kw}))
+    return str(out)
+
+
+def test_benchmark_slice_on_idx_files_writes_the_table_with_ceiling_and_precision(digits_idx, tmp_path, capsys):
+    files, _ = digits_idx
+    for seed in (0, 1):
+        ingest(files, tmp_path / f"data-seed{seed}", seed=seed)
+    argv = ["benchmark", "--data", str(tmp_path / "data-seed{seed}"), "--run_dir", str(tmp_path / "bench"),
+            "--seeds", "0,1", "--models", "cnn-small,cnn-small", "--train_args", "--train_steps 30 --verbose 0"]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    result = json.loads((tmp_path / "bench" / "benchmark.json").read_text())
+    assert [r["iteration"] for r in result["rows"]] == [0, 1] and result["seeds"] == [0, 1]
+    teacher, student = result["rows"]
+    assert teacher["labeled"] == 100 and len(teacher["per_seed_top1"]) == 2 and student["pseudo_labeled"] > 0
+    # The ceiling trains on every training label: the 100 labeled + 1,197 unlabeled images' true classes.
+    assert result["ceiling"]["labeled"] == 1297 and len(result["ceiling"]["per_seed_top1"]) == 2
+    assert 0 < student["mean_precision"] <= 1 and set(student["mean_class_precision"]) <= set("0123456789")
+    assert result["summary"]["seeds_beating_teacher"] in (0, 1, 2)
+    # Each seed read its own dataset: two different labeled subsets.
+    labeled = [{r.image_id for r in map(records.parse_image_record,
+                                        dataset_dir.iter_split_records(str(tmp_path / f"data-seed{s}"), "labeled"))}
+               for s in (0, 1)]
+    assert labeled[0] != labeled[1]
+    markdown = (tmp_path / "bench" / "benchmark.md").read_text()
+    for text in ("| 0 | cnn-small | teacher (labeled only) | 100 |", "ceiling (all labels) | 1,297 |",
+                 "gain of the last student", "of 2 seeds", "kept pseudo-labels that match"):
+        assert text in markdown and text in out
+    # Re-running resumes: every step is done, nothing trains again, the same table comes back.
+    assert cli.main(argv) == 0
+    again = json.loads((tmp_path / "bench" / "benchmark.json").read_text())
+    assert again["rows"] == result["rows"] and again["ceiling"] == result["ceiling"]
+    # Compute time comes from what each step recorded, so a resumed run still reports it.
+    assert again["seconds_per_seed"] == result["seconds_per_seed"] and min(again["seconds_per_seed"].values()) > 1
+
+
+def test_ceiling_data_is_every_training_image_with_its_true_class(digits_idx, tmp_path):
+    files, train_labels = digits_idx
+    data = ingest(files, tmp_path / "data", seed=3)
+    summary = ceiling.write_ceiling_data(data, str(tmp_path / "ceiling"))
+    assert summary.split("labeled").records == 1297
+    assert summary.split("labeled").labels == {c: int(n) for c, n in enumerate(np.bincount(train_labels))}
+    for r in map(records.parse_image_record, dataset_dir.iter_split_records(str(tmp_path / "ceiling"), "labeled")):
+        assert r.label == train_labels[int(r.image_id.split("/")[-1])] and r.hidden_label is None
+
+
+def test_ceiling_refuses_data_without_true_classes_naming_the_record(digits_idx, tmp_path):
+    data = ingest(digits_idx[0], tmp_path / "data", drop_true_labels=True)
+    with pytest.raises(ValueError, match=r"unlabeled record 'mnist/train/\d+' keeps no true class"):
+        ceiling.write_ceiling_data(data, str(tmp_path / "ceiling"))
+    assert not (tmp_path / "ceiling" / "summary.json").exists()
+
+
+def test_summary_counts_wins_per_seed_and_the_share_of_the_gap():
+    rows = benchmark.aggregate({
+        0: [{"model": "m", "role": "t", "labeled": 10, "pseudo_labeled": 0, "top1_accuracy": 0.90},
+            {"model": "m", "role": "s", "labeled": 10, "pseudo_labeled": 50, "top1_accuracy": 0.95}],
+        1: [{"model": "m", "role": "t", "labeled": 10, "pseudo_labeled": 0, "top1_accuracy": 0.92},
+            {"model": "m", "role": "s", "labeled": 10, "pseudo_labeled": 70, "top1_accuracy": 0.91}]})
+    assert rows[1]["pseudo_labeled"] == 60 and rows[0]["mean_top1"] == pytest.approx(0.91)
+    summary = benchmark.summarise(rows, {"mean_top1": 0.99})
+    assert summary["seeds_beating_teacher"] == 1 and not summary["beats_teacher_on_every_seed"]
+    assert summary["gain"] == pytest.approx(0.02) and summary["gap_closed"] == pytest.approx(0.02 / 0.08)
