@@ -21,7 +21,10 @@ One pipeline (the original needed 2 x 128 processes polling each other's files):
 
 Outputs beside the data: summary.json (the dataset contract the trainer reads),
 stats.json (per class: histogram, threshold, total above it, kept unique,
-written with copies), histograms.png, samples.png (kept images per class).
+written with copies, and the ids of the near misses shown), histograms.png,
+samples.png (kept images per class) and near_misses.png (rejected but close:
+per class, the most confident of a bounded sample of images within 0.1 below
+its threshold, each with its confidence).
 --stats_only writes the histograms and thresholds without images.
 """
 
@@ -45,7 +48,7 @@ from beam_pipelines.pipeline_options import beam_flags_epilog, counter_value, is
 from beam_pipelines.progress import Progress, expected_records
 from beam_pipelines.tfrecord_reader import DamagedTFRecordFile, read_tfrecords
 from noisystudent import dataset_dir, records
-from noisystudent.stable_random import stable_hash64
+from noisystudent.stable_random import stable_hash64, stable_uniform
 from noisystudent.typed_flags import add_flags, flag, parse
 
 SPLIT = "train"
@@ -60,6 +63,8 @@ DECISIONS_PREFIX = "decisions"
 TRUTH = "truth"  # "predicted:true" for kept candidates whose image carries a hidden label
 STATS_FILE = "stats.json"
 SAMPLES_FILE = "_samples.tfrecord"
+NEAR_MISSES = "near_misses"
+NEAR_MISSES_FILE = "_near_misses.tfrecord"
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +86,7 @@ class SelectConfig:
     stats_only: bool = flag(False, help="Write histograms and thresholds (stats.json, histograms.png) only.")
     no_decision_table: bool = flag(False, help="Skip decisions-*.parquet (one row per prediction: kept or not, "
                                                "and why).")
-    samples_per_class: int = flag(8, help="Images per class in samples.png.")
+    samples_per_class: int = flag(8, help="Images per class in samples.png and near_misses.png (0: neither).")
     records_per_shard: int = flag(out.TARGET_RECORDS_PER_SHARD, help="Target records per output shard.")
     seed: int = flag(0, help="Seed of every keep/copy/shard decision.")
     overwrite: bool = flag(False, help="Replace a complete output directory.")
@@ -205,15 +210,25 @@ class ConfidenceHistogramFn(beam.CombineFn):
         return acc
 
 
+class NearMiss(NamedTuple):
+    """A rejected candidate just below its class's threshold, offered to near_misses.png (no copies)."""
+
+    image_id: str
+    label: int
+    confidence: float
+
+
 class DecideCopies(beam.DoFn):
-    """Keep/copy decision for one Candidate, given the per-class plan (side input); with `decisions`,
-    one decision row per candidate on the DECISIONS output."""
+    """Keep/copy decision for one Candidate, given the per-class plan (side input: threshold bucket,
+    expected copies, threshold, near-miss band's lowest bucket, near-miss sampling rate); selected
+    ones and sampled near misses go to their source file; with `decisions`, one decision row per
+    candidate on the DECISIONS output."""
 
     def __init__(self, seed: int, decisions: bool):
         self._seed, self._decisions = seed, decisions
 
     def process(self, c: Candidate, plan: list) -> Iterator:
-        threshold_bucket, expected, threshold = plan[c.label]
+        threshold_bucket, expected, threshold, near_bucket, near_rate = plan[c.label]
         copies = 0
         if c.bucket >= threshold_bucket and expected > 0:
             copies = selection_rules.copies_for(self._seed, c.image_id, expected)
@@ -222,6 +237,9 @@ class DecideCopies(beam.DoFn):
             yield c.source, (c.image_id, copies, c.serialized)
             if c.hidden_label is not None:
                 yield beam.pvalue.TaggedOutput(TRUTH, f"{c.label}:{c.hidden_label}")
+        elif (near_bucket <= c.bucket < threshold_bucket
+              and stable_uniform(self._seed, c.image_id, NEAR_MISSES) < near_rate):
+            yield c.source, NearMiss(c.image_id, c.label, c.confidence)
         if self._decisions:
             reason = "" if copies else REASON_BELOW if c.bucket < threshold_bucket else REASON_DRAW
             yield beam.pvalue.TaggedOutput(DECISIONS, decision_row(c, threshold, copies, reason))
@@ -253,7 +271,8 @@ class FetchSelectedImages(beam.DoFn):
 
     Per source file it emits lists of ShardedRecords (at most ~16 MB each, for
     the batched shard writer), (label, kept count) pairs and at most
-    `samples_per_class` sample images per class: no per-image element leaves it.
+    `samples_per_class` sample images and near misses per class: no per-image
+    element leaves it. A near miss whose image is missing is only not shown.
     """
 
     MAX_BATCH_BYTES = 16 << 20
@@ -268,8 +287,9 @@ class FetchSelectedImages(beam.DoFn):
         self._damaged_copies = beam.metrics.Metrics.counter("select", "copies_damaged")
 
     def process(self, element) -> Iterator:
-        source, selected = element
-        wanted, duplicates = one_prediction_per_image(selected)
+        source, items = element
+        near = {item.image_id: item for item in items if isinstance(item, NearMiss)}
+        wanted, duplicates = one_prediction_per_image([item for item in items if not isinstance(item, NearMiss)])
         for image_id, copies, _ in duplicates:
             self._duplicates.inc()
             self._duplicate_copies.inc(copies)
@@ -278,10 +298,16 @@ class FetchSelectedImages(beam.DoFn):
         found: set[str] = set()
         kept: dict[int, int] = {}
         samples: dict[int, list] = {}
+        near_samples: dict[int, list] = {}
         batch, batch_bytes = [], 0
         try:
             for raw in read_tfrecords(source):
                 image_id = records.peek_image_id(raw)
+                if image_id in near:
+                    miss = near.pop(image_id)  # the most confident first, ties by hash
+                    key = (-miss.confidence, stable_hash64(self._seed, image_id, NEAR_MISSES))
+                    self._sample(near_samples, miss.label,
+                                 (key, image_id, records.parse_image_record(raw).encoded, miss.confidence))
                 if image_id not in wanted or image_id in found:
                     continue
                 found.add(image_id)
@@ -306,14 +332,26 @@ class FetchSelectedImages(beam.DoFn):
             yield self._flush(batch)
         for label, n in sorted(kept.items()):
             yield beam.pvalue.TaggedOutput(KEPT, (label, n))
-        for label, items in sorted(samples.items()):
-            for item in sorted(items)[: self._samples]:
-                yield beam.pvalue.TaggedOutput(SAMPLES, (label, item))
+        for tag, pools in ((SAMPLES, samples), (NEAR_MISSES, near_samples)):
+            for label, pool in sorted(pools.items()):
+                for item in sorted(pool)[: self._samples]:
+                    yield beam.pvalue.TaggedOutput(tag, (label, item))
         for image_id in sorted(set(wanted) - found):
             self._missing.inc()
             self._missing_copies.inc(wanted[image_id][0])
             yield beam.pvalue.TaggedOutput(DEAD, {"id": image_id, "source": source, "split": SPLIT,
                                                   "copies": wanted[image_id][0], "reason": reason})
+
+    def _sample(self, pools: dict, label: int, item: tuple) -> None:
+        """Keep the `samples_per_class` items (key, image id, encoded, confidence or None) with the
+        smallest keys per class (a random sample by hash; near misses: the most confident), in bounded
+        memory."""
+        if not self._samples:
+            return
+        pool = pools.setdefault(label, [])
+        pool.append(item)
+        if len(pool) > 4 * self._samples:
+            pool[:] = sorted(pool)[: self._samples]
 
     def _flush(self, batch: list) -> list:
         self._written.inc(len(batch))
@@ -326,11 +364,8 @@ class FetchSelectedImages(beam.DoFn):
                                                pred.teacher, self._format)
         label = pred.label
         kept[label] = kept.get(label, 0) + 1
-        if self._samples:
-            pool = samples.setdefault(label, [])
-            pool.append((stable_hash64(self._seed, image.image_id, "sample"), image.image_id, image.encoded))
-            if len(pool) > 4 * self._samples:  # keep the smallest hashes only
-                pool[:] = sorted(pool)[: self._samples]
+        self._sample(samples, label, (stable_hash64(self._seed, image.image_id, "sample"), image.image_id,
+                                      image.encoded, None))
         return [out.ShardedRecord(SPLIT, f"{image.image_id}#{copy}", record, label) for copy in range(copies)]
 
 
@@ -407,9 +442,9 @@ class SelectPseudoLabels(beam.PTransform):
                    | "GroupBySource" >> beam.GroupByKey()
                    | "FetchSelectedImages" >> beam.ParDo(
                        FetchSelectedImages(c.prob_format, c.samples_per_class, c.seed))
-                   .with_outputs(DEAD, KEPT, SAMPLES, main=RECORDS))
+                   .with_outputs(DEAD, KEPT, SAMPLES, NEAR_MISSES, main=RECORDS))
         decisions = (parsed[DECISIONS], decided[DECISIONS]) | "AllDecisions" >> beam.Flatten()
-        return {**{tag: fetched[tag] for tag in (RECORDS, KEPT, SAMPLES, DEAD)}, DECISIONS: decisions,
+        return {**{tag: fetched[tag] for tag in (RECORDS, KEPT, SAMPLES, NEAR_MISSES, DEAD)}, DECISIONS: decisions,
                 TRUTH: decided[TRUTH]}
 
 
@@ -423,10 +458,7 @@ def _build(p: beam.Pipeline, config: SelectConfig, files: list[str], num_shards:
     reports = [histogram | "HistogramReport" >> beam.Map(lambda h: {"totals": {"histogram": h.tolist()}})]
     dead = [parsed[DEAD]]
     if not config.stats_only:
-        plan = histogram | "Thresholds" >> beam.Map(
-            lambda h: [(s.threshold_bucket, s.expected_copies, s.threshold) for s in
-                       selection_rules.compute_selection(h, config.num_image, config.min_threshold,
-                                                         not config.no_upsample)])
+        plan = histogram | "Thresholds" >> beam.Map(lambda h: selection_plan(h, config))
         fetched = prediction_files | "Select" >> SelectPseudoLabels(config, beam.pvalue.AsSingleton(plan), expected)
         reports.append(fetched[RECORDS] | "WritePseudoLabeled" >> out.WriteShardedTFRecords(
             config.output_dir, num_shards, config.seed, batched=True))
@@ -436,7 +468,8 @@ def _build(p: beam.Pipeline, config: SelectConfig, files: list[str], num_shards:
                        | "TruthReport" >> beam.MapTuple(lambda pair, n: {"totals": {"kept_vs_truth": {pair: n}}}))
         dead.append(fetched[DEAD])
         if config.samples_per_class:
-            _write_samples(fetched[SAMPLES], config)
+            _write_samples(fetched[SAMPLES], config, SAMPLES_FILE, "Samples")
+            _write_samples(fetched[NEAR_MISSES], config, NEAR_MISSES_FILE, "NearMisses")
         if writes_decisions(config):
             _ = fetched[DECISIONS] | "WriteDecisionTable" >> beam.io.WriteToParquet(
                 posixpath.join(config.output_dir, DECISIONS_PREFIX), decision_schema(),
@@ -446,12 +479,23 @@ def _build(p: beam.Pipeline, config: SelectConfig, files: list[str], num_shards:
     _ = reports | "AllReports" >> beam.Flatten() | "WriteReport" >> out.WriteReport(config.output_dir)
 
 
-def _write_samples(samples, config: SelectConfig) -> None:
+def selection_plan(histogram: np.ndarray, config: SelectConfig) -> list[tuple]:
+    """DecideCopies' side input, per class: threshold bucket, expected copies, threshold, near-miss band."""
+    selection = selection_rules.compute_selection(histogram, config.num_image, config.min_threshold,
+                                                  not config.no_upsample)
+    near = selection_rules.near_miss_sampling(histogram, selection, config.samples_per_class)
+    return [(s.threshold_bucket, s.expected_copies, s.threshold, n.lowest_bucket, n.rate)
+            for s, n in zip(selection, near)]
+
+
+def _write_samples(samples, config: SelectConfig, file_name: str, label: str) -> None:
+    """The `samples_per_class` items with the smallest keys per class -> sample records in one file."""
     _ = (samples
-         | "SamplePerClass" >> beam.combiners.Top.SmallestPerKey(config.samples_per_class)
-         | "SampleRecords" >> beam.FlatMap(lambda kv: [records.encode_image_record(i, e, kv[0]) for _, i, e in kv[1]])
-         | "WriteSamples" >> beam.io.WriteToTFRecord(posixpath.join(config.output_dir, SAMPLES_FILE),
-                                                      shard_name_template=""))
+         | f"{label}PerClass" >> beam.combiners.Top.SmallestPerKey(config.samples_per_class)
+         | f"{label}Records" >> beam.FlatMap(lambda kv: [records.encode_sample_record(image_id, encoded, kv[0], conf)
+                                                         for _, image_id, encoded, conf in kv[1]])
+         | f"Write{label}" >> beam.io.WriteToTFRecord(posixpath.join(config.output_dir, file_name),
+                                                       shard_name_template=""))
 
 
 def _finish(summary: dict, result, config: SelectConfig) -> dict:
@@ -465,9 +509,14 @@ def _finish(summary: dict, result, config: SelectConfig) -> dict:
     written = summary["splits"].get(SPLIT, {}).get("labels", {})
     rows = selection_rules.selection_table(histograms, plan, totals.get("kept_unique", {}), written, class_names)
     add_pseudo_label_precision(rows, totals.get("kept_vs_truth", {}))
+    samples, near_misses = (_read_samples(config.output_dir, name) for name in (SAMPLES_FILE, NEAR_MISSES_FILE))
+    if config.samples_per_class and not config.stats_only:
+        for row in rows:  # the ids in near_misses.png, to look up in the decision table
+            row["near_misses"] = [{"image_id": r.image_id, "confidence": round(conf, 4)}
+                                  for r, conf in near_misses.get(row["class"], [])]
     stats = _write_stats(config, rows, int(histograms.sum()), counter_value(result, "select", "duplicate_predictions"),
                          totals.get("kept_vs_truth", {}))
-    _write_plots(config, rows, class_names)
+    _write_plots(config, rows, class_names, samples, near_misses)
     summary.update(job="select", predictions=config.predictions, num_classes=config.num_classes,
                    class_names=class_names, prob_format=config.prob_format, stats_only=config.stats_only,
                    kept_unique=sum(r["kept_unique"] for r in rows), written=sum(r["written"] for r in rows))
@@ -509,15 +558,35 @@ def _write_stats(config: SelectConfig, rows: list[dict], predictions: int, dupli
     return stats
 
 
-def _write_plots(config: SelectConfig, rows: list[dict], class_names: Optional[list]) -> None:
+def _read_samples(output_dir: str, file_name: str) -> dict[int, list]:
+    """A sample file the pipeline wrote -> {class: [(image record, confidence or None)]}; the file is removed.
+    Near misses come most confident first."""
+    path = posixpath.join(output_dir, file_name)
+    by_class: dict[int, list] = {}
+    if not tf.io.gfile.exists(path):
+        return by_class
+    for raw in tf.data.TFRecordDataset(path).as_numpy_iterator():
+        record, confidence = records.parse_sample_record(raw)
+        by_class.setdefault(record.label, []).append((record, confidence))
+    tf.io.gfile.remove(path)
+    for items in by_class.values():
+        items.sort(key=lambda item: (-(item[1] or 0.0), item[0].image_id))
+    return by_class
+
+
+def _write_plots(config: SelectConfig, rows: list[dict], class_names: Optional[list], samples: dict,
+                 near_misses: dict) -> None:
     from beam_pipelines import selection_plots
 
     selection_plots.plot_histograms(rows, config.min_threshold, posixpath.join(config.output_dir, "histograms.png"))
-    samples_path = posixpath.join(config.output_dir, SAMPLES_FILE)
-    if tf.io.gfile.exists(samples_path):
-        selection_plots.plot_samples(samples_path, class_names or [str(c) for c in range(config.num_classes)],
-                                     posixpath.join(config.output_dir, "samples.png"))
-        tf.io.gfile.remove(samples_path)
+    names = class_names or [str(c) for c in range(config.num_classes)]
+    thresholds = {r["class"]: r["threshold"] for r in rows}
+    for by_class, file_name, title in ((samples, "samples.png", "kept samples"),
+                                       (near_misses, "near_misses.png", "rejected but close: confidence just below "
+                                                                        "the class's threshold t")):
+        images = {c: [(r.encoded, conf) for r, conf in items] for c, items in by_class.items()}
+        selection_plots.plot_samples(images, names, posixpath.join(config.output_dir, file_name), title,
+                                     thresholds if by_class is near_misses else None)
 
 
 def decision_rows(config: SelectConfig) -> int:

@@ -1,4 +1,4 @@
-"""Pictures of a selection a person can check: confidence histograms and kept samples.
+"""Pictures of a selection a person can check: confidence histograms, kept samples and near misses.
 
 Up to MAX_PANELS classes get one histogram panel each and one row of samples each. More
 classes (ImageNet's 1,000) get one heatmap of every class's histogram and a mosaic of the
@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import io
 import math
+from typing import Optional
 
 import numpy as np
 import tensorflow as tf
-
-from noisystudent import records
 
 MAX_PANELS = 40
 MAX_SAMPLE_ROWS = 40
@@ -82,50 +81,58 @@ def _thumbnail(image: np.ndarray) -> np.ndarray:
     return tf.cast(tf.image.resize(image, [THUMBNAIL, THUMBNAIL], antialias=True), tf.uint8).numpy()
 
 
-def plot_samples(samples_path: str, class_names: list[str], path: str) -> None:
-    """A grid: one row per class, the sampled kept images (label = the teacher's)."""
+def plot_samples(by_class: dict[int, list[tuple[bytes, Optional[float]]]], class_names: list[str], path: str,
+                 title: str = "kept samples", thresholds: Optional[dict[int, float]] = None) -> None:
+    """A grid: one row per class (the teacher's), its images (encoded bytes), each captioned with its
+    confidence when known, the row with the class's threshold when given."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    by_class: dict[int, list] = {}
-    for raw in tf.data.TFRecordDataset(samples_path).as_numpy_iterator():
-        r = records.parse_image_record(raw)
-        by_class.setdefault(r.label, []).append(tf.io.decode_image(r.encoded, channels=3).numpy())
-    rows = sorted(by_class)
+    decoded = {c: [(tf.io.decode_image(e, channels=3, expand_animations=False).numpy(), conf) for e, conf in items]
+               for c, items in by_class.items() if items}
+    rows = sorted(decoded)
     if not rows:
         return
+    names = [class_names[c] if c < len(class_names) else str(c) for c in rows]
+    if thresholds:
+        names = [f"{name} (t={thresholds[c]:.2f})" if c in thresholds else name for name, c in zip(names, rows)]
     if len(rows) > MAX_SAMPLE_ROWS:
-        _plot_sample_mosaic(plt, by_class, rows, class_names, path)
+        _plot_sample_mosaic(plt, decoded, rows, names, title, path)
         return
-    cols = max(len(v) for v in by_class.values())
-    fig, axes = plt.subplots(len(rows), cols, figsize=(1.1 * cols, 1.1 * len(rows)), squeeze=False)
+    cols = max(len(v) for v in decoded.values())
+    fig, axes = plt.subplots(len(rows), cols, figsize=(1.1 * cols, 1.25 * len(rows)), squeeze=False)
     for i, c in enumerate(rows):
         for j in range(cols):
             ax = axes[i][j]
             ax.axis("off")
-            if j < len(by_class[c]):
-                ax.imshow(by_class[c][j])
-        axes[i][0].set_title(class_names[c] if c < len(class_names) else str(c), fontsize=7, loc="left")
+            if j < len(decoded[c]):
+                image, confidence = decoded[c][j]
+                ax.imshow(image)
+                if confidence is not None:
+                    ax.text(0.5, -0.02, f"{confidence:.3f}", transform=ax.transAxes, ha="center", va="top",
+                            fontsize=6)
+        axes[i][0].set_title(names[i], fontsize=7, loc="left")
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     _save(fig, path)
     plt.close(fig)
 
 
-def _plot_sample_mosaic(plt, by_class: dict, rows: list[int], class_names: list[str], path: str) -> None:
+def _plot_sample_mosaic(plt, decoded: dict, rows: list[int], names: list[str], title: str, path: str) -> None:
     """The first MAX_SAMPLE_ROWS classes' samples as one image (one row per class), drawn once."""
     shown = rows[:MAX_SAMPLE_ROWS]
-    cols = max(len(by_class[c]) for c in shown)
+    cols = max(len(decoded[c]) for c in shown)
     mosaic = np.full((len(shown) * THUMBNAIL, cols * THUMBNAIL, 3), 255, np.uint8)
     for i, c in enumerate(shown):
-        for j, image in enumerate(by_class[c]):
+        for j, (image, _) in enumerate(decoded[c]):
             mosaic[i * THUMBNAIL:(i + 1) * THUMBNAIL, j * THUMBNAIL:(j + 1) * THUMBNAIL] = _thumbnail(image)
     fig, ax = plt.subplots(figsize=(2 + 0.5 * cols, 0.5 * len(shown)))
     ax.imshow(mosaic, interpolation="nearest")
     ax.set_yticks((np.arange(len(shown)) + 0.5) * THUMBNAIL)
-    ax.set_yticklabels([class_names[c] if c < len(class_names) else str(c) for c in shown], fontsize=6)
+    ax.set_yticklabels(names[:len(shown)], fontsize=6)
     ax.set_xticks([])
-    ax.set_title(f"kept samples: the first {len(shown)} of {len(rows)} classes", fontsize=9)
+    ax.set_title(f"{title}: the first {len(shown)} of {len(rows)} classes", fontsize=9)
     fig.tight_layout()
     _save(fig, path)
     plt.close(fig)

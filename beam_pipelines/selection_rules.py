@@ -61,6 +61,29 @@ def compute_selection(histograms: np.ndarray, num_image: int, min_threshold: flo
     return result
 
 
+NEAR_MISS_BAND = 0.1  # "rejected but close": confidence within this much below its class's threshold
+
+
+@dataclasses.dataclass(frozen=True)
+class NearMissSampling:
+    lowest_bucket: int  # the band is [lowest_bucket, threshold_bucket)
+    rate: float  # chance a candidate in the band is offered as a sample
+
+
+def near_miss_sampling(histograms: np.ndarray, selection: list[ClassSelection], wanted: int) -> list[NearMissSampling]:
+    """Per class, the band just below the threshold and a sampling rate that offers about 4 x `wanted`
+    of its images (the sample keeps the `wanted` most confident of those): a bounded number per class,
+    whatever the class's size."""
+    num_buckets = histograms.shape[1]
+    band = max(1, int(round(NEAR_MISS_BAND * (num_buckets - 1))))
+    result = []
+    for c, s in enumerate(selection):
+        lowest = max(0, s.threshold_bucket - band)
+        in_band = int(histograms[c][lowest:s.threshold_bucket].sum())
+        result.append(NearMissSampling(lowest, min(1.0, 4 * wanted / in_band) if in_band and wanted else 0.0))
+    return result
+
+
 def copies_for(seed: int, image_id: str, expected: float) -> int:
     """floor(expected) plus one with probability frac(expected), deterministic in (seed, id)."""
     whole = int(math.floor(expected))

@@ -213,6 +213,10 @@ def encode_image_record(image_id: str, encoded: bytes, label: int = UNLABELED,
                         hidden_label: Optional[int] = None) -> bytes:
     """Serialize an image record (encoded JPEG/PNG bytes, stable id, 0-based label or -1; an unlabeled
     image's true class as `hidden_label`, which no training input reads)."""
+    return example_wire.example(_image_features(image_id, encoded, label, hidden_label))
+
+
+def _image_features(image_id: str, encoded: bytes, label: int, hidden_label: Optional[int]) -> dict[str, bytes]:
     if not image_id:
         raise RecordError("image record: empty image/id")
     features = {
@@ -222,7 +226,7 @@ def encode_image_record(image_id: str, encoded: bytes, label: int = UNLABELED,
     }
     if hidden_label is not None:
         features[HIDDEN_LABEL] = _int64([int(hidden_label)])
-    return example_wire.example(features)
+    return features
 
 
 def _hidden_label(features: Mapping[str, tf.train.Feature]) -> Optional[int]:
@@ -241,6 +245,21 @@ def parse_image_record(serialized: bytes) -> ImageRecord:
     if LABEL in features and features[LABEL].int64_list.value:
         label = int(features[LABEL].int64_list.value[0])
     return ImageRecord(image_id=image_id, encoded=encoded, label=label, hidden_label=_hidden_label(features))
+
+
+def encode_sample_record(image_id: str, encoded: bytes, label: int, confidence: Optional[float] = None) -> bytes:
+    """An image of a selection's sample pictures: its teacher's class and, for a near miss, confidence."""
+    features = _image_features(image_id, encoded, label, None)
+    if confidence is not None:
+        features[CONFIDENCE] = _float([confidence])
+    return example_wire.example(features)
+
+
+def parse_sample_record(serialized: bytes) -> tuple[ImageRecord, Optional[float]]:
+    """(image record, the teacher's confidence or None) of `encode_sample_record`."""
+    features = _feature_map(serialized, "sample record")
+    confidence = features[CONFIDENCE].float_list.value if CONFIDENCE in features else []
+    return parse_image_record(serialized), float(confidence[0]) if confidence else None
 
 
 # ---------------------------------------------------------------- predictions

@@ -28,7 +28,10 @@ def test_the_loop_writes_a_self_contained_report_with_every_section(run_dir):
     for section in report.SECTIONS:
         assert f'<section id="{section}">' in page
     assert 'id="selection-iter1"' in page and "iter1/student" in page
-    assert page.count("data:image/png;base64,") == 2  # histograms and samples, embedded
+    # Histograms, kept samples and the rejected-but-close samples, embedded (60 per class of ~150 unlabeled
+    # images each: every class's threshold rises above 0, so some rejected images sit just below it).
+    assert (run_dir / "iter1" / "pseudo" / "near_misses.png").exists()
+    assert page.count("data:image/png;base64,") == 3 and "Rejected but close" in page
     assert not re.search(r'(src|href)="(https?:)?//', page)  # no external asset
     assert report.build_report(str(run_dir)) == page
 
@@ -45,7 +48,7 @@ def test_the_report_renders_in_headless_chromium(run_dir):
     dom = result.stdout
     for section in report.SECTIONS:
         assert f'<section id="{section}">' in dom, section
-    assert dom.count("<img") == 2 and "Selection per iteration" in dom
+    assert dom.count("<img") == 3 and "Selection per iteration" in dom
 
 
 def test_a_directory_without_a_manifest_is_refused(tmp_path):

@@ -188,11 +188,10 @@ def test_plots_for_a_thousand_classes_are_one_figure_each(tmp_path):
     rng = np.random.default_rng(0)
     rows = [{"name": str(c), "histogram": rng.integers(0, 50, 101).tolist(), "threshold": 0.3 + c / 2000,
              "kept_unique": int(rng.integers(0, 100)), "written": 100} for c in range(1000)]
-    samples = tmp_path / "samples.tfrecord"
     png = tf.io.encode_png(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)).numpy()
-    write_tfrecord(samples, [records.encode_image_record(f"s{c}-{k}", png, c) for c in range(1000) for k in range(2)])
     selection_plots.plot_histograms(rows, 0.3, str(tmp_path / "histograms.png"))
-    selection_plots.plot_samples(str(samples), [str(c) for c in range(1000)], str(tmp_path / "samples.png"))
+    selection_plots.plot_samples({c: [(png, None), (png, 0.25)] for c in range(1000)}, [str(c) for c in range(1000)],
+                                 str(tmp_path / "samples.png"))
     for name in ("histograms.png", "samples.png"):  # one readable figure (1,000 panels: 38,400 px tall)
         height, width, _ = tf.io.decode_png((tmp_path / name).read_bytes()).shape
         assert 300 < height < 2000 and 200 < width < 2000, (name, height, width)
@@ -256,3 +255,46 @@ def test_hidden_true_labels_give_the_precision_of_kept_pseudo_labels(tmp_path):
     assert sum(stats["kept_vs_truth"].values()) == len(kept)
     # The trainer never sees them: its input spec has no hidden_label.
     assert records.HIDDEN_LABEL not in records.image_feature_spec()
+
+
+def test_near_misses_are_sampled_from_the_band_just_below_each_threshold_at_a_bounded_rate():
+    histograms = np.zeros((3, 101), np.int64)
+    histograms[0, 25], histograms[0, 95] = 1000, 10  # 1,000 images 0.05 below a threshold of 0.30
+    histograms[1, 15], histograms[1, 90] = 1000, 500  # threshold 0.90; its 0.15s are far below: not close
+    histograms[2, 28] = 4  # fewer than wanted: every one is offered
+    plan = selection_rules.compute_selection(histograms, num_image=300, min_threshold=0.3, upsample=True)
+    near = selection_rules.near_miss_sampling(histograms, plan, wanted=8)
+    assert [n.lowest_bucket for n in near] == [20, 80, 20]
+    assert near[0].rate == pytest.approx(32 / 1000) and near[1].rate == 0 and near[2].rate == 1
+
+
+def test_near_misses_are_the_most_confident_rejected_images_just_below_the_threshold(tmp_path):
+    """Class 0 (threshold 0.95): 30 images at 0.91 and 20 at 0.87 are close, 50 at 0.60 are not; the 8
+    shown (--samples_per_class) are the closest, each named in stats.json and rejected in the table."""
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(1)
+    groups = {0: [(0.955, 100), (0.91, 30), (0.87, 20), (0.60, 50)], 1: [(0.9, 100)]}
+    images, preds, n = [], [], 0
+    for label, items in groups.items():
+        for conf, count in items:
+            for _ in range(count):
+                image_id = f"u/{n:05d}"
+                images.append(records.encode_image_record(image_id, tf.io.encode_png(
+                    rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)).numpy()))
+                probs = np.array([conf, 1 - conf] if label == 0 else [1 - conf, conf], np.float32)
+                preds.append(records.encode_prediction(image_id, str(tmp_path / "img.tfrecord"), probs, "t"))
+                n += 1
+    write_tfrecord(tmp_path / "img.tfrecord", images)
+    write_tfrecord(tmp_path / "pred-0.tfrecord", preds)
+    result = select.run(["--predictions", str(tmp_path / "pred-*.tfrecord"), "--output_dir", str(tmp_path / "out"),
+                         "--num_image", "100"])
+    rows = result["stats"]["classes"]
+    assert rows[0]["threshold"] == 0.95 and rows[1]["near_misses"] == []
+    near = rows[0]["near_misses"]
+    assert len(near) == 8 and all(m["confidence"] == pytest.approx(0.91) for m in near)
+    table = pq.ParquetDataset(sorted(str(p) for p in (tmp_path / "out").glob("decisions-*.parquet"))).read()
+    why = dict(zip(table["image_id"].to_pylist(), zip(table["kept"].to_pylist(), table["reason"].to_pylist())))
+    assert all(why[m["image_id"]] == (False, select.REASON_BELOW) for m in near)
+    assert (tmp_path / "out" / "near_misses.png").stat().st_size > 1000
+    assert not list((tmp_path / "out").glob("_*.tfrecord"))  # the pipeline's sample files are gone

@@ -5,7 +5,8 @@
 Read from what the run wrote (manifest.json, each model's eval.json, each selection's stats.json
 and plots): per iteration the model's test accuracy (overall and per class), the selection's
 thresholds and kept/written counts per class (and the pseudo-label precision when the data keeps
-hidden true labels), the confidence histograms and kept samples, the time of every step, and the
+hidden true labels), the confidence histograms, kept samples and rejected-but-close samples (each
+with its confidence), the time of every step, and the
 lineage (which model labelled which data, which data trained which model). No server and no
 external assets: the plots are embedded, the page opens from a file. The loop writes it at the end.
 """
@@ -86,8 +87,17 @@ def _selection_section(run_dir: str, manifest: dict) -> str:
                    + "</p>")
         parts.append(f'<h3 id="selection-{iteration}">{iteration}</h3>{summary}{_table(header, rows)}'
                      + _image(posixpath.join(pseudo, "histograms.png"), f"{iteration} confidence histograms")
-                     + _image(posixpath.join(pseudo, "samples.png"), f"{iteration} kept samples"))
+                     + "<h4>Kept samples</h4>" + _image(posixpath.join(pseudo, "samples.png"), f"{iteration} kept samples")
+                     + "<h4>Rejected but close (within 0.1 below the class's threshold; their ids: stats.json "
+                       "near_misses)</h4>" + _near_misses(pseudo, iteration))
     return "".join(parts) or "<p>(no selection step yet)</p>"
+
+
+def _near_misses(pseudo: str, iteration: str) -> str:
+    path = posixpath.join(pseudo, "near_misses.png")
+    if not tf.io.gfile.exists(path):
+        return "<p>(no rejected image within 0.1 below its class's threshold)</p>"
+    return _image(path, f"{iteration} rejected but close")
 
 
 def _timings_section(manifest: dict) -> str:
