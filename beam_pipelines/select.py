@@ -512,7 +512,7 @@ def _finish(summary: dict, result, config: SelectConfig) -> dict:
     samples, near_misses = (_read_samples(config.output_dir, name) for name in (SAMPLES_FILE, NEAR_MISSES_FILE))
     if config.samples_per_class and not config.stats_only:
         for row in rows:  # the ids in near_misses.png, to look up in the decision table
-            row["near_misses"] = [{"image_id": r.image_id, "confidence": round(conf, 4)}
+            row["near_misses"] = [{"image_id": r.image_id, "confidence": conf}
                                   for r, conf in near_misses.get(row["class"], [])]
     stats = _write_stats(config, rows, int(histograms.sum()), counter_value(result, "select", "duplicate_predictions"),
                          totals.get("kept_vs_truth", {}))

@@ -110,8 +110,9 @@ def plot_samples(by_class: dict[int, list[tuple[bytes, Optional[float]]]], class
                 image, confidence = decoded[c][j]
                 ax.imshow(image)
                 if confidence is not None:
-                    ax.text(0.5, -0.02, f"{confidence:.3f}", transform=ax.transAxes, ha="center", va="top",
-                            fontsize=6)
+                    # Truncated, not rounded: a near miss at 0.89996 below t = 0.90 must not read "0.900".
+                    ax.text(0.5, -0.02, f"{math.floor(confidence * 1000) / 1000:.3f}", transform=ax.transAxes,
+                            ha="center", va="top", fontsize=6)
         axes[i][0].set_title(names[i], fontsize=7, loc="left")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()

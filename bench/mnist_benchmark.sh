@@ -19,7 +19,8 @@ for lpc in "$@"; do
         --test_labels "$mnist/t10k-labels-idx1-ubyte" --labels_per_class "$lpc" --seed "$seed" --output_dir "$data"
   done
   noisystudent benchmark --data "$out/l$lpc/data-seed{seed}" --run_dir "$out/l$lpc/bench" --seeds 0,1,2 \
-      --models cnn-small,cnn-small,cnn-small --preset digits --train_args "--train_steps 2000 --verbose 0"
+      --models cnn-small,cnn-small,cnn-small --preset digits --train_args "--train_steps 2000 --verbose 0" \
+      --title "MNIST, $lpc labels per class (cnn-small, digits preset, 2,000 steps)"
   cp "$out/l$lpc/bench/benchmark.json" "$results/mnist_${lpc}_labels_per_class.json"
   cp "$out/l$lpc/bench/benchmark.md" "$results/mnist_${lpc}_labels_per_class.md"
 done

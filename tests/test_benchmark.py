@@ -47,6 +47,9 @@ def test_benchmark_slice_on_idx_files_writes_the_table_with_ceiling_and_precisio
     assert teacher["labeled"] == 100 and len(teacher["per_seed_top1"]) == 2 and student["pseudo_labeled"] > 0
     # The ceiling trains on every training label: the 100 labeled + 1,197 unlabeled images' true classes.
     assert result["ceiling"]["labeled"] == 1297 and len(result["ceiling"]["per_seed_top1"]) == 2
+    # ... with as many images per step as a student sees (32 labeled + 3 x 32 pseudo-labeled), not the teacher's 32.
+    config = lambda *path: json.loads((tmp_path.joinpath("bench", "seed0", *path) / "train_config.json").read_text())
+    assert config("ceiling")["batch_size"] == 128 and config("loop", "iter0", "teacher")["batch_size"] == 32
     assert 0 < student["mean_precision"] <= 1 and set(student["mean_class_precision"]) <= set("0123456789")
     assert result["summary"]["seeds_beating_teacher"] in (0, 1, 2)
     # Each seed read its own dataset: two different labeled subsets.

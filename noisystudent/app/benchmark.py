@@ -72,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--train_args", default="", help="Trainer flags for every model, e.g. '--train_steps 2000'.")
     parser.add_argument("--select_args", default="", help="Extra selection flags.")
     parser.add_argument("--beam_args", default="", help="Beam flags for predict/select.")
+    parser.add_argument("--title", default="", help="The table's title (default: 'Noisy Student on <data>').")
     return parser
 
 
@@ -152,8 +153,9 @@ def format_markdown(result: dict) -> str:
     if "gap_closed" in s:
         lines.append(f"- share of the teacher-to-ceiling gap the method closed: {100 * s['gap_closed']:.0f}%")
     per_seed = ", ".join(f"seed {k}: {v:.0f} s" for k, v in result["seconds_per_seed"].items())
-    lines.append(f"- compute time per seed (every step of its loop and its ceiling, resumed steps included): "
-                 f"{per_seed}; this invocation's wall time {result['seconds']:.0f} s")
+    total = sum(result["seconds_per_seed"].values())
+    lines.append(f"- compute time {total:.0f} s, per seed (every step of its loop and its ceiling, as each step "
+                 f"recorded it: resumed runs too): {per_seed}")
     return "\n".join(lines)
 
 
@@ -208,7 +210,7 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
         data=args.data, run_dir=args.run_dir, models=models, seeds=parse_seeds(args.seeds), preset=args.preset,
         num_image=args.num_image, min_threshold=args.min_threshold, ceiling=not args.no_ceiling,
         train_args=tuple(args.train_args.split()), select_args=tuple(args.select_args.split()),
-        beam_args=tuple(args.beam_args.split())))
+        beam_args=tuple(args.beam_args.split()), title=args.title))
     print(format_markdown(result))
     print(f"\nresults: {posixpath.join(args.run_dir, RESULTS_JSON)}, {posixpath.join(args.run_dir, RESULTS_MD)}")
     return result

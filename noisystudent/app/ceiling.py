@@ -6,6 +6,12 @@ whose `labeled` split is the labeled split plus every unlabeled image with its
 hidden class as its label; `train_ceiling` trains on it and evaluates on the
 original dataset's eval split. This is the one place a hidden label becomes a
 training label, and only for the ceiling row of a benchmark.
+
+The ceiling gets the students' recipe and as many images per step as a student
+sees (batch_size x (1 + unlabel_ratio), all labeled; the LR scales with the
+batch as everywhere). With the teacher's batch it saw a quarter of the images:
+on MNIST that ceiling stopped at 98.68% where this one reaches 99.39%, and the
+share of the gap the method closes looked larger than it is.
 """
 
 from __future__ import annotations
@@ -79,6 +85,11 @@ class _Writers:
             w.close()
 
 
+def images_per_student_step(config) -> int:
+    """A student's images per step: batch_size labeled + batch_size x unlabel_ratio pseudo-labeled."""
+    return config.batch_size * (1 + config.unlabel_ratio)
+
+
 def train_ceiling(data: str, seed_dir: str, seed: int, model: str, preset: str, train_args: tuple[str, ...] = (),
                   train_overrides: Optional[dict] = None, eval_split: str = "test") -> dict:
     """Train (or reuse) the ceiling in seed_dir/ceiling; {"top1_accuracy", "labeled", "seconds" (training)}."""
@@ -97,9 +108,10 @@ def train_ceiling(data: str, seed_dir: str, seed: int, model: str, preset: str, 
     else:
         config = with_flags(get_config(preset, labeled_data=ceiling_data.location, labeled_split="labeled",
                                        eval_data=data, eval_split=eval_split, seed=seed), train_args)
+        config = dataclasses.replace(config, **(train_overrides or {}))
         keras.backend.clear_session()
         report = task.train(dataclasses.replace(config, model=model, mode="supervised", output_dir=out,
-                                                **(train_overrides or {})))
+                                                batch_size=images_per_student_step(config)))
     return {"top1_accuracy": report["top1_accuracy"], "labeled": ceiling_data.split("labeled").records,
             "seconds": report.get("train_seconds") or _progress_seconds(out) or round(time.time() - start, 1)}
 
