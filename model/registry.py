@@ -3,6 +3,7 @@
 | name              | params at 1000 classes | default input | dropout |
 |-------------------|------------------------|---------------|---------|
 | cnn-small         | 133,528 (85,018 at 10) | 32x32         | 0.2     |
+| cnn-medium        | 431,944 (335,914 at 10) | 32x32         | 0.2     |
 | wrn-28-2          | 1,598,936 (1,471,226 at 10) | 32x32    | 0.2     |
 | efficientnet-b0   | 5,330,564              | 224           | 0.2     |
 | efficientnet-b1   | 7,856,232              | 240           | 0.2     |
@@ -48,6 +49,7 @@ def _efficientnet_spec(name: str) -> ModelSpec:
 
 MODELS: dict[str, ModelSpec] = {
     "cnn-small": ModelSpec("cnn-small", 32, 0.2, 0.9, small_nets.build_cnn_small),
+    "cnn-medium": ModelSpec("cnn-medium", 32, 0.2, 0.9, small_nets.build_cnn_medium),
     "wrn-28-2": ModelSpec("wrn-28-2", 32, 0.2, 0.99, small_nets.build_wide_resnet),
     **{name: _efficientnet_spec(name) for name in efficientnet.SCALING},
 }

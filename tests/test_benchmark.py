@@ -38,7 +38,7 @@ def test_benchmark_slice_on_idx_files_writes_the_table_with_ceiling_and_precisio
     for seed in (0, 1):
         ingest(files, tmp_path / f"data-seed{seed}", seed=seed)
     argv = ["benchmark", "--data", str(tmp_path / "data-seed{seed}"), "--run_dir", str(tmp_path / "bench"),
-            "--seeds", "0,1", "--models", "cnn-small,cnn-small", "--train_args", "--train_steps 30 --verbose 0"]
+            "--seeds", "0,1", "--models", "cnn-small,cnn-medium", "--train_args", "--train_steps 30 --verbose 0"]
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
     result = json.loads((tmp_path / "bench" / "benchmark.json").read_text())
@@ -50,6 +50,9 @@ def test_benchmark_slice_on_idx_files_writes_the_table_with_ceiling_and_precisio
     # ... with as many images per step as a student sees (32 labeled + 3 x 32 pseudo-labeled), not the teacher's 32.
     config = lambda *path: json.loads((tmp_path.joinpath("bench", "seed0", *path) / "train_config.json").read_text())
     assert config("ceiling")["batch_size"] == 128 and config("loop", "iter0", "teacher")["batch_size"] == 32
+    # ... and with the last student's model: the larger student's ceiling, the most it could reach.
+    assert config("ceiling")["model"] == "cnn-medium" == result["ceiling"]["model"]
+    assert config("loop", "iter0", "teacher")["model"] == "cnn-small"
     assert 0 < student["mean_precision"] <= 1 and set(student["mean_class_precision"]) <= set("0123456789")
     assert result["summary"]["seeds_beating_teacher"] in (0, 1, 2)
     # Each seed read its own dataset: two different labeled subsets.
@@ -58,7 +61,7 @@ def test_benchmark_slice_on_idx_files_writes_the_table_with_ceiling_and_precisio
                for s in (0, 1)]
     assert labeled[0] != labeled[1]
     markdown = (tmp_path / "bench" / "benchmark.md").read_text()
-    for text in ("| 0 | cnn-small | teacher (labeled only) | 100 |", "ceiling (all labels) | 1,297 |",
+    for text in ("| 0 | cnn-small | teacher (labeled only) | 100 |", "| - | cnn-medium | ceiling (all labels) | 1,297 |",
                  "gain of the last student", "of 2 seeds", "kept pseudo-labels that match"):
         assert text in markdown and text in out
     # Re-running resumes: every step is done, nothing trains again, the same table comes back.

@@ -38,10 +38,15 @@ def test_l2_is_the_noisy_student_papers_480m():
 def test_small_nets_sizes():
     assert 1.4e6 < count_params("wrn-28-2", 10) < 1.55e6
     assert count_params("cnn-small", 10) < 100_000
+    # the larger student for the small-image presets: the same network twice as wide, 4x the parameters
+    assert 3.9 < size_ratio("cnn-medium", "cnn-small", 10) < 4.0
+    medium = build_model("cnn-medium", 10)
+    assert medium.name == "cnn-medium"
+    assert [medium.get_layer(f"stage{i}_conv").filters for i in (1, 2, 3)] == [32, 64, 96]
 
 
 @pytest.mark.parametrize("name, shape", [
-    ("cnn-small", (32, 32, 3)), ("cnn-small", (48, 40, 3)), ("wrn-28-2", (32, 32, 3)),
+    ("cnn-small", (32, 32, 3)), ("cnn-small", (48, 40, 3)), ("cnn-medium", (32, 32, 3)), ("wrn-28-2", (32, 32, 3)),
     ("efficientnet-b0", (32, 32, 3)), ("efficientnet-b0", (224, 224, 3)),
 ])
 def test_output_shapes(name, shape):
@@ -58,7 +63,7 @@ def test_unknown_model_and_bad_rates_are_named():
         build_model("cnn-small", 10, dropout_rate=1.5)
 
 
-@pytest.mark.parametrize("name", ["cnn-small", "wrn-28-2", "efficientnet-b0"])
+@pytest.mark.parametrize("name", ["cnn-small", "cnn-medium", "wrn-28-2", "efficientnet-b0"])
 def test_noise_only_in_training(name):
     model = build_model(name, 10, input_shape=(32, 32, 3), dropout_rate=0.5, stochastic_depth_rate=0.5)
     x = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype(np.float32)
@@ -115,5 +120,5 @@ def test_saved_model_runs_with_plain_tensorflow(tmp_path):
 
 
 def test_registry_lists_the_required_models():
-    required = {f"efficientnet-b{i}" for i in range(8)} | {"efficientnet-l2", "wrn-28-2", "cnn-small"}
+    required = {f"efficientnet-b{i}" for i in range(8)} | {"efficientnet-l2", "wrn-28-2", "cnn-small", "cnn-medium"}
     assert required <= set(MODELS)

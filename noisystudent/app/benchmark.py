@@ -4,9 +4,10 @@
         --models cnn-small,cnn-small,cnn-small --preset digits --run_dir runs/mnist/bench
 
 For each seed: the loop (teacher on the labeled split, then one student per
-iteration: predict -> select -> train), then the supervised ceiling (the same
-model and recipe on every training label: the labeled split plus the unlabeled
-images' hidden true classes). `{seed}` in --data picks one dataset per seed
+iteration: predict -> select -> train), then the supervised ceiling (the last
+student's model and the same recipe on every training label: the labeled split
+plus the unlabeled images' hidden true classes; with a larger student the
+ceiling is the larger model's, the most that model could reach). `{seed}` in --data picks one dataset per seed
 (ingested with that seed: a different labeled subset each); without it every
 seed shares one dataset and varies only training and selection. Results go to
 <run_dir>/benchmark.json and benchmark.md: test top-1 per iteration (mean +- sd
@@ -141,7 +142,7 @@ def format_markdown(result: dict) -> str:
         line(r["iteration"], r["model"], r["role"], r["labeled"], r["pseudo_labeled"], r,
              f"{100 * r['mean_precision']:.1f}%" if "mean_precision" in r else "")
     if ceiling:
-        line("-", rows[0]["model"], "ceiling (all labels)", ceiling["labeled"], 0, ceiling)
+        line("-", ceiling.get("model", rows[0]["model"]), "ceiling (all labels)", ceiling["labeled"], 0, ceiling)
     students = [r for r in rows if "mean_class_precision" in r]
     if students:
         lines += ["", "kept pseudo-labels that match the image's hidden true class, per class (select's stats.json):"]
@@ -186,11 +187,11 @@ def run_benchmark(cfg: BenchmarkConfig) -> dict:
         for seed in cfg.seeds:
             log.info("seed %d: supervised ceiling (every training label)", seed)
             c = ceiling_lib.train_ceiling(cfg.data_for(seed), posixpath.join(cfg.run_dir, f"seed{seed}"), seed,
-                                          cfg.models[0], cfg.preset, cfg.train_args, cfg.train_overrides)
+                                          cfg.models[-1], cfg.preset, cfg.train_args, cfg.train_overrides)
             accs.append(c["top1_accuracy"])
             labeled = c["labeled"]
             seconds[seed] += c["seconds"]
-        ceiling = {"labeled": labeled, **_spread(accs)}
+        ceiling = {"model": cfg.models[-1], "labeled": labeled, **_spread(accs)}
     rows = aggregate(per_seed)
     result = {"title": cfg.title, "data": cfg.data, "seeds": cfg.seeds, "models": cfg.models, "preset": cfg.preset,
               "train_args": list(cfg.train_args), "select_args": list(cfg.select_args), "rows": rows,
