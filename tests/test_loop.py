@@ -1,5 +1,6 @@
 """`noisystudent loop`: two iterations on tiny data, a manifest, and resuming after a crash."""
 
+import dataclasses
 import json
 
 import pytest
@@ -55,6 +56,26 @@ def test_two_iterations_write_a_manifest_and_resume_without_redoing(data, tmp_pa
     assert manifest["steps"]["iter2/predict"]["teacher"].endswith("iter1/student/model.keras")
     assert manifest["config"]["models"] == ["cnn-small"] * 3
     assert "test top-1" in loop.format_table(rows)
+
+    # The same run dir with other settings is refused before anything runs: its finished students would
+    # otherwise be reused as if trained under the new settings.
+    before = (tmp_path / loop.MANIFEST).read_text()
+    changed = dataclasses.replace(_config(data, tmp_path), models=["cnn-small", "cnn-medium", "cnn-medium"],
+                                  num_image=30)
+    with pytest.raises(ValueError, match=r"manifest.json records a run with other settings \(num_image: 60 -> 30; "
+                                         r"models: .*cnn-medium.*\).*new --run_dir"):
+        loop.run_loop(changed)
+    assert (tmp_path / loop.MANIFEST).read_text() == before
+
+
+def test_resume_allows_more_or_fewer_iterations_and_another_run_dir_spelling():
+    old = dataclasses.asdict(loop.LoopConfig(data="d", run_dir="runs/a", models=["cnn-small"] * 3))
+    old = json.loads(json.dumps(old))
+    for models, run_dir in ((["cnn-small"] * 4, "runs/a"), (["cnn-small"] * 2, "runs/a/"), (["cnn-small"] * 3, "./runs/a")):
+        loop.check_same_run(old, dataclasses.asdict(loop.LoopConfig(data="d", run_dir=run_dir, models=models)), "m")
+    with pytest.raises(ValueError, match=r"train_args: \[\] -> \['--train_steps', '9'\]"):
+        loop.check_same_run(old, dataclasses.asdict(loop.LoopConfig(
+            data="d", run_dir="runs/a", models=["cnn-small"] * 3, train_args=("--train_steps", "9"))), "m")
 
 
 def test_loop_needs_a_student_and_the_splits(data, tmp_path):

@@ -6,7 +6,9 @@
 Every step writes into its own folder under --run_dir, and manifest.json records
 the config, inputs, which teacher produced which labels, metrics and timings.
 Run the same command again after a crash: finished steps (their completion
-marker exists and the manifest says done) are skipped, the rest run.
+marker exists and the manifest says done) are skipped, the rest run. A run dir
+written under other settings is refused (its students would be reused as if
+trained under the new ones); adding models to --models adds iterations.
 
     <run_dir>/manifest.json
     <run_dir>/iter0/teacher/                 supervised teacher (model.keras, eval.json)
@@ -79,6 +81,7 @@ class Manifest:
         if tf.io.gfile.exists(self.path):
             with tf.io.gfile.GFile(self.path) as f:
                 previous = json.load(f)
+            check_same_run(previous.get("config", {}), config, self.path)
             self.data["steps"] = previous.get("steps", {})
         tf.io.gfile.makedirs(run_dir)
         self.save()
@@ -93,6 +96,24 @@ class Manifest:
     def save(self) -> None:
         with tf.io.gfile.GFile(self.path, "w") as f:
             json.dump(self.data, f, indent=2)
+
+
+def check_same_run(previous: dict, config: dict, path: str) -> None:
+    """Resume only the run that wrote `path`: a step finished under other settings would be reused silently.
+
+    Allowed: another --run_dir spelling, and --models extending (or cutting) the old list, which adds (or stops
+    before) iterations without changing the finished ones.
+    """
+    config = json.loads(json.dumps(config))  # tuples as the manifest stores them
+    changed = [f"{k}: {previous.get(k)!r} -> {config.get(k)!r}" for k in sorted(set(previous) | set(config))
+               if k not in ("run_dir", "models") and previous.get(k) != config.get(k)]
+    old, new = previous.get("models", []), config.get("models", [])
+    if old[:len(new)] != new[:len(old)]:
+        changed.append(f"models: {old!r} -> {new!r} (only adding or dropping iterations at the end resumes)")
+    if changed:
+        raise ValueError(f"{path} records a run with other settings ({'; '.join(changed)}): its finished steps "
+                         "would be reused under the new ones. Use a new --run_dir, or delete the old one to "
+                         "start over.")
 
 
 def _step(manifest: Manifest, name: str, marker: str, fn: Callable[[], dict], **info) -> dict:
