@@ -53,6 +53,12 @@ def test_benchmark_slice_on_idx_files_writes_the_table_with_ceiling_and_precisio
     # ... and with the last student's model: the larger student's ceiling, the most it could reach.
     assert config("ceiling")["model"] == "cnn-medium" == result["ceiling"]["model"]
     assert config("loop", "iter0", "teacher")["model"] == "cnn-small"
+    # The larger student's model also trains as its teacher did (labels alone, same recipe): its own reference.
+    alone = result["labeled_only"]
+    assert alone["model"] == "cnn-medium" and alone["labeled"] == 100 and len(alone["per_seed_top1"]) == 2
+    differs = {k for k, v in config("labeled_only").items() if config("loop", "iter0", "teacher")[k] != v}
+    assert differs == {"model", "output_dir"}
+    assert result["summary"]["gain_over_labeled_only"] == pytest.approx(student["mean_top1"] - alone["mean_top1"])
     assert 0 < student["mean_precision"] <= 1 and set(student["mean_class_precision"]) <= set("0123456789")
     assert result["summary"]["seeds_beating_teacher"] in (0, 1, 2)
     # Each seed read its own dataset: two different labeled subsets.
@@ -62,6 +68,7 @@ def test_benchmark_slice_on_idx_files_writes_the_table_with_ceiling_and_precisio
     assert labeled[0] != labeled[1]
     markdown = (tmp_path / "bench" / "benchmark.md").read_text()
     for text in ("| 0 | cnn-small | teacher (labeled only) | 100 |", "| - | cnn-medium | ceiling (all labels) | 1,297 |",
+                 "| - | cnn-medium | labeled only (no pseudo-labels) | 100 |", "the method's own gain",
                  "gain of the last student", "of 2 seeds", "kept pseudo-labels that match"):
         assert text in markdown and text in out
     # Re-running resumes: every step is done, nothing trains again, the same table comes back.
@@ -99,3 +106,8 @@ def test_summary_counts_wins_per_seed_and_the_share_of_the_gap():
     summary = benchmark.summarise(rows, {"mean_top1": 0.99})
     assert summary["seeds_beating_teacher"] == 1 and not summary["beats_teacher_on_every_seed"]
     assert summary["gain"] == pytest.approx(0.02) and summary["gap_closed"] == pytest.approx(0.02 / 0.08)
+    assert "gain_over_labeled_only" not in summary
+    # A larger student: its gain over its own model trained on the labels alone, and that model's gap.
+    summary = benchmark.summarise(rows, {"mean_top1": 0.99}, {"mean_top1": 0.92})
+    assert summary["gain"] == pytest.approx(0.02) and summary["gain_over_labeled_only"] == pytest.approx(0.01)
+    assert summary["gap_closed_over_labeled_only"] == pytest.approx(0.01 / 0.07)

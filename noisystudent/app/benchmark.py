@@ -6,15 +6,18 @@
 For each seed: the loop (teacher on the labeled split, then one student per
 iteration: predict -> select -> train), then the supervised ceiling (the last
 student's model and the same recipe on every training label: the labeled split
-plus the unlabeled images' hidden true classes; with a larger student the
-ceiling is the larger model's, the most that model could reach). `{seed}` in --data picks one dataset per seed
-(ingested with that seed: a different labeled subset each); without it every
-seed shares one dataset and varies only training and selection. Results go to
-<run_dir>/benchmark.json and benchmark.md: test top-1 per iteration (mean +- sd
-and per seed), the ceiling, the gain, the share of the teacher-to-ceiling gap
-closed, whether the last student beat the teacher on every seed, kept
-pseudo-label precision per iteration (when the data keeps true classes) and
-wall time. Re-run the same command to resume: finished steps are skipped.
+plus the unlabeled images' hidden true classes; with a larger student, the
+larger model's ceiling). When the last student's model differs from the
+teacher's, that model is also trained on the labels alone, so the method's
+gain is told apart from the larger model's. `{seed}` in --data picks one
+dataset per seed (ingested with that seed: a different labeled subset each);
+without it every seed shares one dataset and varies only training and
+selection. Results go to <run_dir>/benchmark.json and benchmark.md: test top-1
+per iteration (mean +- sd and per seed), the references, the gain, the share
+of the teacher-to-ceiling gap closed, whether the last student beat the
+teacher on every seed, kept pseudo-label precision per iteration (when the
+data keeps true classes) and compute time. Re-run the same command to resume:
+finished steps are skipped.
 """
 
 from __future__ import annotations
@@ -114,14 +117,20 @@ def aggregate(per_seed: dict[int, list[dict]]) -> list[dict]:
     return rows
 
 
-def summarise(rows: list[dict], ceiling: Optional[dict]) -> dict:
-    """Gain of the last student, share of the gap closed, and whether it beat the teacher on every seed."""
+def summarise(rows: list[dict], ceiling: Optional[dict], alone: Optional[dict] = None) -> dict:
+    """Gain of the last student, share of the gap closed, and whether it beat the teacher on every seed;
+    with `alone` (the last student's model on the labels alone), the same against that model."""
     teacher, last = rows[0], rows[-1]
     wins = sum(s > t for t, s in zip(teacher["per_seed_top1"], last["per_seed_top1"]))
     result = {"gain": last["mean_top1"] - teacher["mean_top1"], "seeds_beating_teacher": wins,
               "beats_teacher_on_every_seed": wins == len(teacher["per_seed_top1"])}
     if ceiling and ceiling["mean_top1"] > teacher["mean_top1"]:
         result["gap_closed"] = result["gain"] / (ceiling["mean_top1"] - teacher["mean_top1"])
+    if alone:  # a larger student: the method's share, told apart from the larger model's
+        result["gain_over_labeled_only"] = last["mean_top1"] - alone["mean_top1"]
+        if ceiling and ceiling["mean_top1"] > alone["mean_top1"]:
+            result["gap_closed_over_labeled_only"] = (result["gain_over_labeled_only"]
+                                                      / (ceiling["mean_top1"] - alone["mean_top1"]))
     return result
 
 
@@ -141,6 +150,9 @@ def format_markdown(result: dict) -> str:
     for r in rows:
         line(r["iteration"], r["model"], r["role"], r["labeled"], r["pseudo_labeled"], r,
              f"{100 * r['mean_precision']:.1f}%" if "mean_precision" in r else "")
+    alone = result.get("labeled_only")
+    if alone:
+        line("-", alone["model"], "labeled only (no pseudo-labels)", alone["labeled"], 0, alone)
     if ceiling:
         line("-", ceiling.get("model", rows[0]["model"]), "ceiling (all labels)", ceiling["labeled"], 0, ceiling)
     students = [r for r in rows if "mean_class_precision" in r]
@@ -153,9 +165,15 @@ def format_markdown(result: dict) -> str:
               f"- the last student beat the teacher on {s['seeds_beating_teacher']} of {len(seeds)} seeds"]
     if "gap_closed" in s:
         lines.append(f"- share of the teacher-to-ceiling gap the method closed: {100 * s['gap_closed']:.0f}%")
+    if "gain_over_labeled_only" in s:
+        text = (f"- over {alone['model']} trained on the labels alone ({100 * alone['mean_top1']:.2f}), the method's "
+                f"own gain: {100 * s['gain_over_labeled_only']:+.2f} points")
+        if "gap_closed_over_labeled_only" in s:
+            text += f", {100 * s['gap_closed_over_labeled_only']:.0f}% of that model's gap to its ceiling"
+        lines.append(text)
     per_seed = ", ".join(f"seed {k}: {v:.0f} s" for k, v in result["seconds_per_seed"].items())
     total = sum(result["seconds_per_seed"].values())
-    lines.append(f"- compute time {total:.0f} s, per seed (every step of its loop and its ceiling, as each step "
+    lines.append(f"- compute time {total:.0f} s, per seed (every step of its loop and its references, as each step "
                  f"recorded it: resumed runs too): {per_seed}")
     return "\n".join(lines)
 
@@ -164,6 +182,19 @@ def _step_seconds(loop_dir: str) -> float:
     """Compute time of a seed's loop from its manifest (right after a resume too, unlike the wall clock)."""
     with tf.io.gfile.GFile(posixpath.join(loop_dir, loop.MANIFEST)) as f:
         return sum(step.get("seconds", 0.0) for step in json.load(f)["steps"].values())
+
+
+def _labeled_only(cfg: BenchmarkConfig, seconds: dict[int, float]) -> dict:
+    """The last student's model trained as the teacher was (labeled split alone), per seed."""
+    accs, labeled = [], 0
+    for seed in cfg.seeds:
+        log.info("seed %d: %s on the labels alone (the larger student's own reference)", seed, cfg.models[-1])
+        r = ceiling_lib.train_labeled_only(cfg.data_for(seed), posixpath.join(cfg.run_dir, f"seed{seed}"), seed,
+                                           cfg.models[-1], cfg.preset, cfg.train_args, cfg.train_overrides)
+        accs.append(r["top1_accuracy"])
+        labeled = r["labeled"]
+        seconds[seed] += r["seconds"]
+    return {"model": cfg.models[-1], "labeled": labeled, **_spread(accs)}
 
 
 def run_benchmark(cfg: BenchmarkConfig) -> dict:
@@ -192,11 +223,13 @@ def run_benchmark(cfg: BenchmarkConfig) -> dict:
             labeled = c["labeled"]
             seconds[seed] += c["seconds"]
         ceiling = {"model": cfg.models[-1], "labeled": labeled, **_spread(accs)}
+    alone = _labeled_only(cfg, seconds) if cfg.models[-1] != cfg.models[0] else None
     rows = aggregate(per_seed)
     result = {"title": cfg.title, "data": cfg.data, "seeds": cfg.seeds, "models": cfg.models, "preset": cfg.preset,
               "train_args": list(cfg.train_args), "select_args": list(cfg.select_args), "rows": rows,
-              "ceiling": ceiling, "summary": summarise(rows, ceiling), "per_seed": per_seed,
-              "seconds": round(time.time() - start, 1), "seconds_per_seed": {k: round(v, 1) for k, v in seconds.items()}}
+              "ceiling": ceiling, "labeled_only": alone, "summary": summarise(rows, ceiling, alone),
+              "per_seed": per_seed, "seconds": round(time.time() - start, 1),
+              "seconds_per_seed": {k: round(v, 1) for k, v in seconds.items()}}
     with tf.io.gfile.GFile(posixpath.join(cfg.run_dir, RESULTS_JSON), "w") as f:
         json.dump(result, f, indent=2)
     with tf.io.gfile.GFile(posixpath.join(cfg.run_dir, RESULTS_MD), "w") as f:

@@ -1,11 +1,13 @@
-"""The supervised ceiling: the same model and recipe trained on every training label of a dataset.
+"""A benchmark's supervised references: the ceiling (every training label) and a model on the labels alone.
 
 A research dataset keeps the unlabeled images' true classes as `hidden_label`
 (ingest-idx, ingest-digits). `write_ceiling_data` makes a dataset directory
 whose `labeled` split is the labeled split plus every unlabeled image with its
 hidden class as its label; `train_ceiling` trains on it and evaluates on the
 original dataset's eval split. This is the one place a hidden label becomes a
-training label, and only for the ceiling row of a benchmark.
+training label, and only for the ceiling row of a benchmark. `train_labeled_only`
+trains a model as the teacher was (the labeled split alone): with a student
+larger than its teacher it tells the method's gain apart from the model's.
 
 The ceiling gets the students' recipe and as many images per step as a student
 sees (batch_size x (1 + unlabel_ratio), all labeled; the LR scales with the
@@ -90,30 +92,56 @@ def images_per_student_step(config) -> int:
     return config.batch_size * (1 + config.unlabel_ratio)
 
 
-def train_ceiling(data: str, seed_dir: str, seed: int, model: str, preset: str, train_args: tuple[str, ...] = (),
-                  train_overrides: Optional[dict] = None, eval_split: str = "test") -> dict:
-    """Train (or reuse) the ceiling in seed_dir/ceiling; {"top1_accuracy", "labeled", "seconds" (training)}."""
+def _recipe(preset: str, data: str, seed: int, train_args: tuple[str, ...], train_overrides: Optional[dict],
+            eval_split: str):
+    """The loop's teacher recipe on `data`'s labeled split (preset, then the user's flags and overrides)."""
+    from trainer.config import get_config, with_flags
+
+    config = with_flags(get_config(preset, labeled_data=data, labeled_split="labeled", eval_split=eval_split,
+                                   seed=seed), train_args)
+    return dataclasses.replace(config, **{**(train_overrides or {}), "mode": "supervised"})
+
+
+def _train_or_reuse(config) -> dict:
+    """Train `config` unless its output_dir holds a finished model; {"top1_accuracy", "seconds"}."""
     import keras
 
     from trainer import task
-    from trainer.config import get_config, with_flags
 
     start = time.time()
-    ceiling_data = write_ceiling_data(data, posixpath.join(seed_dir, "ceiling_data"))
-    out = posixpath.join(seed_dir, "ceiling")
-    report_path = posixpath.join(out, "eval.json")
+    report_path = posixpath.join(config.output_dir, "eval.json")
     if tf.io.gfile.exists(report_path):
         with tf.io.gfile.GFile(report_path) as f:
             report = json.load(f)
     else:
-        config = with_flags(get_config(preset, labeled_data=ceiling_data.location, labeled_split="labeled",
-                                       eval_data=data, eval_split=eval_split, seed=seed), train_args)
-        config = dataclasses.replace(config, **(train_overrides or {}))
         keras.backend.clear_session()
-        report = task.train(dataclasses.replace(config, model=model, mode="supervised", output_dir=out,
-                                                batch_size=images_per_student_step(config)))
-    return {"top1_accuracy": report["top1_accuracy"], "labeled": ceiling_data.split("labeled").records,
-            "seconds": report.get("train_seconds") or _progress_seconds(out) or round(time.time() - start, 1)}
+        report = task.train(config)
+    return {"top1_accuracy": report["top1_accuracy"], "seconds": report.get("train_seconds")
+            or _progress_seconds(config.output_dir) or round(time.time() - start, 1)}
+
+
+def train_ceiling(data: str, seed_dir: str, seed: int, model: str, preset: str, train_args: tuple[str, ...] = (),
+                  train_overrides: Optional[dict] = None, eval_split: str = "test") -> dict:
+    """Train (or reuse) the ceiling in seed_dir/ceiling; {"top1_accuracy", "labeled", "seconds" (training)}."""
+    ceiling_data = write_ceiling_data(data, posixpath.join(seed_dir, "ceiling_data"))
+    config = _recipe(preset, data, seed, train_args, train_overrides, eval_split)
+    report = _train_or_reuse(dataclasses.replace(
+        config, labeled_data=ceiling_data.location, eval_data=config.eval_data or data, model=model,
+        output_dir=posixpath.join(seed_dir, "ceiling"), batch_size=images_per_student_step(config)))
+    return {**report, "labeled": ceiling_data.split("labeled").records}
+
+
+def train_labeled_only(data: str, seed_dir: str, seed: int, model: str, preset: str,
+                       train_args: tuple[str, ...] = (), train_overrides: Optional[dict] = None,
+                       eval_split: str = "test") -> dict:
+    """`model` as a teacher would be trained: the labeled split alone, in seed_dir/labeled_only.
+
+    The reference for a student larger than its teacher: what the larger model gets without pseudo-labels,
+    so the method's gain is told apart from the model's."""
+    config = _recipe(preset, data, seed, train_args, train_overrides, eval_split)
+    report = _train_or_reuse(dataclasses.replace(config, model=model,
+                                                 output_dir=posixpath.join(seed_dir, "labeled_only")))
+    return {**report, "labeled": dataset_dir.load_summary(data).split("labeled").records}
 
 
 def _progress_seconds(model_dir: str) -> Optional[float]:
