@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from typing import Optional, Sequence
 
 import apache_beam as beam
@@ -114,6 +115,8 @@ def run_pipeline(pipeline: beam.Pipeline, dry_run: bool):
         if job is not None:
             description["dataflow_job"] = {"name": job.proto.name, "steps": len(job.proto.steps) or None,
                                            "transforms": len(job.proto_pipeline.components.transforms)}
+    else:  # never run: Beam removes the pipeline's local temp dir only in run()
+        shutil.rmtree(pipeline.local_tempdir, ignore_errors=True)
     print(json.dumps(description, indent=2, default=str))
     return description
 

@@ -129,11 +129,17 @@ def test_bad_dataflow_configs_fail_before_any_network_call(argv, message):
     ("beam_pipelines.select", ["--predictions", "gs://b/p", "--num_image", "5", "--num_classes", "3",
                                "--output_dir", "OUT"]),
 ])
-def test_every_beam_job_dry_runs_locally_without_touching_data(job, args, tmp_path):
+def test_every_beam_job_dry_runs_locally_without_touching_data(job, args, tmp_path, monkeypatch):
     import importlib
+    import tempfile
     out = tmp_path / "never-written"
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     description = importlib.import_module(job).run([a.replace("OUT", str(out)) for a in args] + ["--dry-run"])
     assert description["stages"] and not out.exists()
+    # Nor does it leave Beam's per-pipeline temp dir behind (a pipeline never run keeps it).
+    assert list(scratch.iterdir()) == []
 
 
 @pytest.mark.parametrize("gpu, machine", [
