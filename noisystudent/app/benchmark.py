@@ -1,7 +1,7 @@
 """`noisystudent benchmark`: the method measured on a dataset, over seeds, against its supervised ceiling.
 
     noisystudent benchmark --data 'runs/mnist/data-seed{seed}' --seeds 0,1,2 \\
-        --models cnn-small,cnn-small,cnn-small --preset digits --run_dir runs/mnist/bench
+        --models cnn-small,cnn-medium,cnn-medium --preset digits --run_dir runs/mnist/bench
 
 For each seed: the loop (teacher on the labeled split, then one student per
 iteration: predict -> select -> train), then the supervised ceiling (the last
@@ -67,8 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Dataset dir (labeled, unlabeled, test); '{seed}' in it is replaced by each seed.")
     parser.add_argument("--run_dir", required=True, help="Where every run writes; benchmark.json/.md at its top.")
     parser.add_argument("--seeds", default="0,1,2", help="Comma-separated seeds (default 0,1,2).")
-    parser.add_argument("--models", default="cnn-small,cnn-small,cnn-small",
-                        help="The teacher, then one student per iteration (default cnn-small x 3).")
+    parser.add_argument("--models", default="cnn-small,cnn-medium,cnn-medium",
+                        help="The teacher, then one student per iteration (default cnn-small, then the larger "
+                             "cnn-medium twice: docs/benchmarks.md).")
     parser.add_argument("--preset", default="digits", help="Trainer preset (digits, svhn, imagenet).")
     parser.add_argument("--num_image", type=int, default=0, help="Pseudo-labeled images per class (loop's default).")
     parser.add_argument("--min_threshold", type=float, default=None, help="Selection's lowest confidence.")
