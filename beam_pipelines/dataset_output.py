@@ -14,21 +14,23 @@ A writer holds one shard's records to sort them: size shards moderately
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import logging
 import math
+import os
 import posixpath
 import uuid
-from typing import Iterable, NamedTuple, Optional
+from typing import Iterable, Mapping, NamedTuple, Optional
 
 import apache_beam as beam
 import numpy as np
 import tensorflow as tf
 
-from noisystudent.dataset_dir import SUMMARY_FILE, RecordAccountingError, shard_path, split_pattern
+from noisystudent.dataset_dir import REPORT_FILE, SUMMARY_FILE, shard_path, split_pattern
+from noisystudent.errors import OutputIsInputError, RecordAccountingError
 from noisystudent.stable_random import stable_hash64
 
-REPORT_FILE = "_report.json"
 DEAD_LETTER_FILE = "dead_letter.jsonl"
 TARGET_RECORDS_PER_SHARD = 4096
 
@@ -44,6 +46,22 @@ class ShardedRecord(NamedTuple):
     label: int
 
 
+class CopiedRecord(NamedTuple):
+    """`copies` identical records (keys `<key>#0` .. `<key>#<copies-1>`), each placed as a ShardedRecord
+    of that key would be. The bytes cross the shuffle once per shard the copies land in, not once
+    per copy: an image duplicated 130,000 times costs at most the shard count in shuffle bytes."""
+
+    split: str
+    key: str
+    copies: int
+    serialized: bytes
+    label: int
+
+
+def copy_key(key: str, copy: int) -> str:
+    return f"{key}#{copy}"
+
+
 def shards_for(num_records: int, records_per_shard: int = TARGET_RECORDS_PER_SHARD) -> int:
     """A moderate shard count for an expected number of records."""
     return max(1, math.ceil(num_records / records_per_shard))
@@ -57,7 +75,9 @@ class _WriteShardFn(beam.DoFn):
 
     def process(self, element):
         (split, shard), groups = element
-        items = sorted(item for group in groups for item in group)  # by (hash, key): deterministic
+        # (hash, key) of every copy, the bytes shared: sorted by (hash, key), deterministic.
+        items = sorted((h, key, serialized, label) for group in groups
+                       for serialized, label, placed in group for h, key in placed)
         path = shard_path(self._output_dir, split, shard, self._num_shards[split])
         tmp_path = f"{path}.tmp-{uuid.uuid4().hex}"
         labels: dict[int, int] = {}
@@ -79,9 +99,10 @@ class _WriteShardFn(beam.DoFn):
 class WriteShardedTFRecords(beam.PTransform):
     """ShardedRecords -> deterministic shards; outputs one report dict per shard.
 
-    With `batched=True` each input element is a list of ShardedRecords (e.g. one
+    With `batched=True` each input element is a list of ShardedRecords or CopiedRecords (e.g. one
     model call's output): they are grouped by shard before the shuffle, so the
-    shuffle moves one element per (batch, shard) instead of one per record.
+    shuffle moves one element per (batch, shard) instead of one per record, and a
+    CopiedRecord's bytes once per shard its copies land in.
     """
 
     def __init__(self, output_dir: str, num_shards: dict[str, int], seed: int, batched: bool = False):
@@ -94,13 +115,18 @@ class WriteShardedTFRecords(beam.PTransform):
     def expand(self, pcoll):
         seed, num_shards = self._seed, self._num_shards
 
-        def by_shard(batch: Iterable[ShardedRecord]):
+        def by_shard(batch: Iterable):
             groups: dict[tuple[str, int], list] = {}
             for r in batch:
                 if r.split not in num_shards:
                     raise ValueError(f"record {r.key!r}: no shard count for split {r.split!r}")
-                h = stable_hash64(seed, r.key)  # one hash: the shard, and the order inside it
-                groups.setdefault((r.split, h % num_shards[r.split]), []).append((h, r.key, r.serialized, r.label))
+                keys = [r.key] if isinstance(r, ShardedRecord) else [copy_key(r.key, i) for i in range(r.copies)]
+                placed: dict[int, list] = {}
+                for key in keys:
+                    h = stable_hash64(seed, key)  # one hash: the shard, and the order inside it
+                    placed.setdefault(h % num_shards[r.split], []).append((h, key))
+                for shard, hashed in placed.items():
+                    groups.setdefault((r.split, shard), []).append((r.serialized, r.label, tuple(hashed)))
             return groups.items()
 
         keyed = (pcoll | "KeyByShard" >> beam.FlatMap(by_shard) if self._batched
@@ -115,7 +141,8 @@ class WriteShardedTFRecords(beam.PTransform):
 class WriteDeadLetters(beam.PTransform):
     """Dicts with at least a 'reason' -> dead_letter.jsonl; outputs one count report per split.
 
-    A dead letter's split is its 'split' field, else `split` (the job's one output split).
+    A dead letter's split is its 'split' field, else `split` (the job's one output split); it
+    counts as its 'records' field (an unreadable tail of a shard: the records lost), else one.
     """
 
     def __init__(self, output_dir: str, split: str = ""):
@@ -134,7 +161,7 @@ class WriteDeadLetters(beam.PTransform):
             )
         )
         default = self._split
-        return (pcoll | "SplitOfDeadLetter" >> beam.Map(lambda d: (d.get("split", default), 1))
+        return (pcoll | "SplitOfDeadLetter" >> beam.Map(lambda d: (d.get("split", default), d.get("records", 1)))
                 | "CountDeadLetters" >> beam.CombinePerKey(sum)
                 | "DeadLetterReport" >> beam.MapTuple(lambda split, n: {"dead_letter": {split: n}}))
 
@@ -159,13 +186,54 @@ class WriteReport(beam.PTransform):
 
 
 # ---------------------------------------------------------------- driver side
+def check_output_apart(output_dir: str, inputs: Mapping[str, Iterable[str]]) -> None:
+    """Refuse an output dir equal to, inside or containing an input, before anything is touched: an
+    --overwrite run there would delete or mix with what it reads (or, for ingest-folder, ingest its
+    own output). `inputs`: flag -> paths: folders and files, or a glob (the output may then not be a
+    folder the glob reads from)."""
+    out_path = _comparable(output_dir)
+    for flag, paths in inputs.items():
+        for path in paths:
+            if any(c in path for c in "*?["):
+                folder = _comparable(posixpath.dirname(path))
+                relation = "is a folder that" if _matches_folder(out_path, folder) else None
+            else:
+                in_path = _comparable(path)
+                relation = ("is" if out_path == in_path else "is inside" if _is_under(out_path, in_path)
+                            else "contains" if _is_under(in_path, out_path) else None)
+            if relation:
+                raise OutputIsInputError(
+                    f"--output_dir {output_dir} {relation} the input {flag} {path}"
+                    f"{' reads from' if relation.endswith('that') else ''}: a run there would delete or "
+                    "overwrite what it reads; choose an output directory apart from every input")
+
+
+def _matches_folder(path: str, folder_pattern: str) -> bool:
+    """Does a glob's folder part (segment by segment, as gfile globs match) match this folder?"""
+    parts, pattern = path.split("/"), folder_pattern.split("/")
+    return len(parts) == len(pattern) and all(fnmatch.fnmatchcase(a, b) for a, b in zip(parts, pattern))
+
+
+def _comparable(path: str) -> str:
+    """A path normalised for comparison: local paths absolute with links resolved, gs:// as written."""
+    path = path.rstrip("/") or "/"
+    if "://" in path:
+        return path
+    return os.path.realpath(path)
+
+
+def _is_under(path: str, parent: str) -> bool:
+    return path.startswith(parent.rstrip("/") + "/")
+
+
 def prepare_output_dir(output_dir: str, splits: Iterable[str], overwrite: bool,
                        other_outputs: Iterable[str] = ()) -> None:
     """Make the dir; refuse to mix with an earlier complete run unless overwrite.
 
     Removes the completion marker first, so an interrupted run never looks complete,
-    then stale shards of the splits about to be written, and files matching the job's
-    `other_outputs` globs (relative to output_dir).
+    then stale shards of the splits about to be written, files matching the job's
+    `other_outputs` globs (relative to output_dir), and the `beam-temp-*` folders Beam's
+    file sinks leave behind when a run is killed.
     """
     summary = posixpath.join(output_dir, SUMMARY_FILE)
     if tf.io.gfile.exists(summary) and not overwrite:
@@ -184,6 +252,14 @@ def prepare_output_dir(output_dir: str, splits: Iterable[str], overwrite: bool,
     for path in stale:
         if tf.io.gfile.exists(path):
             tf.io.gfile.remove(path)
+    remove_beam_temp_dirs(output_dir)
+
+
+def remove_beam_temp_dirs(output_dir: str) -> None:
+    """Beam's file sinks write into `<dir>/beam-temp-<name>-<uuid>/` and move files out when done."""
+    for path in tf.io.gfile.glob(posixpath.join(output_dir, "beam-temp-*")):
+        if tf.io.gfile.isdir(path):
+            tf.io.gfile.rmtree(path)
 
 
 def summarize_reports(output_dir: str, expected_splits: Iterable[str] = ()) -> dict:
@@ -207,10 +283,12 @@ def summarize_reports(output_dir: str, expected_splits: Iterable[str] = ()) -> d
         split = splits.setdefault(item["split"], {"records": 0, "labels": {}, "files": []})
         split["records"] += item["records"]
         split["files"].append(item["file"])
+        split.setdefault("file_records", {})[item["file"]] = item["records"]
         for label, count in item["labels"].items():
             split["labels"][label] = split["labels"].get(label, 0) + count
     for split in splits.values():
         split["files"].sort()
+        split["file_records"] = dict(sorted(split.get("file_records", {}).items()))
         split["labels"] = dict(sorted(split["labels"].items(), key=lambda kv: int(kv[0])))
     tf.io.gfile.remove(path)
     summary = {"splits": dict(sorted(splits.items())), "dead_letter": sum(dead.values()),

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from beam_pipelines import dataset_output as out
-from beam_pipelines.image_codec import encode_png
+from noisystudent.image_codec import encode_png
 from beam_pipelines.job_runner import JobPlan, run_job
 from beam_pipelines.pipeline_options import beam_flags_epilog
 from noisystudent import records

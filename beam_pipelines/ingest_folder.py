@@ -8,10 +8,14 @@ Class indices are the sorted class folder names of --labeled_dir (or
 --class_names). Hidden entries never become classes or images: any path
 component starting with "." (.ipynb_checkpoints, .git, .Trash-1000, .DS_Store)
 or named __MACOSX is skipped, and summary.json lists what was ignored. A class
-folder without images is an error unless --class_names names the classes. PNG and JPEG bytes are stored as they are; other formats PIL
-reads (BMP, GIF, WebP, TIFF, ...) are re-encoded as PNG. An image that cannot
-be decoded goes to dead_letter.jsonl with its path and the reason, and the job
-finishes; summary.json counts them. Ids are `<dataset_name>/<split>/<path
+folder without images is an error unless --class_names names the classes.
+8-bit gray or RGB PNG and JPEG bytes are stored as they are; every other image
+PIL reads (16-bit, palette, alpha, CMYK, float; BMP, GIF, WebP, TIFF, ...) is
+converted to 8 bits and re-encoded as PNG (noisystudent/image_codec.py says
+how, mode by mode). An image that cannot be decoded, an empty file and one
+over --max_image_pixels go to dead_letter.jsonl with its path and the reason,
+and the job finishes; summary.json counts them. --output_dir may not be, be
+inside or contain an input folder (a re-run would ingest its own output). Ids are `<dataset_name>/<split>/<path
 relative to the folder>`: stable across runs.
 
     python -m beam_pipelines.ingest_folder --labeled_dir photos/train \\
@@ -32,12 +36,11 @@ from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
 
 from beam_pipelines import dataset_output as out
-from beam_pipelines.image_codec import BadImageError, normalize_encoded
 from beam_pipelines.job_runner import JobPlan, run_job
 from beam_pipelines.pipeline_options import beam_flags_epilog, is_dry_run, split_job_and_beam_args
 from noisystudent import records
+from noisystudent.image_codec import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, BadImageError, is_image_name, normalize_encoded
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 IGNORED_NAMES = ("__MACOSX",)  # besides any name starting with "."
 MAX_IGNORED_LISTED = 20
 SPLIT_FLAGS = {"labeled": "labeled_dir", "test": "test_dir", "unlabeled": "unlabeled_dir"}
@@ -62,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--records_per_shard", type=int, default=out.TARGET_RECORDS_PER_SHARD,
                         help="Target records per output shard (default %(default)s).")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the shard assignment.")
+    parser.add_argument("--max_image_pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                        help="Larger images (width x height) are dead letters, not decoded (default: PIL's "
+                             "decompression-bomb limit, %(default)s; 0: no limit).")
     parser.add_argument("--overwrite", action="store_true",
                         help="Replace a complete dataset already in --output_dir.")
     return parser
@@ -74,10 +80,6 @@ def hidden_entry(rel: str) -> Optional[str]:
         if part.startswith(".") or part in IGNORED_NAMES:
             return "/".join(parts[: i + 1])
     return None
-
-
-def is_image_name(path: str) -> bool:
-    return path.lower().endswith(IMAGE_EXTENSIONS)
 
 
 def is_wanted(path: str, root: str) -> bool:
@@ -161,7 +163,8 @@ class DecodeImageFiles(beam.DoFn):
     DEAD_LETTER = "dead_letter"
 
     def __init__(self, split: str, root: str, dataset_name: str,
-                 class_index: Optional[dict[str, int]]):
+                 class_index: Optional[dict[str, int]], max_pixels: int = DEFAULT_MAX_PIXELS):
+        self._max_pixels = max_pixels
         self._split = split
         self._root = root
         self._dataset_name = dataset_name
@@ -188,7 +191,7 @@ class DecodeImageFiles(beam.DoFn):
                 return
             label = self._class_index[class_name]
         try:
-            encoded = normalize_encoded(readable.read())
+            encoded = normalize_encoded(readable.read(), path, self._max_pixels)
         except (BadImageError, OSError) as e:
             yield self._dead(path, str(e))
             return
@@ -204,6 +207,10 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
     roots = {split: getattr(args, flag) for split, flag in SPLIT_FLAGS.items() if getattr(args, flag)}
     if not roots:
         raise ValueError("give at least one of --labeled_dir, --test_dir, --unlabeled_dir")
+    if args.records_per_shard < 1:
+        raise ValueError(f"--records_per_shard must be >= 1, got {args.records_per_shard}")
+    if args.max_image_pixels < 0:
+        raise ValueError(f"--max_image_pixels must be >= 0 (0: no limit), got {args.max_image_pixels}")
     if "test" in roots and "labeled" not in roots and not args.class_names:
         raise ValueError("--test_dir needs --labeled_dir or --class_names to fix the class order")
     dry_run = is_dry_run(beam_args)
@@ -222,7 +229,8 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
                   for split in roots}
     plan = JobPlan(args.output_dir, num_shards, args.overwrite,
                    build=lambda p: _build(p, args, roots, class_names, num_shards),
-                   finish=lambda summary, result: _finish(summary, args, roots, class_names, scans))
+                   finish=lambda summary, result: _finish(summary, args, roots, class_names, scans),
+                   inputs={f"--{SPLIT_FLAGS[split]}": [root] for split, root in roots.items()})
     return run_job(plan, beam_args, save_main_session, test_pipeline)
 
 
@@ -238,7 +246,8 @@ def _build(p: beam.Pipeline, args: argparse.Namespace, roots: dict[str, str], cl
             | f"Keep{split.title()}Images" >> beam.Filter(lambda m, root: is_wanted(m.path, root), root)
             | f"Read{split.title()}Files" >> fileio.ReadMatches()
             | f"Decode{split.title()}Images" >> beam.ParDo(
-                DecodeImageFiles(split, root, args.dataset_name, class_index if split != "unlabeled" else None)
+                DecodeImageFiles(split, root, args.dataset_name, class_index if split != "unlabeled" else None,
+                                 args.max_image_pixels)
             ).with_outputs(DecodeImageFiles.DEAD_LETTER, main="images")
         )
         decoded.append(results.images)

@@ -27,7 +27,7 @@ import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
 from beam_pipelines import dataset_output as out
-from beam_pipelines.image_codec import encode_png
+from noisystudent.image_codec import encode_png
 from beam_pipelines.job_runner import JobPlan, run_job
 from beam_pipelines.pipeline_options import beam_flags_epilog, is_dry_run, normalise_beam_args
 from noisystudent import records
@@ -185,7 +185,8 @@ def run_config(config: IngestIdxConfig, beam_args: Sequence[str] = (), save_main
                                                                   " and their true class as hidden_label"))
         return summary
 
-    return run_job(JobPlan(config.output_dir, num_shards, config.overwrite, build, finish), beam_args,
+    files = {f"--{f}": [getattr(config, f)] for f in ("train_images", "train_labels", "test_images", "test_labels")}
+    return run_job(JobPlan(config.output_dir, num_shards, config.overwrite, build, finish, inputs=files), beam_args,
                    save_main_session, test_pipeline)
 
 

@@ -26,7 +26,7 @@ import apache_beam as beam
 import numpy as np
 
 from beam_pipelines import dataset_output as out
-from beam_pipelines.image_codec import encode_png
+from noisystudent.image_codec import encode_png
 from beam_pipelines.job_runner import JobPlan, run_job
 from beam_pipelines.pipeline_options import beam_flags_epilog, is_dry_run, split_job_and_beam_args
 from noisystudent import records
@@ -206,7 +206,8 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
                        label_convention="0-based: SVHN label 10 (digit 0) is stored as 0")
         return summary
 
-    return run_job(JobPlan(args.output_dir, num_shards, args.overwrite, build, finish), beam_args,
+    source = {"--mat_dir": [args.mat_dir]} if args.mat_dir else {"--tfds_data_dir": [args.tfds_data_dir]}
+    return run_job(JobPlan(args.output_dir, num_shards, args.overwrite, build, finish, inputs=source), beam_args,
                    save_main_session, test_pipeline)
 
 

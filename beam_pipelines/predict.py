@@ -34,9 +34,10 @@ from beam_pipelines.pipeline_options import beam_flags_epilog, counter_value, is
 from beam_pipelines.progress import expected_records
 from beam_pipelines.read_ahead import read_ahead
 from beam_pipelines.teacher_inference import ImageChunk, KerasTeacherHandler
-from beam_pipelines.tfrecord_reader import DamagedTFRecordFile, read_tfrecords
+from beam_pipelines.tfrecord_reader import DamagedTFRecordFile, damaged_file_dead_letter, read_tfrecords
 from noisystudent import dataset_dir, records
-from noisystudent.teacher import PRECISIONS, ChunkLabels, check_model_file
+from noisystudent.errors import DamagedInputError
+from noisystudent.teacher import PRECISIONS, ChunkLabels, check_class_count
 from noisystudent.typed_flags import add_flags, flag, parse
 
 PREDICTIONS_SPLIT = "predictions"
@@ -66,6 +67,8 @@ class PredictConfig:
                                             "noisystudent/records.py).")
     relabel: bool = flag(False, help="Input is pseudo-labeled records: keep images and ids, replace the labels.")
     num_shards: int = flag(0, help="Output shards (0: one per input file).")
+    allow_damaged_input: bool = flag(False, help="Dead-letter the unreadable part of a damaged input shard (with "
+                                                 "the records lost) and go on; default: stop, naming the shard.")
     large_model: bool = flag(False, help="Share one model across the worker's processes (large teachers).")
     seed: int = flag(0, help="Seed of the shard assignment.")
     overwrite: bool = flag(False, help="Replace a complete output directory.")
@@ -78,6 +81,8 @@ class PredictConfig:
             raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.image_size < 0:
             raise ValueError(f"--image_size must be >= 0, got {self.image_size}")
+        if self.num_shards < 0:
+            raise ValueError(f"--num_shards must be >= 1 (or 0: one per input file), got {self.num_shards}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,13 +100,17 @@ class ReadImageChunks(beam.DoFn):
     and parsed here, so that no per-image element ever enters the pipeline.
     With `read_ahead_chunks` > 0, reading and parsing run on a thread that many
     chunks ahead (read_ahead.py): they overlap with the teacher's inference on
-    the previous chunk inside the same bundle. A file that is truncated or
-    corrupt mid-way yields what was read before the damage and one dead letter
-    for the rest.
+    the previous chunk inside the same bundle. A file that is truncated, corrupt
+    mid-way or shorter than its dataset declares (`declared`: path -> records)
+    stops the job, naming it and both counts; with `allow_damaged` it yields
+    what was read before the damage and one dead letter for the rest, counting
+    as the records lost.
     """
 
-    def __init__(self, chunk_size: int, read_ahead_chunks: int = 2):
+    def __init__(self, chunk_size: int, declared: Optional[dict[str, int]] = None, allow_damaged: bool = False,
+                 read_ahead_chunks: int = 2):
         self._chunk_size = chunk_size
+        self._declared, self._allow_damaged = dict(declared or {}), allow_damaged
         self._read_ahead = read_ahead_chunks
         self._read = beam.metrics.Metrics.counter("predict", "records_read")
         self._bad = beam.metrics.Metrics.counter("predict", "dead_letter")
@@ -122,16 +131,17 @@ class ReadImageChunks(beam.DoFn):
     def _read_file(self, path: str) -> Iterator[tuple[str, object]]:
         pending: list[bytes] = []
         try:
-            for data in read_tfrecords(path):
+            for data in read_tfrecords(path, self._declared.get(path)):
                 pending.append(data)
                 if len(pending) == self._chunk_size:
                     yield "read", len(pending)
                     yield from self._chunk(path, pending)
                     pending = []
         except DamagedTFRecordFile as e:
-            yield "read", len(pending) + 1  # the unreadable rest of the file counts as one input
+            dead = damaged_file_dead_letter(e, self._allow_damaged)
+            yield "read", len(pending) + dead["records"]  # the unreadable rest counts as the records lost
             yield from self._chunk(path, pending)
-            yield DEAD, {"id": "", "source": path, "reason": str(e)}
+            yield DEAD, dead
             return
         if pending:
             yield "read", len(pending)
@@ -221,29 +231,31 @@ def run_config(config: PredictConfig, beam_args: Sequence[str] = (), save_main_s
     """Run the job; returns the summary written to <output_dir>/summary.json."""
     config.validate()
     dry_run = is_dry_run(normalise_beam_args(beam_args))
-    if not dry_run:
-        check_model_file(config.model)
     input_split = "train" if config.relabel and config.split == "unlabeled" else config.split
-    files = dataset_dir.resolve_files(config.input, input_split, dry_run)
+    inputs = dataset_dir.resolve_input(config.input, input_split, dry_run)
+    num_classes = None
+    if not dry_run:
+        num_classes = check_class_count(config.model, "--model", inputs.num_classes, config.input, "--input")
     split = RELABELED_SPLIT if config.relabel else PREDICTIONS_SPLIT
-    num_shards = {split: config.num_shards or len(files)}
+    num_shards = {split: config.num_shards or max(1, len(inputs.files))}
     expected = expected_records(config.input, input_split, beam_args, dry_run)
     plan = JobPlan(config.output_dir, num_shards, config.overwrite,
-                   build=lambda p: _build(p, config, files, num_shards, expected),
-                   finish=lambda summary, result: _finish(summary, result, config, files, split))
+                   build=lambda p: _build(p, config, inputs, num_shards, expected),
+                   finish=lambda summary, result: _finish(summary, result, config, inputs, split, num_classes),
+                   inputs={"--input": inputs.guarded})
     return run_job(plan, beam_args, save_main_session, test_pipeline)
 
 
-def _build(p: beam.Pipeline, config: PredictConfig, files: list[str], num_shards: dict[str, int],
+def _build(p: beam.Pipeline, config: PredictConfig, inputs: dataset_dir.InputFiles, num_shards: dict[str, int],
            expected: int = 0) -> None:
     split = next(iter(num_shards))
     handler = KerasTeacherHandler(config.model, config.image_size or None, config.large_model,
                                   center_crop=config.center_crop, precision=config.precision,
                                   expected_images=expected)
-    chunks = (p | "ListInputFiles" >> beam.Create(files)
+    reader = ReadImageChunks(config.batch_size, inputs.declared_per_file, config.allow_damaged_input)
+    chunks = (p | "ListInputFiles" >> beam.Create(inputs.files)
               | "SpreadFiles" >> beam.Reshuffle()  # one file per element, spread over workers
-              | "ReadImageChunks" >> beam.ParDo(ReadImageChunks(config.batch_size)).with_outputs(
-                  DEAD, main="chunks"))
+              | "ReadImageChunks" >> beam.ParDo(reader).with_outputs(DEAD, main="chunks"))
     encoded = (
         chunks.chunks
         | "PredictWithTeacher" >> RunInference(handler)
@@ -262,17 +274,24 @@ def teacher_name(config: PredictConfig) -> str:
     return config.teacher_name or config.model
 
 
-def _finish(summary: dict, result, config: PredictConfig, files: list[str], split: str) -> dict:
-    # Counted where records enter, independently of where they leave.
-    input_records = counter_value(result, "predict", "records_read")
+def _finish(summary: dict, result, config: PredictConfig, inputs: dataset_dir.InputFiles, split: str,
+            num_classes: Optional[int]) -> dict:
+    # count(in) is what the input declares (its summary.json), else what the reader counted.
+    records_read = counter_value(result, "predict", "records_read") or 0
+    input_records = records_read if inputs.declared is None else inputs.declared
+    if inputs.declared is not None and records_read != inputs.declared:
+        raise DamagedInputError(
+            f"--input {config.input}: {records_read:,} records read of the {inputs.declared:,} its summary.json "
+            "declares (a shard shorter than its job wrote it?); summary.json not written")
     out.check_accounting(config.output_dir, summary, {split: input_records})
     predicted = summary["splits"][split]["records"]
     totals = summary.pop("totals", {})
     summary.update(
-        job="relabel" if config.relabel else "predict", input=config.input, input_files=len(files),
+        job="relabel" if config.relabel else "predict", input=config.input, input_files=len(inputs.files),
         input_records=input_records, predicted=predicted,
         mean_confidence=totals["confidence_sum"] / totals["confidence_count"] if predicted else None,
-        teacher=teacher_name(config), prob_format=config.prob_format,
+        teacher=teacher_name(config), prob_format=config.prob_format, num_classes=num_classes,
+        class_names=inputs.class_names if num_classes and inputs.num_classes == num_classes else None,
         predicted_class_histogram=summary["splits"][split]["labels"],
     )
     log.info("%d records: %d predicted, %d to the dead letter file; mean confidence %.3f",

@@ -32,8 +32,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import logging
+import math
 import posixpath
 from typing import Iterator, NamedTuple, Optional, Sequence
 
@@ -46,8 +48,9 @@ from beam_pipelines import selection_rules
 from beam_pipelines.job_runner import JobPlan, run_job
 from beam_pipelines.pipeline_options import beam_flags_epilog, counter_value, is_dry_run, normalise_beam_args
 from beam_pipelines.progress import Progress, expected_records
-from beam_pipelines.tfrecord_reader import DamagedTFRecordFile, read_tfrecords
+from beam_pipelines.tfrecord_reader import DamagedTFRecordFile, damaged_file_dead_letter, read_tfrecords
 from noisystudent import dataset_dir, records
+from noisystudent.errors import DamagedInputError, SelectionRefused
 from noisystudent.stable_random import stable_hash64, stable_uniform
 from noisystudent.typed_flags import add_flags, flag, parse
 
@@ -65,6 +68,9 @@ STATS_FILE = "stats.json"
 SAMPLES_FILE = "_samples.tfrecord"
 NEAR_MISSES = "near_misses"
 NEAR_MISSES_FILE = "_near_misses.tfrecord"
+HISTOGRAMS_PLOT, SAMPLES_PLOT, NEAR_MISSES_PLOT = PLOT_FILES = ("histograms.png", "samples.png", "near_misses.png")
+MAX_OUTPUT_RATIO = 100  # written / kept unique images above which select refuses (runaway copies)
+WARN_COPIES = 10  # copies per kept image above which select warns for the class
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +88,11 @@ class SelectConfig:
                                      "labeled set).")
     num_buckets: int = flag(101, help="Histogram buckets over [0, 1].")
     no_upsample: bool = flag(False, help="Never duplicate images of poor classes (the cap still applies).")
+    max_copies: int = flag(0, help="Most copies of one image (0: no cap, the original's behaviour).")
+    allow_large_output: bool = flag(False, help=f"Write an output over {MAX_OUTPUT_RATIO}x the kept unique images "
+                                                "(refused by default: runaway copies).")
+    allow_damaged_input: bool = flag(False, help="Dead-letter the unreadable part of a damaged prediction shard "
+                                                 "(with the records lost) and go on; default: stop, naming it.")
     prob_format: str = flag("float32", help="float32 | float16 | top_k:K in the output.")
     stats_only: bool = flag(False, help="Write histograms and thresholds (stats.json, histograms.png) only.")
     no_decision_table: bool = flag(False, help="Skip decisions-*.parquet (one row per prediction: kept or not, "
@@ -100,6 +111,14 @@ class SelectConfig:
             raise ValueError(f"--max_prob ({self.max_prob}) is below --min_threshold ({self.min_threshold})")
         if self.num_buckets < 2:
             raise ValueError(f"--num_buckets must be >= 2, got {self.num_buckets}")
+        if self.max_copies < 0:
+            raise ValueError(f"--max_copies must be >= 1 (or 0: no cap), got {self.max_copies}")
+        if self.records_per_shard < 1:
+            raise ValueError(f"--records_per_shard must be >= 1, got {self.records_per_shard}")
+        if self.samples_per_class < 0:
+            raise ValueError(f"--samples_per_class must be >= 0, got {self.samples_per_class}")
+        if self.num_classes < 0:
+            raise ValueError(f"--num_classes must be >= 1 (or 0: from the predictions), got {self.num_classes}")
         records.parse_probability_format(self.prob_format)
 
 
@@ -269,8 +288,8 @@ def one_prediction_per_image(selected) -> tuple[dict, list]:
 class FetchSelectedImages(beam.DoFn):
     """(source file, selected predictions) -> pseudo-labeled records, each source read once.
 
-    Per source file it emits lists of ShardedRecords (at most ~16 MB each, for
-    the batched shard writer), (label, kept count) pairs and at most
+    Per source file it emits lists of CopiedRecords (at most ~16 MB each, for
+    the batched shard writer; an image's bytes once, whatever its copies), (label, kept count) pairs and at most
     `samples_per_class` sample images and near misses per class: no per-image
     element leaves it. A near miss whose image is missing is only not shown.
     """
@@ -354,7 +373,7 @@ class FetchSelectedImages(beam.DoFn):
             pool[:] = sorted(pool)[: self._samples]
 
     def _flush(self, batch: list) -> list:
-        self._written.inc(len(batch))
+        self._written.inc(sum(r.copies for r in batch))
         return batch
 
     def _records(self, raw: bytes, copies: int, serialized_prediction: bytes, kept: dict, samples: dict):
@@ -366,17 +385,47 @@ class FetchSelectedImages(beam.DoFn):
         kept[label] = kept.get(label, 0) + 1
         self._sample(samples, label, (stable_hash64(self._seed, image.image_id, "sample"), image.image_id,
                                       image.encoded, None))
-        return [out.ShardedRecord(SPLIT, f"{image.image_id}#{copy}", record, label) for copy in range(copies)]
+        return [out.CopiedRecord(SPLIT, image.image_id, copies, record, label)]  # one element, not one per copy
 
 
-def infer_num_classes(files: list[str]) -> int:
-    """Class count from the first readable prediction record."""
-    for raw in tf.data.TFRecordDataset(files[:4]).take(64).as_numpy_iterator():
+def prediction_classes(inputs: dataset_dir.InputFiles) -> int:
+    """Class count of the predictions: their summary.json's, else the first readable record's vector."""
+    if inputs.num_classes:
+        return inputs.num_classes
+    for path in inputs.files[:4]:
         try:
-            return int(records.parse_prediction(raw).probabilities.shape[0])
-        except records.RecordError:
+            for raw in itertools.islice(read_tfrecords(path), 64):
+                try:
+                    return int(records.parse_prediction(raw).probabilities.shape[0])
+                except records.RecordError:
+                    continue
+        except DamagedTFRecordFile:
             continue
-    raise ValueError(f"no readable prediction record in {files[:4]}: pass --num_classes")
+    raise ValueError(f"--predictions {inputs.location}: no readable prediction record in {inputs.files[:4]} "
+                     "to take the class count from: pass --num_classes")
+
+
+def check_num_classes(config: SelectConfig, inputs: dataset_dir.InputFiles) -> int:
+    """--num_classes must match the predictions (both numbers and the file named); 0 takes theirs."""
+    found = prediction_classes(inputs)
+    if config.num_classes and config.num_classes != found:
+        where = "its summary.json" if inputs.num_classes else "the probability vector of its first record"
+        raise ValueError(f"--num_classes {config.num_classes}, but --predictions {inputs.location} holds "
+                         f"{found}-class predictions ({where}); drop --num_classes or pass {found}")
+    return found
+
+
+def check_output_ratio_bound(config: SelectConfig, inputs: dataset_dir.InputFiles) -> None:
+    """Before any pipeline: a class with images above its threshold writes num_image of them from at most
+    all the predictions, so num_image / predictions bounds the output ratio from below."""
+    if config.allow_large_output or config.no_upsample or inputs.declared is None or not inputs.declared:
+        return
+    copies = config.max_copies or math.inf
+    if min(config.num_image / inputs.declared, copies) > MAX_OUTPUT_RATIO:
+        raise SelectionRefused(
+            f"--num_image {config.num_image:,} from {inputs.declared:,} predictions: every kept image would be "
+            f"written at least {config.num_image / inputs.declared:,.1f} times (over {MAX_OUTPUT_RATIO}x the "
+            "kept unique images); lower --num_image, cap copies with --max_copies N, or pass --allow_large_output")
 
 
 def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
@@ -393,15 +442,19 @@ def run_config(config: SelectConfig, beam_args: Sequence[str] = (), save_main_se
     dry_run = is_dry_run(normalise_beam_args(beam_args))
     if dry_run and not config.num_classes:
         raise ValueError("a dry run reads no predictions: pass --num_classes")
-    files = dataset_dir.resolve_files(config.predictions, "predictions", dry_run)
-    config = dataclasses.replace(config, num_classes=config.num_classes or infer_num_classes(files))
+    inputs = dataset_dir.resolve_input(config.predictions, "predictions", dry_run)
+    if not dry_run:
+        config = dataclasses.replace(config, num_classes=check_num_classes(config, inputs))
+        check_output_ratio_bound(config, inputs)
     num_shards = {SPLIT: out.shards_for(config.num_image * config.num_classes, config.records_per_shard)}
     expected = expected_records(config.predictions, "predictions", beam_args, dry_run)
     plan = JobPlan(config.output_dir, num_shards, config.overwrite,
-                   build=lambda p: _build(p, config, files, num_shards, expected),
-                   finish=lambda summary, result: _finish(summary, result, config),
+                   build=lambda p: _build(p, config, inputs, num_shards, expected),
+                   finish=lambda summary, result: _finish(summary, result, config, inputs),
                    summarized_splits=() if config.stats_only else None,
-                   other_outputs=[DECISIONS_PREFIX + "-*.parquet"])
+                   other_outputs=[DECISIONS_PREFIX + "-*.parquet", STATS_FILE, SAMPLES_FILE, NEAR_MISSES_FILE,
+                                  *PLOT_FILES],
+                   inputs={"--predictions": inputs.guarded})
     return run_job(plan, beam_args, save_main_session, test_pipeline)
 
 
@@ -409,33 +462,58 @@ def writes_decisions(config: SelectConfig) -> bool:
     return not (config.stats_only or config.no_decision_table)
 
 
+class ReadPredictionFiles(beam.DoFn):
+    """A prediction file -> its serialized records. A damaged file (unreadable mid-way, or not holding
+    the records its summary.json declares) stops the job, naming it; with `allow_damaged` the first
+    pass (`report`) dead-letters its unreadable part, counting as the records lost."""
+
+    def __init__(self, declared: dict[str, int], allow_damaged: bool, report: bool):
+        self._declared, self._allow_damaged, self._report = dict(declared), allow_damaged, report
+        self._read = beam.metrics.Metrics.counter("select", "predictions_read")
+        self._bad = beam.metrics.Metrics.counter("select", "dead_letter")
+
+    def process(self, path: str) -> Iterator:
+        try:
+            yield from read_tfrecords(path, self._declared.get(path))
+        except DamagedTFRecordFile as e:
+            dead = damaged_file_dead_letter(e, self._allow_damaged, split=PREDICTIONS)
+            if self._report:
+                self._read.inc(dead["records"])
+                self._bad.inc()
+                yield beam.pvalue.TaggedOutput(DEAD, dead)
+
+
 class ReadPredictions(beam.PTransform):
     """Prediction files -> Candidates, dead letters (first pass) and above-max decision rows (second)."""
 
-    def __init__(self, config: SelectConfig, report: bool, expected: int = 0):
+    def __init__(self, config: SelectConfig, declared: dict[str, int], report: bool, expected: int = 0):
         super().__init__()
-        self._config, self._report, self._expected = config, report, expected
+        self._config, self._declared, self._report, self._expected = config, declared, report, expected
 
     def expand(self, files):
         c = self._config
         parse = ParsePredictions(c.num_classes, c.num_buckets, c.max_prob, self._report,
                                  decisions=writes_decisions(c) and not self._report, expected=self._expected)
-        parsed = (files | "Read" >> beam.io.ReadAllFromTFRecord()
-                  | "Parse" >> beam.ParDo(parse).with_outputs(DEAD, DECISIONS, main=PREDICTIONS))
-        return {tag: parsed[tag] for tag in (PREDICTIONS, DEAD, DECISIONS)}  # built here, not lazily outside
+        read = (files | "SpreadFiles" >> beam.Reshuffle()
+                | "Read" >> beam.ParDo(ReadPredictionFiles(self._declared, c.allow_damaged_input, self._report))
+                .with_outputs(DEAD, main="records"))
+        parsed = read.records | "Parse" >> beam.ParDo(parse).with_outputs(DEAD, DECISIONS, main=PREDICTIONS)
+        dead = (read[DEAD], parsed[DEAD]) | "DeadLetters" >> beam.Flatten()
+        return {PREDICTIONS: parsed[PREDICTIONS], DEAD: dead, DECISIONS: parsed[DECISIONS]}  # built here
 
 
 class SelectPseudoLabels(beam.PTransform):
     """Prediction files + the per-class plan (a side input) -> the keep/copy draw, each source file
     read once: records, kept counts per class, sample images and dead letters."""
 
-    def __init__(self, config: SelectConfig, plan, expected: int = 0):
+    def __init__(self, config: SelectConfig, declared: dict[str, int], plan, expected: int = 0):
         super().__init__()
-        self._config, self._plan, self._expected = config, plan, expected
+        self._config, self._declared, self._plan, self._expected = config, declared, plan, expected
 
     def expand(self, files):
         c = self._config
-        parsed = files | "ReadPredictionsAgain" >> ReadPredictions(c, report=False, expected=self._expected)
+        parsed = files | "ReadPredictionsAgain" >> ReadPredictions(c, self._declared, report=False,
+                                                                   expected=self._expected)
         decided = (parsed[PREDICTIONS] | "SelectAndBalance" >> beam.ParDo(
             DecideCopies(c.seed, writes_decisions(c)), self._plan).with_outputs(DECISIONS, TRUTH, main="selected"))
         fetched = (decided.selected
@@ -448,10 +526,11 @@ class SelectPseudoLabels(beam.PTransform):
                 TRUTH: decided[TRUTH]}
 
 
-def _build(p: beam.Pipeline, config: SelectConfig, files: list[str], num_shards: dict[str, int],
+def _build(p: beam.Pipeline, config: SelectConfig, inputs: dataset_dir.InputFiles, num_shards: dict[str, int],
            expected: int = 0) -> None:
-    prediction_files = p | "ListPredictionFiles" >> beam.Create(files)
-    parsed = prediction_files | "ReadPredictions" >> ReadPredictions(config, report=True, expected=expected)
+    declared = inputs.declared_per_file
+    prediction_files = p | "ListPredictionFiles" >> beam.Create(inputs.files)
+    parsed = prediction_files | "ReadPredictions" >> ReadPredictions(config, declared, report=True, expected=expected)
     histogram = (parsed[PREDICTIONS] | "LabelAndBucket" >> beam.Map(lambda e: (e[0], e[1]))
                  | "ConfidenceHistograms" >> beam.CombineGlobally(
                      ConfidenceHistogramFn(config.num_classes, config.num_buckets)))
@@ -459,7 +538,8 @@ def _build(p: beam.Pipeline, config: SelectConfig, files: list[str], num_shards:
     dead = [parsed[DEAD]]
     if not config.stats_only:
         plan = histogram | "Thresholds" >> beam.Map(lambda h: selection_plan(h, config))
-        fetched = prediction_files | "Select" >> SelectPseudoLabels(config, beam.pvalue.AsSingleton(plan), expected)
+        fetched = prediction_files | "Select" >> SelectPseudoLabels(config, declared, beam.pvalue.AsSingleton(plan),
+                                                                    expected)
         reports.append(fetched[RECORDS] | "WritePseudoLabeled" >> out.WriteShardedTFRecords(
             config.output_dir, num_shards, config.seed, batched=True))
         reports.append(fetched[KEPT] | "CountKeptPerClass" >> beam.CombinePerKey(sum)
@@ -480,12 +560,40 @@ def _build(p: beam.Pipeline, config: SelectConfig, files: list[str], num_shards:
 
 
 def selection_plan(histogram: np.ndarray, config: SelectConfig) -> list[tuple]:
-    """DecideCopies' side input, per class: threshold bucket, expected copies, threshold, near-miss band."""
-    selection = selection_rules.compute_selection(histogram, config.num_image, config.min_threshold,
-                                                  not config.no_upsample)
+    """DecideCopies' side input, per class: threshold bucket, expected copies, threshold, near-miss band.
+
+    Computed once, before any image is fetched: it warns for each class whose kept images are copied
+    over WARN_COPIES times, and refuses (SelectionRefused, failing the job before it writes) an
+    output over MAX_OUTPUT_RATIO x the kept unique images unless --allow_large_output.
+    """
+    selection = compute(histogram, config)
+    check_output_size(selection, config)
     near = selection_rules.near_miss_sampling(histogram, selection, config.samples_per_class)
     return [(s.threshold_bucket, s.expected_copies, s.threshold, n.lowest_bucket, n.rate)
             for s, n in zip(selection, near)]
+
+
+def compute(histogram: np.ndarray, config: SelectConfig) -> list[selection_rules.ClassSelection]:
+    return selection_rules.compute_selection(histogram, config.num_image, config.min_threshold,
+                                             not config.no_upsample, config.max_copies)
+
+
+def check_output_size(selection: list[selection_rules.ClassSelection], config: SelectConfig) -> None:
+    for c, s in enumerate(selection):
+        if s.expected_copies > WARN_COPIES:
+            log.warning("select: class %d: each of its %s images above its threshold %.2f is written %s times on "
+                        "average (--num_image %s / %s)%s", c, f"{s.total:,}", s.threshold,
+                        f"{s.expected_copies:,.1f}", f"{config.num_image:,}", f"{s.total:,}",
+                        "" if config.max_copies else "; --max_copies N caps it")
+    size = selection_rules.expected_output(selection)
+    if size.ratio > MAX_OUTPUT_RATIO and not config.allow_large_output:
+        poor = sorted(range(len(selection)), key=lambda c: -selection[c].expected_copies)[:3]
+        raise SelectionRefused(
+            f"select would write about {size.written:,.0f} records from {size.kept_unique:,.0f} kept unique images "
+            f"({size.ratio:,.1f}x, over {MAX_OUTPUT_RATIO}x): --num_image {config.num_image:,} per class, and "
+            + ", ".join(f"class {c} has {selection[c].total:,} images above its threshold "
+                        f"({selection[c].expected_copies:,.1f} copies each)" for c in poor)
+            + "; lower --num_image, cap copies with --max_copies N, or pass --allow_large_output")
 
 
 def _write_samples(samples, config: SelectConfig, file_name: str, label: str) -> None:
@@ -498,14 +606,14 @@ def _write_samples(samples, config: SelectConfig, file_name: str, label: str) ->
                                                        shard_name_template=""))
 
 
-def _finish(summary: dict, result, config: SelectConfig) -> dict:
+def _finish(summary: dict, result, config: SelectConfig, inputs: dataset_dir.InputFiles) -> dict:
     """Prove the counts, then stats.json, the plots and the summary's fields."""
     totals = summary.pop("totals", {})
     histograms = np.asarray(totals.get("histogram", np.zeros((config.num_classes, config.num_buckets))), np.int64)
     _check_select_accounting(config.output_dir, summary, result, int(histograms.sum()), config.stats_only,
-                             decision_rows(config) if writes_decisions(config) else None)
-    plan = selection_rules.compute_selection(histograms, config.num_image, config.min_threshold, not config.no_upsample)
-    class_names = _class_names(config.predictions)
+                             decision_rows(config) if writes_decisions(config) else None, inputs)
+    plan = compute(histograms, config)
+    class_names = _class_names(inputs, config.num_classes)
     written = summary["splits"].get(SPLIT, {}).get("labels", {})
     rows = selection_rules.selection_table(histograms, plan, totals.get("kept_unique", {}), written, class_names)
     add_pseudo_label_precision(rows, totals.get("kept_vs_truth", {}))
@@ -578,11 +686,11 @@ def _write_plots(config: SelectConfig, rows: list[dict], class_names: Optional[l
                  near_misses: dict) -> None:
     from beam_pipelines import selection_plots
 
-    selection_plots.plot_histograms(rows, config.min_threshold, posixpath.join(config.output_dir, "histograms.png"))
+    selection_plots.plot_histograms(rows, config.min_threshold, posixpath.join(config.output_dir, HISTOGRAMS_PLOT))
     names = class_names or [str(c) for c in range(config.num_classes)]
     thresholds = {r["class"]: r["threshold"] for r in rows}
-    for by_class, file_name, title in ((samples, "samples.png", "kept samples"),
-                                       (near_misses, "near_misses.png", "rejected but close: confidence just below "
+    for by_class, file_name, title in ((samples, SAMPLES_PLOT, "kept samples"),
+                                       (near_misses, NEAR_MISSES_PLOT, "rejected but close: confidence just below "
                                                                         "the class's threshold t")):
         images = {c: [(r.encoded, conf) for r, conf in items] for c, items in by_class.items()}
         selection_plots.plot_samples(images, names, posixpath.join(config.output_dir, file_name), title,
@@ -602,15 +710,19 @@ def decision_rows(config: SelectConfig) -> int:
 
 
 def _check_select_accounting(output_dir: str, summary: dict, result, selectable: int, stats_only: bool,
-                             decisions: Optional[int] = None) -> None:
+                             decisions: Optional[int], inputs: dataset_dir.InputFiles) -> None:
     """Every prediction read is selectable, above --max_prob or a dead letter; every copy the
     balance drew is written or dead (its image missing from its source file, a duplicate, or its
     vector damaged); the decision table has one row per readable prediction."""
-    def counter(name: str) -> Optional[int]:
-        value = counter_value(result, "select", name)
-        return 0 if value is None and name != "predictions_read" else value  # a zero counter may be absent
+    def counter(name: str) -> int:
+        return counter_value(result, "select", name) or 0  # a counter never incremented is absent
 
-    read_balance = (PREDICTIONS, counter("predictions_read"), {
+    read = counter("predictions_read")
+    if inputs.declared is not None and read != inputs.declared:
+        raise DamagedInputError(
+            f"--predictions {inputs.location}: {read:,} predictions read of the {inputs.declared:,} its "
+            "summary.json declares (a shard shorter than its job wrote it?); summary.json not written")
+    read_balance = (PREDICTIONS, read if inputs.declared is None else inputs.declared, {
         "selectable": selectable, "above_max_prob": counter("above_max_prob"),
         "dead_letter": summary["dead_letter_by_split"].get(PREDICTIONS, 0)})
     balances = [read_balance]
@@ -623,10 +735,9 @@ def _check_select_accounting(output_dir: str, summary: dict, result, selectable:
                          balances=balances)
 
 
-def _class_names(predictions: str) -> Optional[list]:
-    if any(c in predictions for c in "*?["):
-        return None
-    return dataset_dir.load_summary(predictions).class_names
+def _class_names(inputs: dataset_dir.InputFiles, num_classes: int) -> Optional[list]:
+    names = inputs.class_names
+    return list(names) if names and len(names) == num_classes else None
 
 
 if __name__ == "__main__":

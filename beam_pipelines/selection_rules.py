@@ -10,7 +10,8 @@ Per class c, with a histogram of confidences in `num_buckets` buckets
 - each kept image gets num_image / total_c expected copies: the floor, plus
   one more with probability equal to the fraction, drawn from a hash of
   (seed, image id) so that a re-run or a retried bundle decides the same.
-  Without upsampling the expected copies are capped at 1 (a sample).
+  Without upsampling the expected copies are capped at 1 (a sample); `max_copies` caps them
+  at that many (not the original's: it had no cap).
 
 Decisions use the bucket index, so a confidence sits on the same side of a
 threshold everywhere (no float disagreement between passes).
@@ -41,7 +42,7 @@ class ClassSelection:
 
 
 def compute_selection(histograms: np.ndarray, num_image: int, min_threshold: float,
-                      upsample: bool) -> list[ClassSelection]:
+                      upsample: bool, max_copies: int = 0) -> list[ClassSelection]:
     """Thresholds and expected copies per class from [C, B] histograms (already <= max_prob)."""
     num_classes, num_buckets = histograms.shape
     min_bucket = int(math.ceil(min_threshold * (num_buckets - 1) - 1e-9))
@@ -57,8 +58,28 @@ def compute_selection(histograms: np.ndarray, num_image: int, min_threshold: flo
         copies = num_image / total if total else 0.0
         if not upsample:
             copies = min(copies, 1.0)
+        if max_copies:
+            copies = min(copies, float(max_copies))
         result.append(ClassSelection(chosen, chosen / (num_buckets - 1), total, copies))
     return result
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputSize:
+    """What a selection will write, in expectation: records with copies, and unique images kept."""
+
+    written: float
+    kept_unique: float
+
+    @property
+    def ratio(self) -> float:
+        return self.written / self.kept_unique if self.kept_unique else 0.0
+
+
+def expected_output(selection: list[ClassSelection]) -> OutputSize:
+    """Each of a class's `total` images is kept with probability min(1, e) and written e times on average."""
+    return OutputSize(sum(s.total * s.expected_copies for s in selection),
+                      sum(s.total * min(1.0, s.expected_copies) for s in selection))
 
 
 NEAR_MISS_BAND = 0.1  # "rejected but close": confidence within this much below its class's threshold

@@ -15,19 +15,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import posixpath
+import re
 import time
 from typing import Iterable, Optional
 
 import tensorflow as tf
 
 from noisystudent import records
+from noisystudent.errors import DamagedInputError, RecordAccountingError  # noqa: F401 (re-exported)
 
 SUMMARY_FILE = "summary.json"
-
-
-class RecordAccountingError(RuntimeError):
-    """A job's output does not account for its input (records lost or invented): no summary.json."""
-
+REPORT_FILE = "_report.json"  # a job's shard reports, read and removed by its driver: only in an unfinished dir
+SHARD_NAME = re.compile(r"^[A-Za-z0-9_]+-\d{5,}-of-\d{5,}" + re.escape(records.TFRECORD_SUFFIX) + "$")
 
 def shard_path(output_dir: str, split: str, shard: int, num_shards: int) -> str:
     return posixpath.join(
@@ -45,6 +44,7 @@ class SplitSummary:
     records: int
     files: tuple[str, ...]  # shard names, relative to the directory
     labels: dict[int, int]  # label -> records (-1: unlabeled)
+    file_records: dict[str, int] = dataclasses.field(default_factory=dict)  # shard -> records (empty: undeclared)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +91,8 @@ def load_summary(dataset_dir: str) -> DatasetSummary:
             raise ValueError(f"{path}: not valid JSON ({e})") from None
     try:
         splits = {name: SplitSummary(int(s["records"]), tuple(s["files"]),
-                                     {int(k): int(v) for k, v in s.get("labels", {}).items()})
+                                     {int(k): int(v) for k, v in s.get("labels", {}).items()},
+                                     {str(k): int(v) for k, v in s.get("file_records", {}).items()})
                   for name, s in raw["splits"].items()}
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise ValueError(f"{path}: malformed 'splits' ({type(e).__name__}: {e})") from None
@@ -110,20 +111,120 @@ def split_files(dataset_dir: str, split: str) -> list[str]:
     return load_summary(dataset_dir).split_files(split)
 
 
-def resolve_files(location: str, split: str, dry_run: bool = False) -> list[str]:
-    """A dataset dir + split, or a glob of TFRecord files; errors name what was missing.
+@dataclasses.dataclass(frozen=True)
+class InputFiles:
+    """The files a job reads, and how many records their dataset directories declare for them."""
 
+    location: str  # as given: a dataset dir or a glob
+    files: list[str]
+    declared: Optional[int]  # records declared for all of `files` (None: not declared, e.g. foreign files)
+    declared_per_file: dict[str, int]  # path -> records, for the files whose shard counts are declared
+    num_classes: Optional[int] = None  # from the (first) summary.json consulted
+    class_names: Optional[list[str]] = None
+
+    @property
+    def guarded(self) -> list[str]:
+        """What an output must stay apart from: the dataset dir, or a glob and every file it matched."""
+        if not any(c in self.location for c in "*?["):
+            return [self.location]
+        return [self.location, *self.files]
+
+
+def resolve_input(location: str, split: str, dry_run: bool = False) -> InputFiles:
+    """A dataset dir + split, or a glob of TFRecord files, with the record counts their summaries declare.
+
+    A glob into a complete dataset directory is checked against its summary.json (every file it
+    matches must be a shard the summary lists); a glob into a directory without summary.json that
+    shows a job's unfinished output (`unfinished_job_trace`) is refused, since it would read a
+    partial output; other files (your own TFRecords) declare no count.
     In a dry run nothing is read: the glob (or the split's shard pattern) is returned as is.
     """
     is_glob = any(c in location for c in "*?[")
     if dry_run:
-        return [location if is_glob else split_pattern(location, split)]
-    if is_glob:
-        files = sorted(tf.io.gfile.glob(location))
-        if not files:
-            raise FileNotFoundError(f"no files match {location}")
-        return files
-    return split_files(location, split)
+        return InputFiles(location, [location if is_glob else split_pattern(location, split)], None, {})
+    if not is_glob:
+        summary = load_summary(location)
+        entry = summary.split(split)
+        files = summary.split_files(split)
+        per_file = {posixpath.join(location, f): n for f, n in entry.file_records.items()}
+        return InputFiles(location, files, entry.records, per_file if len(per_file) == len(files) else {},
+                          summary.num_classes, summary.class_names)
+    files = sorted(tf.io.gfile.glob(location))
+    if not files:
+        raise FileNotFoundError(f"no files match {location}")
+    by_dir: dict[str, list[str]] = {}
+    for f in files:
+        by_dir.setdefault(posixpath.dirname(f), []).append(f)
+    declared: Optional[int] = 0
+    per_file: dict[str, int] = {}
+    summaries = []
+    for directory, matched in sorted(by_dir.items()):
+        total, counts, summary = _declared_counts(location, directory, matched)
+        per_file.update(counts)
+        declared = None if declared is None or total is None else declared + total
+        summaries += [summary] if summary else []
+    first = summaries[0] if summaries else None
+    return InputFiles(location, files, declared, per_file, first and first.num_classes, first and first.class_names)
+
+
+def _declared_counts(glob: str, directory: str, matched: list[str]
+                     ) -> tuple[Optional[int], dict[str, int], Optional[DatasetSummary]]:
+    """(records declared for the `matched` files of one directory or None, {path: records} per shard,
+    the directory's summary).
+
+    Foreign files (no summary.json and not named like our shards) declare nothing.
+    """
+    names = [posixpath.basename(f) for f in matched]
+    if not tf.io.gfile.exists(posixpath.join(directory, SUMMARY_FILE)):
+        trace = unfinished_job_trace(directory)
+        if trace:
+            raise DamagedInputError(
+                f"{glob} matches {len(matched)} file(s) of {directory}, which has no {SUMMARY_FILE} and {trace}: "
+                "the job writing it did not finish (or was interrupted), so its shards may be partial; re-run "
+                "that job, or point at a complete directory")
+        return None, {}, None
+    summary = load_summary(directory)
+    listed = {f: entry for entry in summary.splits.values() for f in entry.files}
+    stray = [n for n in names if n not in listed]
+    if stray:
+        raise DamagedInputError(
+            f"{glob} matches {', '.join(stray[:3])} in the complete dataset {directory}, which its "
+            f"{SUMMARY_FILE} does not list (a stale or foreign file); remove it, or narrow the glob")
+    per_file = {path: listed[name].file_records[name] for path, name in zip(matched, names)
+                if name in listed[name].file_records}
+    if len(per_file) == len(matched):
+        return sum(per_file.values()), per_file, summary
+    # A summary written before shard counts were recorded: only whole splits have a known count.
+    entries = {id(listed[n]): listed[n] for n in names}.values()
+    if sum(len(e.files) for e in entries) == len(matched):
+        return sum(e.records for e in entries), per_file, summary
+    return None, per_file, summary
+
+
+def unfinished_job_trace(directory: str) -> Optional[str]:
+    """What shows a directory without summary.json to be a job's unfinished output (None: nothing does):
+    its shard reports, shards or Beam sink folders still being written, or a shard set with members missing."""
+    names = [n.rstrip("/") for n in tf.io.gfile.listdir(directory)]
+    if REPORT_FILE in names:
+        return f"holds {REPORT_FILE} (shard reports its job never read)"
+    temporary = [n for n in names if ".tfrecord.tmp-" in n or n.startswith("beam-temp-")]
+    if temporary:
+        return f"holds files still being written ({temporary[0]})"
+    shard_sets: dict[tuple[str, str], int] = {}
+    for n in names:
+        if SHARD_NAME.match(n):
+            split, rest = n.rsplit("-of-", 1)[0].rsplit("-", 1)[0], n.rsplit("-of-", 1)[1]
+            shard_sets[(split, rest)] = shard_sets.get((split, rest), 0) + 1
+    for (split, rest), present in sorted(shard_sets.items()):
+        expected = int(rest[: -len(records.TFRECORD_SUFFIX)])
+        if present < expected:
+            return f"holds {present} of the {expected} shards of {split!r}"
+    return None
+
+
+def resolve_files(location: str, split: str, dry_run: bool = False) -> list[str]:
+    """The files of `resolve_input` (a dataset dir + split, or a checked glob)."""
+    return resolve_input(location, split, dry_run).files
 
 
 def iter_split_records(dataset_dir: str, split: str) -> Iterable[bytes]:

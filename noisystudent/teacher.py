@@ -117,6 +117,48 @@ def check_model_file(model_path: str, flag: str = "--model") -> None:
                          f"writes (it has: {sorted(signatures) or 'none'})")
 
 
+def model_num_classes(model_path: str) -> Optional[int]:
+    """The classes a model predicts, read from its files without loading it (None where they do not say):
+    a .keras file's output layer in config.json, a SavedModel's `probabilities` output."""
+    import json
+    import zipfile
+
+    import tensorflow as tf
+
+    check_model_file(model_path)
+    if model_path.endswith(".keras"):
+        with tf.io.gfile.GFile(model_path, "rb") as f, zipfile.ZipFile(f) as archive:
+            config = json.loads(archive.read("config.json")).get("config", {})
+        outputs = config.get("output_layers") or []
+        if isinstance(outputs, list) and outputs and isinstance(outputs[0], str):
+            outputs = [outputs]  # one output: [name, node, tensor]
+        names = {o[0] for o in outputs if isinstance(o, list) and o}
+        units = [layer.get("config", {}).get("units") for layer in config.get("layers", [])
+                 if isinstance(layer, dict) and layer.get("config", {}).get("name") in names]
+        return int(units[0]) if len(units) == 1 and units[0] else None
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    with tf.io.gfile.GFile(f"{model_path.rstrip('/')}/saved_model.pb", "rb") as f:
+        proto.ParseFromString(f.read())
+    for graph in proto.meta_graphs:
+        output = graph.signature_def["serving_encoded"].outputs.get("probabilities")
+        if output is not None and output.tensor_shape.dim and output.tensor_shape.dim[-1].size > 0:
+            return int(output.tensor_shape.dim[-1].size)
+    return None
+
+
+def check_class_count(model_path: str, model_flag: str, data_classes: Optional[int], data: str,
+                      data_flag: str) -> Optional[int]:
+    """Refuse a model whose class count differs from its data's, naming both numbers and both files;
+    returns the model's class count (None where its files do not say)."""
+    classes = model_num_classes(model_path)
+    if classes and data_classes and classes != data_classes:
+        raise ValueError(f"{model_flag} {model_path} predicts {classes} classes, but {data_flag} {data} has "
+                         f"{data_classes} (its summary.json): a teacher must be trained on the same classes")
+    return classes
+
+
 PRECISIONS = ("float32", "bfloat16")
 
 

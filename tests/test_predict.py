@@ -9,6 +9,7 @@ import tensorflow as tf
 from beam_pipelines import predict
 from model import build_model
 from noisystudent import dataset_dir, records
+from noisystudent.errors import DamagedInputError
 from tests.tfrecord_files import write_tfrecord
 from trainer.export import export_saved_model
 
@@ -77,13 +78,18 @@ def test_bad_records_go_to_the_dead_letter_file(teacher, images, tmp_path):
         records.encode_image_record("bad/truncated-2", png[: len(png) // 3]),
         records.encode_image_record("good/three", png),
     ])
-    # A file cut off in its third record: the first two are labelled, the rest is one dead letter.
+    # A file cut off in its third record stops the job, naming it; with --allow_damaged_input the first
+    # two are labelled and the rest is one dead letter.
     write_tfrecord(tmp_path / "cut.tfrecord", [records.encode_image_record(f"cut/{i}", png) for i in range(3)])
     data = (tmp_path / "cut.tfrecord").read_bytes()
     (tmp_path / "cut.tfrecord").write_bytes(data[: len(data) - 20])
     out = tmp_path / "out"
-    summary = predict.run(["--input", str(tmp_path / "*.tfrecord"), "--model", str(tdir / "t.keras"),
-                           "--output_dir", str(out), "--batch_size", "4"])
+    argv = ["--input", str(tmp_path / "*.tfrecord"), "--model", str(tdir / "t.keras"), "--output_dir", str(out),
+            "--batch_size", "4"]
+    with pytest.raises(DamagedInputError, match="cut.tfrecord: 2 records readable.*--allow_damaged_input"):
+        predict.run(argv)
+    assert not (out / "summary.json").exists()
+    summary = predict.run(argv + ["--allow_damaged_input"])
     dead = {d["id"]: d for d in map(json.loads, (out / "dead_letter.jsonl").read_text().splitlines())}
     assert set(dead) == {"bad/truncated", "bad/truncated-2", "bad/not-an-image", "bad/no-image", ""}
     assert "undecodable" in dead["bad/truncated"]["reason"] and "undecodable" in dead["bad/truncated-2"]["reason"]
