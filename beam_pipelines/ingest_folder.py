@@ -39,7 +39,8 @@ from beam_pipelines import dataset_output as out
 from beam_pipelines.job_runner import JobPlan, run_job
 from beam_pipelines.pipeline_options import beam_flags_epilog, is_dry_run, split_job_and_beam_args
 from noisystudent import records
-from noisystudent.image_codec import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, BadImageError, is_image_name, normalize_encoded
+from noisystudent.image_codec import (DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, BadImageError, is_image_name,
+                                      normalize_encoded)
 
 IGNORED_NAMES = ("__MACOSX",)  # besides any name starting with "."
 MAX_IGNORED_LISTED = 20

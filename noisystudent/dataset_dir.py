@@ -22,7 +22,7 @@ from typing import Iterable, Optional
 import tensorflow as tf
 
 from noisystudent import records
-from noisystudent.errors import DamagedInputError, RecordAccountingError  # noqa: F401 (re-exported)
+from noisystudent.errors import DamagedInputError
 
 SUMMARY_FILE = "summary.json"
 REPORT_FILE = "_report.json"  # a job's shard reports, read and removed by its driver: only in an unfinished dir
@@ -84,11 +84,7 @@ def load_summary(dataset_dir: str) -> DatasetSummary:
             f"{dataset_dir} has no {SUMMARY_FILE}: the job that writes it did not finish "
             "(or this is not a dataset directory)"
         )
-    with tf.io.gfile.GFile(path) as f:
-        try:
-            raw = json.load(f)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not valid JSON ({e})") from None
+    raw = read_json(path)
     try:
         splits = {name: SplitSummary(int(s["records"]), tuple(s["files"]),
                                      {int(k): int(v) for k, v in s.get("labels", {}).items()},
@@ -99,6 +95,16 @@ def load_summary(dataset_dir: str) -> DatasetSummary:
     num_classes = raw.get("num_classes")
     return DatasetSummary(dataset_dir, splits, int(num_classes) if num_classes else None, raw.get("class_names"),
                           raw.get("prob_format", "float32"), raw)
+
+
+def read_json(path: str) -> dict:
+    """A JSON file this project wrote (summary, manifest, stats, eval); a damaged one names the file."""
+    with tf.io.gfile.GFile(path) as f:
+        try:
+            return json.load(f)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"{path}: not valid JSON ({e}): damaged or cut short; re-run the step that "
+                             "writes it") from None
 
 
 def read_summary(dataset_dir: str) -> dict:

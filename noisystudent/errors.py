@@ -6,6 +6,8 @@ traceback Beam logs when one is raised inside a pipeline (a DoFn that refuses da
 
 from __future__ import annotations
 
+import re
+
 
 class RecordAccountingError(RuntimeError):
     """A job's output does not account for its input (records lost or invented): no summary.json."""
@@ -28,3 +30,20 @@ class JobInterrupted(RuntimeError):
 
 
 JOB_ERRORS = (RecordAccountingError, DamagedInputError, OutputIsInputError, SelectionRefused, JobInterrupted)
+
+
+_OP_NOISE = re.compile(r"^(Graph execution error:|Detected at node .*|<stack traces unavailable>|\s+File .*|"
+                       r"\s*\[\[.*\]\].*)$")
+
+
+def op_message(message: str) -> str:
+    """The failing op's message out of TensorFlow's error text (node names, stack frames and the
+    tf.data wrapper prefixes removed)."""
+    for line in message.splitlines():
+        if not line.strip() or _OP_NOISE.match(line) or line.startswith("  "):
+            continue
+        line = re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", line.strip())
+        line = re.sub(r"^Error in user-defined function passed to .*? transformation with iterator: "
+                      r"[\w:]+: ", "", line)
+        return re.sub(r"\s*\[Op:[^\]]*\].*$", "", line).strip()
+    return message.strip()

@@ -97,9 +97,10 @@ def normalize_encoded(encoded: bytes, name: str = "image", max_pixels: int = DEF
                 return encoded
             return encode_png(to_uint8(image))
     except UnidentifiedImageError:
-        raise BadImageError(f"{name}: not an image file PIL can read (it starts {encoded[:8]!r})") from None
+        raise BadImageError(f"{name}: undecodable image: not a format PIL reads (it starts "
+                            f"{encoded[:8]!r})") from None
     except (OSError, ValueError, SyntaxError, EOFError) as e:
         if isinstance(e, BadImageError):
             raise
-        raise BadImageError(f"{name}: undecodable image ({type(e).__name__}: {str(e)[:200]})") from None
+        raise BadImageError(f"{name}: undecodable image: {type(e).__name__}: {str(e)[:200]}") from None
 

@@ -68,7 +68,7 @@ def test_a_lost_record_is_an_error_line_and_exit_1(tmp_path, capsys, monkeypatch
 
 
 def _always_unbalanced(output_dir, summary, inputs, **_):
-    from noisystudent.dataset_dir import RecordAccountingError
+    from noisystudent.errors import RecordAccountingError
 
     raise RecordAccountingError(f"{output_dir}: record accounting failed, summary.json not written: "
                                 "split 'unlabeled': 1197 records in, 1196 written, 0 dead letter")

@@ -10,6 +10,7 @@ from PIL import Image
 
 from beam_pipelines import dataset_output, ingest_folder
 from noisystudent import dataset_dir, records
+from noisystudent.errors import RecordAccountingError
 
 
 def _image(path, seed, fmt=None):
@@ -107,7 +108,7 @@ def test_a_record_lost_by_the_writer_fails_the_job_and_writes_no_summary(folders
         return real_process(self, ((split, shard), groups))
 
     monkeypatch.setattr(dataset_output._WriteShardFn, "process", drop_one)
-    with pytest.raises(dataset_dir.RecordAccountingError,
+    with pytest.raises(RecordAccountingError,
                        match=r"split 'labeled': 9 records in, 8 written, 0 dead letter \(\+1 unaccounted for\)"):
         ingest_folder.run(["--labeled_dir", str(root / "train"), "--output_dir", str(tmp_path / "o")])
     assert not (tmp_path / "o" / "summary.json").exists()

@@ -26,8 +26,9 @@ import keras
 import tensorflow as tf
 
 from model import build_model, count_params
-from noisystudent import dataset_dir
-from noisystudent.teacher import load_keras_teacher
+from noisystudent import dataset_dir, records
+from noisystudent.errors import DamagedInputError, op_message
+from noisystudent.teacher import check_class_count, load_keras_teacher
 from trainer import data, evaluate
 from trainer.augment import RandAugment
 from trainer.config import TrainConfig, config_from_args
@@ -72,6 +73,31 @@ def inspect_labeled_data(config: TrainConfig) -> DataInfo:
     if not num_classes:
         raise ValueError("config field 'num_classes': needed when labeled_data is a glob")
     return DataInfo(num_classes, class_names, files, num_train_images)
+
+
+def check_unlabeled_classes(config: TrainConfig, info: DataInfo) -> None:
+    """Before any model is built: the pseudo-labels' width (offline) or the teacher's classes (online)
+    match the labeled data's, naming both numbers and both files."""
+    if config.mode == "online":
+        check_class_count(config.teacher, "--teacher", info.num_classes, config.labeled_data, "--labeled_data")
+        return
+    if config.mode != "offline":
+        return
+    inputs = dataset_dir.resolve_input(config.unlabeled_data, config.unlabeled_split)
+    width, where = inputs.num_classes, "its summary.json"
+    if not width and inputs.files:
+        try:
+            first = next(iter(tf.data.TFRecordDataset(inputs.files[0]).take(1).as_numpy_iterator()), None)
+        except tf.errors.DataLossError as e:
+            raise DamagedInputError(f"config field 'unlabeled_data': {inputs.files[0]} is damaged: "
+                                    f"{op_message(e.message)}") from None
+        if first is not None:
+            width = int(records.parse_pseudo_labeled(first).probabilities.shape[0])
+            where = f"its first record, in {inputs.files[0]}"
+    if width and width != info.num_classes:
+        raise ValueError(f"config field 'unlabeled_data': {config.unlabeled_data} holds {width}-class pseudo-labels "
+                         f"({where}), but labeled_data {config.labeled_data} has {info.num_classes} classes: "
+                         "were they labelled by a teacher of other data?")
 
 
 def check_student_size(config: TrainConfig, teacher: Optional[keras.Model], num_classes: int) -> None:
@@ -206,6 +232,7 @@ def train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callbac
     start = time.time()
     keras.utils.set_random_seed(config.seed)
     info = inspect_labeled_data(config)
+    check_unlabeled_classes(config, info)
     model_dir = config.model_dir()
     tf.io.gfile.makedirs(model_dir)
     with tf.io.gfile.GFile(posixpath.join(model_dir, "train_config.json"), "w") as f:
@@ -239,9 +266,13 @@ def train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callbac
         ProgressLog(posixpath.join(model_dir, "progress.jsonl"), config.steps_per_epoch),
         *extra_callbacks,
     ]
-    history = trainer.fit(make_training_data(config, info), epochs=epochs,
-                          steps_per_epoch=config.steps_per_epoch, callbacks=callbacks,
-                          verbose=config.verbose, shuffle=False)
+    try:
+        history = trainer.fit(make_training_data(config, info), epochs=epochs,
+                              steps_per_epoch=config.steps_per_epoch, callbacks=callbacks,
+                              verbose=config.verbose, shuffle=False)
+    except tf.errors.DataLossError as e:  # TensorFlow does not say which file
+        inputs = config.labeled_data + (f" or {config.unlabeled_data}" if config.mode != "supervised" else "")
+        raise DamagedInputError(f"a training input file in {inputs} is damaged: {op_message(e.message)}") from None
     # NoisyStudent.fit leaves the EMA weights (and BatchNorm statistics) in the student.
     if config.finetune_steps:
         student = finetune_at_resolution(config, info, student)

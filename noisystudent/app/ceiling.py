@@ -28,6 +28,7 @@ from typing import Optional
 import tensorflow as tf
 
 from noisystudent import dataset_dir, records
+from noisystudent.errors import RecordAccountingError
 
 NUM_SHARDS = 4
 
@@ -59,7 +60,7 @@ def write_ceiling_data(data: str, out: str, labeled_split: str = "labeled",
                 read += 1
     expected = source.split(labeled_split).records + source.split(unlabeled_split).records
     if read != expected:
-        raise dataset_dir.RecordAccountingError(
+        raise RecordAccountingError(
             f"ceiling data from {data}: read {read} records, its summary.json counts {expected}")
     dataset_dir.write_summary(out, {
         "splits": {"labeled": {"records": read, "files": [posixpath.basename(p) for p in paths],

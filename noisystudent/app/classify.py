@@ -23,8 +23,8 @@ import numpy as np
 import tensorflow as tf
 
 from noisystudent import imagenet_classes
+from noisystudent.image_codec import BadImageError, is_image_name, normalize_encoded
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 
 
 def list_images(specs: Sequence[str]) -> list[str]:
@@ -35,7 +35,7 @@ def list_images(specs: Sequence[str]) -> list[str]:
             found = sorted(tf.io.gfile.glob(spec))
         elif tf.io.gfile.isdir(spec):
             found = sorted(posixpath.join(root, f) for root, _, files in tf.io.gfile.walk(spec) for f in files
-                           if f.lower().endswith(IMAGE_EXTENSIONS))
+                           if is_image_name(f))
         elif tf.io.gfile.exists(spec):
             found = [spec]
         else:
@@ -68,9 +68,23 @@ def class_names_for(model_path: str, num_classes: int, names_file: Optional[str]
     return [str(i) for i in range(num_classes)]
 
 
-def _read(path: str) -> bytes:
+def read_image(path: str) -> bytes:
+    """An image file as bytes the model decodes (noisystudent/image_codec.py: the decoder ingest uses);
+    BadImageError names the file."""
     with tf.io.gfile.GFile(path, "rb") as f:
-        return f.read()
+        return normalize_encoded(f.read(), path)
+
+
+def read_images(paths: Sequence[str]) -> tuple[list[int], list[bytes], dict[int, str]]:
+    """(indices of the readable images, their bytes, {index: error} for the others)."""
+    kept, encoded, errors = [], [], {}
+    for i, path in enumerate(paths):
+        try:
+            encoded.append(read_image(path))
+            kept.append(i)
+        except BadImageError as e:
+            errors[i] = str(e)
+    return kept, encoded, errors
 
 
 def classify(model_path: str, images: Sequence[str], top_k: int = 5, batch_size: int = 64,
@@ -84,10 +98,13 @@ def classify(model_path: str, images: Sequence[str], top_k: int = 5, batch_size:
     results = []
     for start in range(0, len(paths), batch_size):
         chunk = paths[start:start + batch_size]
-        labels = teacher.label_each([_read(p) for p in chunk])
-        for row, (path, p) in enumerate(zip(chunk, labels.probabilities)):
-            if row in labels.errors:
-                results.append({"image": path, "error": labels.errors[row]})
+        kept, encoded, errors = read_images(chunk)
+        labels = teacher.label_each(encoded)
+        by_index = {i: (row, p) for row, (i, p) in enumerate(zip(kept, labels.probabilities))}
+        for i, path in enumerate(chunk):
+            row, p = by_index.get(i, (None, None))
+            if i in errors or row in labels.errors:
+                results.append({"image": path, "error": errors.get(i) or labels.errors[row]})
                 continue
             top = np.argsort(-p)[:top_k]
             results.append({"image": path, "top": [{"class": int(c), "name": names[c],
@@ -112,10 +129,11 @@ def extract_features(model_path: str, images: Sequence[str], output: str, layer:
         raise ValueError(f"--layer {layer!r} is not a layer of {model.name}") from None
     size = int(model.input_shape[1])
     paths = list_images(images)
-    vectors, kept, failed = [], [], []
-    for path in paths:
+    readable, encoded, errors = read_images(paths)
+    vectors, kept, failed = [], [], [paths[i] for i in sorted(errors)]
+    for path, data in zip((paths[i] for i in readable), encoded):
         try:
-            image = image_ops.decode_image(tf.constant(_read(path)), size, center_crop)
+            image = image_ops.decode_image(tf.constant(data), size, center_crop)
         except tf.errors.InvalidArgumentError:
             failed.append(path)
             continue

@@ -9,6 +9,7 @@ import sys
 from typing import Optional, Sequence
 
 from beam_pipelines import JOBS
+from noisystudent.errors import JOB_ERRORS, JobInterrupted, op_message
 
 # name -> (module with run(argv), one-line description); the Beam jobs are beam_pipelines.JOBS.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -39,6 +40,9 @@ def configure_logging() -> None:
                         datefmt="%H:%M:%S")
     for noisy in ("apache_beam", "absl", "tensorflow", "h5py", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _QuietJobErrors) for f in handler.filters):
+            handler.addFilter(_QuietJobErrors())
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -52,23 +56,40 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     configure_logging()
     module = importlib.import_module(COMMANDS[name][0])
-    from noisystudent.dataset_dir import RecordAccountingError
-
     import tensorflow as tf
 
     try:
         module.run(rest)
-    except (ValueError, FileNotFoundError, FileExistsError, KeyError, RecordAccountingError,
-            tf.errors.OpError, RuntimeError) as e:
+    except (ValueError, FileNotFoundError, FileExistsError, KeyError, tf.errors.OpError, RuntimeError) as e:
         # Input errors, unreadable files (TensorFlow's NotFound, PermissionDenied, DataLoss ...), lost
         # records and failed steps: one clear line. NOISYSTUDENT_TRACEBACK=1 shows the traceback.
         if os.environ.get("NOISYSTUDENT_TRACEBACK"):
             raise
-        message = e.message if isinstance(e, tf.errors.OpError) else str(e)
-        print(f"noisystudent {name}: error: {message.strip().splitlines()[0] if message.strip() else repr(e)}",
-              file=sys.stderr)
-        return 1
+        print(f"noisystudent {name}: error: {error_line(e)}", file=sys.stderr)
+        return 130 if isinstance(e, JobInterrupted) else 1
+    except KeyboardInterrupt:
+        if os.environ.get("NOISYSTUDENT_TRACEBACK"):
+            raise
+        print(f"noisystudent {name}: interrupted (Ctrl-C): what it was writing is left incomplete", file=sys.stderr)
+        return 130
     return 0
+
+
+def error_line(e: BaseException) -> str:
+    """One line that says what failed: a TensorFlow op's own message (not "Graph execution error:")."""
+    import tensorflow as tf
+
+    message = op_message(e.message) if isinstance(e, tf.errors.OpError) else str(e)
+    lines = [line for line in message.strip().splitlines() if line.strip()]
+    return lines[0].strip() if lines else repr(e)
+
+
+class _QuietJobErrors(logging.Filter):
+    """Beam logs an exception raised inside a DoFn with its traceback before re-raising it; ours (a
+    refused damaged input, a refused selection) reach the user as one line, so their log is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], JOB_ERRORS))
 
 
 if __name__ == "__main__":

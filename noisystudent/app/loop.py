@@ -29,6 +29,8 @@ from typing import Callable, Optional, Sequence
 
 import tensorflow as tf
 
+from noisystudent import dataset_dir
+
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 
@@ -79,8 +81,7 @@ class Manifest:
         self.path = posixpath.join(run_dir, MANIFEST)
         self.data = {"config": config, "steps": {}}
         if tf.io.gfile.exists(self.path):
-            with tf.io.gfile.GFile(self.path) as f:
-                previous = json.load(f)
+            previous = dataset_dir.read_json(self.path)
             check_same_run(previous.get("config", {}), config, self.path)
             self.data["steps"] = previous.get("steps", {})
         tf.io.gfile.makedirs(run_dir)
@@ -143,7 +144,6 @@ def run_loop(cfg: LoopConfig) -> list[dict]:
     import keras
 
     from beam_pipelines import predict, select
-    from noisystudent import dataset_dir
     from noisystudent.typed_flags import override
     from trainer import config as train_config
     from trainer import task

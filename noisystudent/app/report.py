@@ -16,11 +16,12 @@ from __future__ import annotations
 import argparse
 import base64
 import html
-import json
 import posixpath
 from typing import Optional, Sequence
 
 import tensorflow as tf
+
+from noisystudent import dataset_dir
 
 REPORT_FILE = "report.html"
 SECTIONS = ("models", "selection", "timings", "lineage")
@@ -32,8 +33,7 @@ img{max-width:100%;border:1px solid #ddd;margin:.3em 0}h2{border-bottom:2px soli
 def _read_json(path: str) -> Optional[dict]:
     if not tf.io.gfile.exists(path):
         return None
-    with tf.io.gfile.GFile(path) as f:
-        return json.load(f)
+    return dataset_dir.read_json(path)
 
 
 def _image(path: str, alt: str) -> str:
