@@ -67,14 +67,34 @@ def shards_for(num_records: int, records_per_shard: int = TARGET_RECORDS_PER_SHA
     return max(1, math.ceil(num_records / records_per_shard))
 
 
+def group_by_shard(batch: Iterable, seed: int, num_shards: Mapping[str, int]) -> dict[tuple[str, int], list]:
+    """ShardedRecords / CopiedRecords -> {(split, shard): [(serialized, label, ((hash, key), ...))]}: what
+    crosses the shuffle. A record's bytes appear once per shard its copies land in."""
+    groups: dict[tuple[str, int], list] = {}
+    for r in batch:
+        if r.split not in num_shards:
+            raise ValueError(f"record {r.key!r}: no shard count for split {r.split!r}")
+        keys = [r.key] if isinstance(r, ShardedRecord) else [copy_key(r.key, i) for i in range(r.copies)]
+        placed: dict[int, list] = {}
+        for key in keys:
+            h = stable_hash64(seed, key)  # one hash: the shard, and the order inside it
+            placed.setdefault(h % num_shards[r.split], []).append((h, key))
+        for shard, hashed in placed.items():
+            groups.setdefault((r.split, shard), []).append((r.serialized, r.label, tuple(hashed)))
+    return groups
+
+
 class _WriteShardFn(beam.DoFn):
     def __init__(self, output_dir: str, num_shards: dict[str, int]):
         self._output_dir = output_dir
         self._num_shards = num_shards
         self._written = beam.metrics.Metrics.counter("dataset_output", "records_written")
+        self._shuffled = beam.metrics.Metrics.counter("dataset_output", "serialized_records_shuffled")
 
     def process(self, element):
         (split, shard), groups = element
+        groups = list(groups)
+        self._shuffled.inc(sum(len(group) for group in groups))
         # (hash, key) of every copy, the bytes shared: sorted by (hash, key), deterministic.
         items = sorted((h, key, serialized, label) for group in groups
                        for serialized, label, placed in group for h, key in placed)
@@ -116,18 +136,7 @@ class WriteShardedTFRecords(beam.PTransform):
         seed, num_shards = self._seed, self._num_shards
 
         def by_shard(batch: Iterable):
-            groups: dict[tuple[str, int], list] = {}
-            for r in batch:
-                if r.split not in num_shards:
-                    raise ValueError(f"record {r.key!r}: no shard count for split {r.split!r}")
-                keys = [r.key] if isinstance(r, ShardedRecord) else [copy_key(r.key, i) for i in range(r.copies)]
-                placed: dict[int, list] = {}
-                for key in keys:
-                    h = stable_hash64(seed, key)  # one hash: the shard, and the order inside it
-                    placed.setdefault(h % num_shards[r.split], []).append((h, key))
-                for shard, hashed in placed.items():
-                    groups.setdefault((r.split, shard), []).append((r.serialized, r.label, tuple(hashed)))
-            return groups.items()
+            return group_by_shard(batch, seed, num_shards).items()
 
         keyed = (pcoll | "KeyByShard" >> beam.FlatMap(by_shard) if self._batched
                  else pcoll | "KeyByShard" >> beam.FlatMap(lambda r: by_shard([r])))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import re
 import sys
 from typing import Optional, Sequence
 
@@ -81,7 +82,8 @@ def error_line(e: BaseException) -> str:
 
     message = op_message(e.message) if isinstance(e, tf.errors.OpError) else str(e)
     lines = [line for line in message.strip().splitlines() if line.strip()]
-    return lines[0].strip() if lines else repr(e)
+    # Beam appends the step an exception was raised in: the message already says what and where.
+    return re.sub(r" \[while running '[^']*'\]$", "", lines[0].strip()) if lines else repr(e)
 
 
 class _QuietJobErrors(logging.Filter):
