@@ -627,7 +627,10 @@ def _finish(summary: dict, result, config: SelectConfig, inputs: dataset_dir.Inp
     _write_plots(config, rows, class_names, samples, near_misses)
     summary.update(job="select", predictions=config.predictions, num_classes=config.num_classes,
                    class_names=class_names, prob_format=config.prob_format, stats_only=config.stats_only,
-                   kept_unique=sum(r["kept_unique"] for r in rows), written=sum(r["written"] for r in rows))
+                   kept_unique=sum(r["kept_unique"] for r in rows), written=sum(r["written"] for r in rows),
+                   # Image records that crossed the shuffle to the shard writers: once per (image, shard), not
+                   # once per copy (docs/design.md, "Copies").
+                   shuffled_records=counter_value(result, "dataset_output", "serialized_records_shuffled") or 0)
     if config.stats_only:
         summary["splits"] = {}
     for r in rows:

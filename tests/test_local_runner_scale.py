@@ -7,7 +7,9 @@ records, as a user does (docs/design.md, "Local runner").
 """
 
 import json
+import math
 import os
+import shutil
 
 import keras
 import numpy as np
@@ -17,6 +19,7 @@ from PIL import Image
 from beam_pipelines import ingest_folder, predict, select
 from model import build_model
 from noisystudent import dataset_dir
+from noisystudent.errors import DamagedInputError, OutputIsInputError, SelectionRefused
 
 UNLABELED_FOLDERS = 20
 PER_FOLDER = 1_000
@@ -133,6 +136,14 @@ def test_select_accounts_for_every_prediction_and_copy_and_reruns_byte_identical
                         "--output_dir", str(tmp_path / f"run{i}"), "--samples_per_class", "0"])
             for i in range(2)]
     first = runs[0]
+    # Copies cross the shuffle once per (image, shard), not once per copy.
+    shards = len(first["splits"]["train"]["files"])
+    assert first["kept_unique"] <= first["shuffled_records"] < first["written"]
+    copies = {row["class"]: row["written"] / row["kept_unique"] for row in first["stats"]["classes"]
+              if row["kept_unique"]}
+    assert max(copies.values()) > 1.5  # a poor class really is duplicated
+    assert first["shuffled_records"] <= sum(row["kept_unique"] * min(shards, math.ceil(row["expected_copies"]))
+                                            for row in first["stats"]["classes"])
     accounting = first["accounting"]
     assert accounting["predictions"] == {"input": N_UNLABELED, "selectable": N_UNLABELED, "above_max_prob": 0,
                                          "dead_letter": 0}
@@ -145,3 +156,59 @@ def test_select_accounts_for_every_prediction_and_copy_and_reruns_byte_identical
     assert sum(1 for _ in dataset_dir.iter_split_records(str(tmp_path / "run0"), "train")) == written
     assert _shards(tmp_path / "run0", "train") == _shards(tmp_path / "run1", "train")
     assert stats[0] == stats[1]
+
+
+def _tree(directory) -> dict:
+    return {name: open(os.path.join(directory, name), "rb").read() for name in sorted(os.listdir(directory))}
+
+
+def test_runs_in_place_are_refused_at_20k_and_leave_every_byte(ingested, predicted, tmp_path):
+    out, _ = ingested
+    work, _ = predicted
+    before = _tree(work / "run0")
+    with pytest.raises(OutputIsInputError, match="is the input --predictions"):
+        select.run(["--predictions", str(work / "run0"), "--output_dir", str(work / "run0"), "--num_image", "9000",
+                    "--overwrite"])
+    with pytest.raises(OutputIsInputError, match="is the input --input"):
+        predict.run(["--input", str(out / "run0"), "--split", "unlabeled", "--model", str(work / "teacher.keras"),
+                     "--output_dir", str(out / "run0"), "--overwrite"])
+    assert _tree(work / "run0") == before
+
+
+def test_a_damaged_shard_at_20k_stops_predict_or_loses_exactly_its_unreadable_records(ingested, predicted,
+                                                                                      tmp_path):
+    out, _ = ingested
+    work, _ = predicted
+    damaged = tmp_path / "data"
+    shutil.copytree(out / "run0", damaged)
+    summary = dataset_dir.load_summary(str(damaged)).split("unlabeled")
+    victim = summary.files[3]
+    with open(damaged / victim, "r+b") as f:
+        f.truncate(os.path.getsize(damaged / victim) * 2 // 3)
+    argv = ["--input", str(damaged), "--model", str(work / "teacher.keras"), "--output_dir", str(tmp_path / "p")]
+    with pytest.raises(DamagedInputError, match=rf"{victim}: [\d,]+ records readable of the "
+                                                rf"{summary.file_records[victim]:,}"):
+        predict.run(argv)
+    assert not (tmp_path / "p" / "summary.json").exists()
+    result = predict.run(argv + ["--allow_damaged_input"])
+    lost = result["dead_letter"]
+    assert 0 < lost < summary.file_records[victim] and result["predicted"] == N_UNLABELED - lost
+    assert result["accounting"]["predictions"] == {"input": N_UNLABELED, "written": N_UNLABELED - lost,
+                                                   "dead_letter": lost}
+    assert sum(1 for _ in dataset_dir.iter_split_records(str(tmp_path / "p"), "predictions")) == N_UNLABELED - lost
+
+
+def test_a_runaway_selection_at_20k_is_refused_before_anything_is_written(predicted, tmp_path):
+    work, _ = predicted
+    with pytest.raises(SelectionRefused, match="every kept image would be written at least 125.0 times"):
+        select.run(["--predictions", str(work / "run0"), "--num_image", "2500000", "--output_dir", str(tmp_path / "a")])
+    # Within the driver's bound (num_image / predictions <= 100), but every class with images gets num_image:
+    # k classes x num_image from 20,000 images is 110x.
+    k = sum(1 for n in predicted[1][0]["predicted_class_histogram"].values() if n)
+    assert k >= 2
+    num_image = N_UNLABELED * 110 // k
+    with pytest.raises(SelectionRefused, match=rf"select would write about {k * num_image:,} records from "
+                                               rf"{N_UNLABELED:,} kept unique images \(110.0x, over 100x\)"):
+        select.run(["--predictions", str(work / "run0"), "--num_image", str(num_image), "--min_threshold", "0",
+                    "--output_dir", str(tmp_path / "b")])
+    assert not list((tmp_path / "b").glob("train-*")) and not (tmp_path / "b" / "summary.json").exists()

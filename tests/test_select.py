@@ -3,6 +3,7 @@
 import collections
 import filecmp
 import json
+import os
 
 import numpy as np
 import pytest
@@ -298,3 +299,33 @@ def test_near_misses_are_the_most_confident_rejected_images_just_below_the_thres
     assert all(why[m["image_id"]] == (False, select.REASON_BELOW) for m in near)
     assert (tmp_path / "out" / "near_misses.png").stat().st_size > 1000
     assert not list((tmp_path / "out").glob("_*.tfrecord"))  # the pipeline's sample files are gone
+
+
+def test_copies_cross_the_shuffle_once_per_shard_and_write_the_bytes_one_record_per_copy_wrote(tmp_path):
+    """An image with 20,000 copies (at the paper's ImageNet cap of 130,000, one confident image in a poor class
+    gets 130,000) is grouped into at most one shuffle element per shard, and the shards hold exactly what
+    writing each copy as its own record (the previous writer) put there."""
+    import apache_beam as beam
+
+    from beam_pipelines import dataset_output as out
+    from beam_pipelines.pipeline_options import make_pipeline_options
+
+    big = b"x" * 1000
+    copied = [out.CopiedRecord("train", "img/a", 20_000, big, 1), out.CopiedRecord("train", "img/b", 3, b"b", 0),
+              out.CopiedRecord("train", "img/c", 1, b"c", 2)]
+    num_shards = {"train": 7}
+    groups = out.group_by_shard(copied, seed=5, num_shards=num_shards)
+    carried = [(serialized, placed) for entries in groups.values() for serialized, _, placed in entries]
+    assert sum(1 for serialized, _ in carried if serialized is big) <= 7  # not 20,000
+    assert sum(len(placed) for _, placed in carried) == 20_004
+    one_per_copy = [out.ShardedRecord("train", out.copy_key(r.key, i), r.serialized, r.label)
+                    for r in copied for i in range(r.copies)]
+    for name, elements in (("copied", [copied]), ("per_copy", [one_per_copy])):
+        os.makedirs(tmp_path / name)
+        with beam.Pipeline(options=make_pipeline_options([])) as p:
+            _ = (p | beam.Create(elements)
+                 | out.WriteShardedTFRecords(str(tmp_path / name), num_shards, seed=5, batched=True))
+    names = sorted(os.listdir(tmp_path / "per_copy"))
+    assert names == sorted(os.listdir(tmp_path / "copied")) and len(names) == 7
+    for name in names:
+        assert filecmp.cmp(tmp_path / "copied" / name, tmp_path / "per_copy" / name, shallow=False)
