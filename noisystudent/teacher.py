@@ -228,15 +228,21 @@ def load_teacher(model_path: str, image_size: Optional[int] = None, center_crop:
     return LoadedTeacher(predict_saved, size, num_classes)
 
 
-def load_keras_teacher(model_path: str, flag: str = "--teacher"):
-    """A trained .keras model, frozen: the online teacher (run inside the training step) and the
-    model `features` embeds with. Checked first (`check_model_file`), so errors name the file."""
+def load_keras_model(model_path: str, flag: str = "--model"):
+    """A trained .keras model (safe mode, not compiled), checked first (`check_model_file`) so errors name
+    the file: what the trainer initialises from and exports."""
     import keras
 
     check_model_file(model_path, flag)
     if not model_path.endswith(".keras"):
         raise ValueError(f"{flag} {model_path}: needs the .keras file (a SavedModel has no Keras layers "
-                         "to train beside or embed with)")
-    teacher = keras.saving.load_model(model_path, safe_mode=True, compile=False)
+                         "to train beside, embed with or export from)")
+    return keras.saving.load_model(model_path, safe_mode=True, compile=False)
+
+
+def load_keras_teacher(model_path: str, flag: str = "--teacher"):
+    """A trained .keras model, frozen: the online teacher (run inside the training step) and the
+    model `features` embeds with."""
+    teacher = load_keras_model(model_path, flag)
     teacher.trainable = False
     return teacher

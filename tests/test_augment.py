@@ -89,8 +89,13 @@ def test_each_image_of_a_batch_draws_its_own_ops():
 
 def test_augmenting_inside_tf_data_handles_a_short_last_batch():
     images = np.random.default_rng(2).integers(0, 256, (10, 8, 8, 3)).astype(np.float32)
-    ds = tf.data.Dataset.from_tensor_slices(images).batch(4).map(RandAugment(2, 5))
-    assert [b.shape[0] for b in ds] == [4, 4, 2]
+    ds = tf.data.Dataset.from_tensor_slices(images).batch(4).map(RandAugment(2, 5, seed=1))
+    batches = [b.numpy() for b in ds]
+    assert [b.shape[0] for b in batches] == [4, 4, 2]
+    short = batches[-1]
+    assert not np.array_equal(short, images[8:])  # the short batch is augmented too, not passed through
+    assert all(not np.array_equal(short[i], images[8 + i]) for i in range(2))
+    assert short.min() >= 0 and short.max() <= 255
 
 
 def test_decoding_skips_only_a_resize_that_changes_nothing():

@@ -1,5 +1,6 @@
 """The `noisystudent` command: every job is listed and documents its flags."""
 
+import json
 import subprocess
 import sys
 
@@ -46,7 +47,11 @@ def test_beam_job_runs_as_a_module_with_beam_flags(tmp_path):
          "--runner=DirectRunner", "--direct_num_workers=1"],
         capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert (tmp_path / "summary.json").exists()
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    # The defaults: 10 labels per class, 500 test images, the rest of the 1,797 unlabeled.
+    assert {split: entry["records"] for split, entry in summary["splits"].items()} == {
+        "labeled": 100, "test": 500, "unlabeled": 1197}
+    assert summary["accounting"]["unlabeled"] == {"input": 1197, "written": 1197, "dead_letter": 0}
 
 
 def test_the_local_runner_mode_that_loses_records_is_refused(tmp_path, capsys):

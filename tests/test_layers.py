@@ -59,15 +59,24 @@ def test_every_import_points_down_the_layers():
 
 
 def test_the_teacher_is_loaded_in_one_place():
-    """predict (Beam), classify, features and the trainer's online mode load trained models through
-    noisystudent/teacher.py: no other function that loads a model has "teacher" in its name."""
-    loaders = []
+    """predict (Beam), classify, features, the trainer's online mode, init checkpoints and export load trained
+    models through noisystudent/teacher.py: no `load_model(` call (keras.saving's, tf.keras', Beam's model
+    handlers') anywhere else, and every loader there checks the file first."""
+    calls = []
     for package in PACKAGES:
         for path in (ROOT / package).rglob("*.py"):
             for node in ast.walk(ast.parse(path.read_text())):
-                if isinstance(node, ast.FunctionDef) and "teacher" in node.name and "load_model(" in ast.unparse(node):
-                    loaders.append(f"{path.relative_to(ROOT).as_posix()}:{node.name}")
-    assert loaders == ["noisystudent/teacher.py:load_teacher", "noisystudent/teacher.py:load_keras_teacher"], loaders
+                if isinstance(node, ast.Call):
+                    func = node.func
+                    name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+                    if name == "load_model":
+                        calls.append(f"{path.relative_to(ROOT).as_posix()}:{node.lineno}")
+    teacher = ROOT / "noisystudent" / "teacher.py"
+    assert calls and all(c.startswith("noisystudent/teacher.py:") for c in calls), calls
+    loaders = {node.name: ast.unparse(node) for node in ast.walk(ast.parse(teacher.read_text()))
+               if isinstance(node, ast.FunctionDef) and "load_model(" in ast.unparse(node)}
+    assert set(loaders) == {"load_teacher", "load_keras_model"}, sorted(loaders)
+    assert all("check_model_file(" in source for source in loaders.values())
 
 
 def test_beam_jobs_stay_small_functions_on_one_runner():

@@ -109,12 +109,19 @@ def test_same_seed_same_files_other_seed_other_sample(synthetic, tmp_path):
 
 
 def test_trainer_reads_the_output(synthetic, tmp_path):
+    """One epoch of the trainer's input is every record select wrote, with its image and probabilities."""
     from trainer import data
     root, _ = synthetic
     _run(root, tmp_path / "t")
     files = dataset_dir.resolve_files(str(tmp_path / "t"), "train")
-    images, probs = next(iter(data.pseudo_labeled_images(files, 3, 8, 16, None)))
-    assert images.shape == (16, 8, 8, 3) and probs.shape == (16, 3)
+    written = _written(tmp_path / "t")
+    batches = data.pseudo_labeled_images(files, 3, 4, len(written), None, shuffle_buffer=1)
+    images, probs = (t.numpy() for t in next(iter(batches)))
+    expected = sorted((r.probabilities.tobytes(), tf.io.decode_png(r.encoded).numpy().astype(np.float32).tobytes())
+                      for r in written)
+    got = sorted((p.tobytes(), i.tobytes()) for p, i in zip(probs, images))
+    assert got == expected  # the same multiset of (probabilities, pixels): nothing dropped, nothing altered
+    assert collections.Counter(probs.argmax(axis=1).tolist()) == collections.Counter(r.label for r in written)
 
 
 def test_bad_predictions_and_missing_images_go_to_the_dead_letter_file(synthetic, tmp_path):
@@ -196,6 +203,20 @@ def test_plots_for_a_thousand_classes_are_one_figure_each(tmp_path):
     for name in ("histograms.png", "samples.png"):  # one readable figure (1,000 panels: 38,400 px tall)
         height, width, _ = tf.io.decode_png((tmp_path / name).read_bytes()).shape
         assert 300 < height < 2000 and 200 < width < 2000, (name, height, width)
+    samples = tf.io.decode_png((tmp_path / "samples.png").read_bytes()).numpy()
+    assert len(np.unique(samples.reshape(-1, 3), axis=0)) > 1000  # the thumbnails are drawn, not a blank canvas
+    # The thresholds are drawn where they are: red dots move right with the thresholds.
+    red_x = {}
+    for t in (0.35, 0.85):
+        flat = [dict(row, threshold=t) for row in rows]
+        selection_plots.plot_histograms(flat, 0.3, str(tmp_path / f"t{t}.png"))
+        image = tf.io.decode_png((tmp_path / f"t{t}.png").read_bytes()).numpy().astype(int)
+        heatmap = image[:, : image.shape[1] * 3 // 4]  # the left panel; the counts panel is to its right
+        red = (heatmap[..., 0] > 150) & (heatmap[..., 1] < 110) & (heatmap[..., 2] < 110)
+        assert red.sum() > 200, t
+        red_x[t] = np.nonzero(red)[1].mean() / heatmap.shape[1]
+        assert len(np.unique(heatmap.reshape(-1, 3), axis=0)) > 20  # the log-count heatmap is not blank
+    assert red_x[0.85] - red_x[0.35] > 0.3
 
 
 def test_the_decision_table_has_one_row_per_prediction_matching_stats_json(synthetic, tmp_path):

@@ -25,16 +25,23 @@ def resize_decoder(image_size: int, center_crop: bool = False) -> Decoder:
 
 
 def _records(files: list[str], shuffle_buffer: int, seed: int, repeat: bool) -> tf.data.Dataset:
+    """Serialized records; for training, shuffled (files, then records) and repeated, epoch by epoch.
+
+    The record shuffle comes before `repeat`: every epoch reads every record exactly once. After the
+    repeat (as before), a buffer larger than the data mixed epochs and drew with replacement in
+    effect: of 1,497 records under the 10,000-record buffer, 497 were unread after one epoch's worth
+    of draws and 40 after three.
+    """
     if not files:
         raise ValueError("no TFRecord files to read (an empty split?)")
     ds = tf.data.Dataset.from_tensor_slices(files)
     if repeat:
-        ds = ds.shuffle(len(files), seed=seed).repeat()
+        ds = ds.shuffle(len(files), seed=seed)
     ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(8, len(files)),
                        num_parallel_calls=AUTOTUNE, deterministic=not repeat)
     if repeat and shuffle_buffer > 1:
         ds = ds.shuffle(shuffle_buffer, seed=seed)
-    return ds
+    return ds.repeat() if repeat else ds
 
 
 def _check_labels(labels: tf.Tensor, num_classes: int) -> tf.Tensor:

@@ -92,7 +92,9 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
     args = parser.parse_args(argv)
     if keras.backend.backend() != "tensorflow":
         raise SystemExit("trainer.export needs KERAS_BACKEND=tensorflow (string signatures are TensorFlow's)")
-    model = keras.saving.load_model(args.model, safe_mode=True, compile=False)
+    from noisystudent.teacher import load_keras_model
+
+    model = load_keras_model(args.model)
     return export_saved_model(model, args.export_dir, json.loads(args.class_names))
 
 

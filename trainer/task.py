@@ -28,7 +28,7 @@ import tensorflow as tf
 from model import build_model, count_params
 from noisystudent import dataset_dir, records
 from noisystudent.errors import DamagedInputError, op_message
-from noisystudent.teacher import check_class_count, load_keras_teacher
+from noisystudent.teacher import check_class_count, load_keras_model, load_keras_teacher
 from trainer import data, evaluate
 from trainer.augment import RandAugment
 from trainer.config import TrainConfig, config_from_args
@@ -138,7 +138,7 @@ def initialize_from(model: keras.Model, checkpoint: str) -> None:
     """Weights from a .keras file (matching layers) or an original TF checkpoint; a new head if
     the class count differs."""
     if checkpoint.endswith(".keras"):
-        source = keras.saving.load_model(checkpoint, safe_mode=True, compile=False)
+        source = load_keras_model(checkpoint, "--init_checkpoint")
         same_head = source.output_shape[-1] == model.output_shape[-1]
         for layer in model.layers:
             if layer.weights and (layer.name != "predictions" or same_head):
