@@ -15,8 +15,9 @@ converted to 8 bits and re-encoded as PNG (noisystudent/image_codec.py says
 how, mode by mode). An image that cannot be decoded, an empty file and one
 over --max_image_pixels go to dead_letter.jsonl with its path and the reason,
 and the job finishes; summary.json counts them. --output_dir may not be, be
-inside or contain an input folder (a re-run would ingest its own output). Ids are `<dataset_name>/<split>/<path
-relative to the folder>`: stable across runs.
+inside or contain an input folder (a re-run would ingest its own output).
+Ids are `<dataset_name>/<split>/<path relative to the folder>`: stable
+across runs.
 
     python -m beam_pipelines.ingest_folder --labeled_dir photos/train \\
         --unlabeled_dir photos/raw --output_dir gs://b/photos

@@ -27,10 +27,10 @@ import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
 from beam_pipelines import dataset_output as out
-from noisystudent.image_codec import encode_png
 from beam_pipelines.job_runner import JobPlan, run_job
 from beam_pipelines.pipeline_options import beam_flags_epilog, is_dry_run, normalise_beam_args
 from noisystudent import records
+from noisystudent.image_codec import encode_png
 from noisystudent.typed_flags import add_flags, flag, parse
 
 SPLITS = ("labeled", "unlabeled", "test")

@@ -26,10 +26,10 @@ import apache_beam as beam
 import numpy as np
 
 from beam_pipelines import dataset_output as out
-from noisystudent.image_codec import encode_png
 from beam_pipelines.job_runner import JobPlan, run_job
 from beam_pipelines.pipeline_options import beam_flags_epilog, is_dry_run, split_job_and_beam_args
 from noisystudent import records
+from noisystudent.image_codec import encode_png
 
 NUM_CLASSES = 10
 SPLITS = ("train", "test", "extra")

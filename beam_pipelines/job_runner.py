@@ -83,10 +83,12 @@ def interrupts_as(error: BaseException) -> Iterator[None]:
         return
     interrupted = []
     previous = signal.getsignal(signal.SIGINT)
+    beam_log = logging.getLogger("apache_beam")
+    level = beam_log.level
 
     def on_sigint(signum, frame):
         interrupted.append(signum)
-        logging.getLogger("apache_beam").setLevel(logging.CRITICAL)  # its tracebacks of the unwinding
+        beam_log.setLevel(logging.CRITICAL)  # Beam logs a traceback for every step the interrupt unwinds
         signal.default_int_handler(signum, frame)
 
     signal.signal(signal.SIGINT, on_sigint)
@@ -98,3 +100,4 @@ def interrupts_as(error: BaseException) -> Iterator[None]:
         raise
     finally:
         signal.signal(signal.SIGINT, previous)
+        beam_log.setLevel(level)

@@ -36,7 +36,6 @@ from beam_pipelines.read_ahead import read_ahead
 from beam_pipelines.teacher_inference import ImageChunk, KerasTeacherHandler
 from beam_pipelines.tfrecord_reader import DamagedTFRecordFile, damaged_file_dead_letter, read_tfrecords
 from noisystudent import dataset_dir, records
-from noisystudent.errors import DamagedInputError
 from noisystudent.teacher import PRECISIONS, ChunkLabels, check_class_count
 from noisystudent.typed_flags import add_flags, flag, parse
 
@@ -277,12 +276,7 @@ def teacher_name(config: PredictConfig) -> str:
 def _finish(summary: dict, result, config: PredictConfig, inputs: dataset_dir.InputFiles, split: str,
             num_classes: Optional[int]) -> dict:
     # count(in) is what the input declares (its summary.json), else what the reader counted.
-    records_read = counter_value(result, "predict", "records_read") or 0
-    input_records = records_read if inputs.declared is None else inputs.declared
-    if inputs.declared is not None and records_read != inputs.declared:
-        raise DamagedInputError(
-            f"--input {config.input}: {records_read:,} records read of the {inputs.declared:,} its summary.json "
-            "declares (a shard shorter than its job wrote it?); summary.json not written")
+    input_records = inputs.count_in(counter_value(result, "predict", "records_read") or 0, "--input")
     out.check_accounting(config.output_dir, summary, {split: input_records})
     predicted = summary["splits"][split]["records"]
     totals = summary.pop("totals", {})

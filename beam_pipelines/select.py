@@ -50,7 +50,7 @@ from beam_pipelines.pipeline_options import beam_flags_epilog, counter_value, is
 from beam_pipelines.progress import Progress, expected_records
 from beam_pipelines.tfrecord_reader import DamagedTFRecordFile, damaged_file_dead_letter, read_tfrecords
 from noisystudent import dataset_dir, records
-from noisystudent.errors import DamagedInputError, SelectionRefused
+from noisystudent.errors import SelectionRefused
 from noisystudent.stable_random import stable_hash64, stable_uniform
 from noisystudent.typed_flags import add_flags, flag, parse
 
@@ -720,12 +720,7 @@ def _check_select_accounting(output_dir: str, summary: dict, result, selectable:
     def counter(name: str) -> int:
         return counter_value(result, "select", name) or 0  # a counter never incremented is absent
 
-    read = counter("predictions_read")
-    if inputs.declared is not None and read != inputs.declared:
-        raise DamagedInputError(
-            f"--predictions {inputs.location}: {read:,} predictions read of the {inputs.declared:,} its "
-            "summary.json declares (a shard shorter than its job wrote it?); summary.json not written")
-    read_balance = (PREDICTIONS, read if inputs.declared is None else inputs.declared, {
+    read_balance = (PREDICTIONS, inputs.count_in(counter("predictions_read"), "--predictions", "predictions"), {
         "selectable": selectable, "above_max_prob": counter("above_max_prob"),
         "dead_letter": summary["dead_letter_by_split"].get(PREDICTIONS, 0)})
     balances = [read_balance]

@@ -11,6 +11,11 @@ and prints per-record microseconds and peak MB for both and their ratios.
 
     python bench/select_scaling.py --sizes 100000,1000000
     python bench/select_scaling.py --sizes 20000 --num_classes 1000   (ImageNet-sized vectors)
+    python bench/select_scaling.py --sizes 50000 --copies 20          (every image written ~20 times)
+
+--copies K sets num_image to K x N / num_classes, so each kept image is written about K times:
+the shuffle to the shard writers then carries K x N records' worth of copies, or (since copies
+travel as one element per image and shard) at most N x min(K, shards) of them.
 """
 
 from __future__ import annotations
@@ -51,13 +56,15 @@ def make_data(directory: str, n: int, num_classes: int = 10, shards: int = 64) -
     return os.path.join(directory, "preds-*.tfrecord")
 
 
-def child_select(pattern: str, out: str, n: int, num_classes: int) -> None:
+def child_select(pattern: str, out: str, n: int, num_classes: int, copies: float = 0.0) -> None:
     from beam_pipelines import select
-    select.run(["--predictions", pattern, "--output_dir", out, "--num_image", str(max(1, n // (2 * num_classes))),
-                "--num_classes", str(num_classes), "--samples_per_class", "0", "--runner=FnApiRunner"])
+    num_image = int(copies * n / num_classes) if copies else max(1, n // (2 * num_classes))
+    select.run(["--predictions", pattern, "--output_dir", out, "--num_image", str(num_image),
+                "--num_classes", str(num_classes), "--samples_per_class", "0", "--runner=FnApiRunner"]
+               + (["--min_threshold", "0"] if copies else []))
 
 
-def child_bare_gbk(pattern: str, out: str, n: int, num_classes: int) -> None:
+def child_bare_gbk(pattern: str, out: str, n: int, num_classes: int, copies: float = 0.0) -> None:
     import apache_beam as beam
 
     from noisystudent import records
@@ -71,10 +78,10 @@ def child_bare_gbk(pattern: str, out: str, n: int, num_classes: int) -> None:
              | beam.MapTuple(lambda k, v: sum(1 for _ in v)) | beam.combiners.Count.Globally())
 
 
-def measure(kind: str, pattern: str, out: str, n: int, num_classes: int) -> dict:
+def measure(kind: str, pattern: str, out: str, n: int, num_classes: int, copies: float = 0.0) -> dict:
     start = time.perf_counter()
     subprocess.run([sys.executable, __file__, "--child", kind, "--pattern", pattern, "--out", out, "--n", str(n),
-                    "--num_classes", str(num_classes)],
+                    "--num_classes", str(num_classes), "--copies", str(copies)],
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     seconds = time.perf_counter() - start
     with open(out + ".peak_mb") as f:
@@ -90,10 +97,12 @@ def main() -> None:
     parser.add_argument("--out")
     parser.add_argument("--n", type=int)
     parser.add_argument("--num_classes", type=int, default=10)
+    parser.add_argument("--copies", type=float, default=0.0, help="Each kept image written about this many times.")
     args = parser.parse_args()
     if args.child:
         sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        (child_select if args.child == "select" else child_bare_gbk)(args.pattern, args.out, args.n, args.num_classes)
+        child = child_select if args.child == "select" else child_bare_gbk
+        child(args.pattern, args.out, args.n, args.num_classes, args.copies)
         with open(args.out + ".peak_mb", "w") as f:  # the child's own peak RSS (Linux: KiB)
             f.write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
         return
@@ -102,8 +111,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             pattern = make_data(tmp, n, args.num_classes)
             gbk = measure("gbk", pattern, os.path.join(tmp, "gbk"), n, args.num_classes)
-            sel = measure("select", pattern, os.path.join(tmp, "sel"), n, args.num_classes)
-            row = {"n": n, "num_classes": args.num_classes, "bare_gbk": gbk, "select": sel,
+            sel = measure("select", pattern, os.path.join(tmp, "sel"), n, args.num_classes, args.copies)
+            row = {"n": n, "num_classes": args.num_classes, "copies": args.copies, "bare_gbk": gbk, "select": sel,
                    "time_ratio_to_gbk": round(sel["seconds"] / gbk["seconds"], 2),
                    "peak_memory_ratio_to_gbk": round(sel["peak_mb"] / gbk["peak_mb"], 2)}
             rows.append(row)

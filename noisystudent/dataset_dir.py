@@ -128,6 +128,16 @@ class InputFiles:
     num_classes: Optional[int] = None  # from the (first) summary.json consulted
     class_names: Optional[list[str]] = None
 
+    def count_in(self, read: int, flag: str, what: str = "records") -> int:
+        """count(in): what the input declares, else what its reader counted; the two must agree."""
+        if self.declared is None:
+            return read
+        if read != self.declared:
+            raise DamagedInputError(f"{flag} {self.location}: {read:,} {what} read of the {self.declared:,} its "
+                                    "summary.json declares (a shard shorter than its job wrote it?); summary.json "
+                                    "not written")
+        return self.declared
+
     @property
     def guarded(self) -> list[str]:
         """What an output must stay apart from: the dataset dir, or a glob and every file it matched."""
