@@ -21,6 +21,7 @@ import math
 import os
 import posixpath
 import uuid
+from array import array
 from typing import Iterable, Mapping, NamedTuple, Optional
 
 import apache_beam as beam
@@ -68,20 +69,46 @@ def shards_for(num_records: int, records_per_shard: int = TARGET_RECORDS_PER_SHA
 
 
 def group_by_shard(batch: Iterable, seed: int, num_shards: Mapping[str, int]) -> dict[tuple[str, int], list]:
-    """ShardedRecords / CopiedRecords -> {(split, shard): [(serialized, label, ((hash, key), ...))]}: what
-    crosses the shuffle. A record's bytes appear once per shard its copies land in."""
+    """ShardedRecords / CopiedRecords -> {(split, shard): [(serialized, label, key, hashes, copies)]}: what
+    crosses the shuffle. A record's bytes appear once per shard its copies land in; each copy costs 12
+    bytes there (`hashes`: its 64-bit hashes, `copies`: its copy numbers, packed arrays; None for a
+    plain record, whose key is used as it is)."""
     groups: dict[tuple[str, int], list] = {}
     for r in batch:
         if r.split not in num_shards:
             raise ValueError(f"record {r.key!r}: no shard count for split {r.split!r}")
-        keys = [r.key] if isinstance(r, ShardedRecord) else [copy_key(r.key, i) for i in range(r.copies)]
-        placed: dict[int, list] = {}
-        for key in keys:
-            h = stable_hash64(seed, key)  # one hash: the shard, and the order inside it
-            placed.setdefault(h % num_shards[r.split], []).append((h, key))
-        for shard, hashed in placed.items():
-            groups.setdefault((r.split, shard), []).append((r.serialized, r.label, tuple(hashed)))
+        n = num_shards[r.split]
+        if isinstance(r, ShardedRecord):
+            h = stable_hash64(seed, r.key)  # one hash: the shard, and the order inside it
+            groups.setdefault((r.split, h % n), []).append((r.serialized, r.label, r.key, array("Q", [h]).tobytes(),
+                                                            None))
+            continue
+        placed: dict[int, tuple[array, array]] = {}
+        for copy in range(r.copies):
+            h = stable_hash64(seed, copy_key(r.key, copy))
+            hashes, copies = placed.setdefault(h % n, (array("Q"), array("I")))
+            hashes.append(h)
+            copies.append(copy)
+        for shard, (hashes, copies) in placed.items():
+            groups.setdefault((r.split, shard), []).append((r.serialized, r.label, r.key, hashes.tobytes(),
+                                                            copies.tobytes()))
     return groups
+
+
+def expand_shard_entries(entries: Iterable) -> list[tuple[int, str, bytes, int]]:
+    """group_by_shard's entries for one shard -> (hash, key, serialized, label) of every record it holds."""
+    items = []
+    for serialized, label, key, packed_hashes, packed_copies in entries:
+        hashes = array("Q")
+        hashes.frombytes(packed_hashes)
+        if packed_copies is None:
+            keys = [key]
+        else:
+            copies = array("I")
+            copies.frombytes(packed_copies)
+            keys = [copy_key(key, c) for c in copies]
+        items.extend((h, k, serialized, label) for h, k in zip(hashes, keys))
+    return items
 
 
 class _WriteShardFn(beam.DoFn):
@@ -93,11 +120,9 @@ class _WriteShardFn(beam.DoFn):
 
     def process(self, element):
         (split, shard), groups = element
-        groups = list(groups)
-        self._shuffled.inc(sum(len(group) for group in groups))
-        # (hash, key) of every copy, the bytes shared: sorted by (hash, key), deterministic.
-        items = sorted((h, key, serialized, label) for group in groups
-                       for serialized, label, placed in group for h, key in placed)
+        entries = [entry for group in groups for entry in group]
+        self._shuffled.inc(len(entries))
+        items = sorted(expand_shard_entries(entries))  # by (hash, key): deterministic
         path = shard_path(self._output_dir, split, shard, self._num_shards[split])
         tmp_path = f"{path}.tmp-{uuid.uuid4().hex}"
         labels: dict[int, int] = {}

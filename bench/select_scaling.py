@@ -12,6 +12,7 @@ and prints per-record microseconds and peak MB for both and their ratios.
     python bench/select_scaling.py --sizes 100000,1000000
     python bench/select_scaling.py --sizes 20000 --num_classes 1000   (ImageNet-sized vectors)
     python bench/select_scaling.py --sizes 50000 --copies 20          (every image written ~20 times)
+    python bench/select_scaling.py --sizes 1000 --copies 500 --image_size 32   (3 KB images, 500 copies)
 
 --copies K sets num_image to K x N / num_classes, so each kept image is written about K times:
 the shuffle to the shard writers then carries K x N records' worth of copies, or (since copies
@@ -32,14 +33,14 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def make_data(directory: str, n: int, num_classes: int = 10, shards: int = 64) -> str:
+def make_data(directory: str, n: int, num_classes: int = 10, shards: int = 64, image_size: int = 4) -> str:
     import numpy as np
     import tensorflow as tf
 
     from noisystudent import records
 
     rng = np.random.default_rng(0)
-    png = tf.io.encode_png(np.zeros((4, 4, 3), np.uint8)).numpy()
+    png = tf.io.encode_png(rng.integers(0, 256, (image_size, image_size, 3), dtype=np.uint8)).numpy()
     sources = [os.path.join(directory, f"images-{s:03d}.tfrecord") for s in range(shards)]
     image_writers = [tf.io.TFRecordWriter(p) for p in sources]
     pred_writers = [tf.io.TFRecordWriter(os.path.join(directory, f"preds-{s:03d}.tfrecord")) for s in range(16)]
@@ -61,7 +62,7 @@ def child_select(pattern: str, out: str, n: int, num_classes: int, copies: float
     num_image = int(copies * n / num_classes) if copies else max(1, n // (2 * num_classes))
     select.run(["--predictions", pattern, "--output_dir", out, "--num_image", str(num_image),
                 "--num_classes", str(num_classes), "--samples_per_class", "0", "--runner=FnApiRunner"]
-               + (["--min_threshold", "0"] if copies else []))
+               + (["--min_threshold", "0"] if copies else []) + (["--allow_large_output"] if copies > 100 else []))
 
 
 def child_bare_gbk(pattern: str, out: str, n: int, num_classes: int, copies: float = 0.0) -> None:
@@ -98,6 +99,7 @@ def main() -> None:
     parser.add_argument("--n", type=int)
     parser.add_argument("--num_classes", type=int, default=10)
     parser.add_argument("--copies", type=float, default=0.0, help="Each kept image written about this many times.")
+    parser.add_argument("--image_size", type=int, default=4, help="Side of the (random-pixel PNG) images.")
     args = parser.parse_args()
     if args.child:
         sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -109,10 +111,11 @@ def main() -> None:
     rows = []
     for n in (int(s) for s in args.sizes.split(",")):
         with tempfile.TemporaryDirectory() as tmp:
-            pattern = make_data(tmp, n, args.num_classes)
+            pattern = make_data(tmp, n, args.num_classes, image_size=args.image_size)
             gbk = measure("gbk", pattern, os.path.join(tmp, "gbk"), n, args.num_classes)
             sel = measure("select", pattern, os.path.join(tmp, "sel"), n, args.num_classes, args.copies)
-            row = {"n": n, "num_classes": args.num_classes, "copies": args.copies, "bare_gbk": gbk, "select": sel,
+            row = {"n": n, "num_classes": args.num_classes, "copies": args.copies, "image_size": args.image_size,
+                   "bare_gbk": gbk, "select": sel,
                    "time_ratio_to_gbk": round(sel["seconds"] / gbk["seconds"], 2),
                    "peak_memory_ratio_to_gbk": round(sel["peak_mb"] / gbk["peak_mb"], 2)}
             rows.append(row)

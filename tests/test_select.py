@@ -336,9 +336,9 @@ def test_copies_cross_the_shuffle_once_per_shard_and_write_the_bytes_one_record_
               out.CopiedRecord("train", "img/c", 1, b"c", 2)]
     num_shards = {"train": 7}
     groups = out.group_by_shard(copied, seed=5, num_shards=num_shards)
-    carried = [(serialized, placed) for entries in groups.values() for serialized, _, placed in entries]
-    assert sum(1 for serialized, _ in carried if serialized is big) <= 7  # not 20,000
-    assert sum(len(placed) for _, placed in carried) == 20_004
+    carried = [entry for entries in groups.values() for entry in entries]
+    assert sum(1 for entry in carried if entry[0] is big) <= 7  # not 20,000
+    assert len(out.expand_shard_entries(carried)) == 20_004
     one_per_copy = [out.ShardedRecord("train", out.copy_key(r.key, i), r.serialized, r.label)
                     for r in copied for i in range(r.copies)]
     for name, elements in (("copied", [copied]), ("per_copy", [one_per_copy])):
