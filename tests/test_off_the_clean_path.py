@@ -298,6 +298,12 @@ def test_odd_images_are_ingested_right_or_dead_lettered_by_name_and_classify_rea
     assert set(results) == {"sixteen.png", "photo.webp", "scan.tiff", "bomb.png", "empty.jpg"}
     assert {name for name, r in results.items() if "top" in r} == {"sixteen.png", "photo.webp", "scan.tiff"}
     assert results["bomb.png"]["error"] == dead["bomb.png"] and results["empty.jpg"]["error"] == dead["empty.jpg"]
+    from noisystudent.app import features
+
+    embedded = features.run(["--model", str(world["t10"]), "--layer", "flatten", "--output",
+                                      str(tmp_path / "emb.npy"), str(raw)])
+    assert embedded["images"] == 3 and sorted(os.path.basename(p) for p in embedded["failed"]) == ["bomb.png",
+                                                                                                 "empty.jpg"]
 
 
 def cli_classify(world, folder) -> list[dict]:
