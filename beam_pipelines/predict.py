@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import time
 from typing import Iterator, Optional, Sequence
 
 import apache_beam as beam
@@ -36,7 +37,7 @@ from beam_pipelines.read_ahead import read_ahead
 from beam_pipelines.teacher_inference import ImageChunk, KerasTeacherHandler
 from beam_pipelines.tfrecord_reader import DamagedTFRecordFile, damaged_file_dead_letter, read_tfrecords
 from noisystudent import dataset_dir, records
-from noisystudent.teacher import PRECISIONS, ChunkLabels, check_class_count
+from noisystudent.teacher import PRECISIONS, ChunkLabels, check_class_count, model_input_size
 from noisystudent.typed_flags import add_flags, flag, parse
 
 PREDICTIONS_SPLIT = "predictions"
@@ -69,6 +70,8 @@ class PredictConfig:
     allow_damaged_input: bool = flag(False, help="Dead-letter the unreadable part of a damaged input shard (with "
                                                  "the records lost) and go on; default: stop, naming the shard.")
     large_model: bool = flag(False, help="Share one model across the worker's processes (large teachers).")
+    decode_threads: int = flag(0, help="KERAS_BACKEND=jax: host threads decoding images ahead of the "
+                                       "accelerator (0: the worker's cores).")
     seed: int = flag(0, help="Seed of the shard assignment.")
     overwrite: bool = flag(False, help="Replace a complete output directory.")
 
@@ -82,6 +85,8 @@ class PredictConfig:
             raise ValueError(f"--image_size must be >= 0, got {self.image_size}")
         if self.num_shards < 0:
             raise ValueError(f"--num_shards must be >= 1 (or 0: one per input file), got {self.num_shards}")
+        if self.decode_threads < 0:
+            raise ValueError(f"--decode_threads must be >= 1 (or 0: the worker's cores), got {self.decode_threads}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,12 +112,23 @@ class ReadImageChunks(beam.DoFn):
     """
 
     def __init__(self, chunk_size: int, declared: Optional[dict[str, int]] = None, allow_damaged: bool = False,
-                 read_ahead_chunks: int = 2):
+                 read_ahead_chunks: int = 2, host_decode: Optional[tuple[int, bool, int]] = None):
         self._chunk_size = chunk_size
         self._declared, self._allow_damaged = dict(declared or {}), allow_damaged
         self._read_ahead = read_ahead_chunks
+        self._host_decode, self._decoder = host_decode, None
         self._read = beam.metrics.Metrics.counter("predict", "records_read")
         self._bad = beam.metrics.Metrics.counter("predict", "dead_letter")
+
+    def setup(self):
+        """On a JAX worker (KERAS_BACKEND=jax), images are decoded here, on the reading thread's pool,
+        chunks ahead of the accelerator; a TensorFlow teacher decodes inside its own function."""
+        import keras
+
+        if self._host_decode and keras.backend.backend() == "jax":
+            from noisystudent.jax_teacher import HostDecoder
+
+            self._decoder = HostDecoder(*self._host_decode)
 
     def process(self, path: str) -> Iterator:
         # Counters are thread-local to the bundle: the reading thread reports, this one counts.
@@ -162,6 +178,10 @@ class ReadImageChunks(beam.DoFn):
             chunk.encoded.append(record.encoded)
             chunk.hidden_labels.append(record.hidden_label)
         if chunk.image_ids:
+            if self._decoder is not None:
+                start = time.perf_counter()
+                chunk.decoded = self._decoder.decode(chunk.encoded)
+                chunk.decode_seconds = time.perf_counter() - start
             yield "chunk", chunk
 
 
@@ -232,26 +252,31 @@ def run_config(config: PredictConfig, beam_args: Sequence[str] = (), save_main_s
     dry_run = is_dry_run(normalise_beam_args(beam_args))
     input_split = "train" if config.relabel and config.split == "unlabeled" else config.split
     inputs = dataset_dir.resolve_input(config.input, input_split, dry_run)
-    num_classes = None
+    num_classes = decode_size = None
     if not dry_run:
         num_classes = check_class_count(config.model, "--model", inputs.num_classes, config.input, "--input")
+        decode_size = model_input_size(config.model)
     split = RELABELED_SPLIT if config.relabel else PREDICTIONS_SPLIT
     num_shards = {split: config.num_shards or max(1, len(inputs.files))}
     expected = expected_records(config.input, input_split, beam_args, dry_run)
     plan = JobPlan(config.output_dir, num_shards, config.overwrite,
-                   build=lambda p: _build(p, config, inputs, num_shards, expected),
+                   build=lambda p: _build(p, config, inputs, num_shards, expected, decode_size),
                    finish=lambda summary, result: _finish(summary, result, config, inputs, split, num_classes),
                    inputs={"--input": inputs.guarded})
     return run_job(plan, beam_args, save_main_session, test_pipeline)
 
 
 def _build(p: beam.Pipeline, config: PredictConfig, inputs: dataset_dir.InputFiles, num_shards: dict[str, int],
-           expected: int = 0) -> None:
+           expected: int = 0, decode_size: Optional[int] = None) -> None:
+    """The graph; `decode_size`: the teacher's input side, for decoding on the reader's threads (JAX)."""
     split = next(iter(num_shards))
     handler = KerasTeacherHandler(config.model, config.image_size or None, config.large_model,
                                   center_crop=config.center_crop, precision=config.precision,
-                                  expected_images=expected)
-    reader = ReadImageChunks(config.batch_size, inputs.declared_per_file, config.allow_damaged_input)
+                                  expected_images=expected, batch_size=config.batch_size,
+                                  decode_threads=config.decode_threads)
+    size = config.image_size or decode_size
+    reader = ReadImageChunks(config.batch_size, inputs.declared_per_file, config.allow_damaged_input,
+                             host_decode=(size, config.center_crop, config.decode_threads) if size else None)
     chunks = (p | "ListInputFiles" >> beam.Create(inputs.files)
               | "SpreadFiles" >> beam.Reshuffle()  # one file per element, spread over workers
               | "ReadImageChunks" >> beam.ParDo(reader).with_outputs(DEAD, main="chunks"))

@@ -25,14 +25,15 @@ class Progress:
         self.what, self.unit, self.total, self.every_s, self._clock = what, unit, total, every_s, clock
         self.done, self._started, self._last = 0, None, 0.0
 
-    def add(self, n: int = 1) -> None:
+    def add(self, n: int = 1, detail: str = "") -> None:
+        """Count `n` more; `detail` (e.g. where the time goes) is appended to the line when one is due."""
         now = self._clock()
         if self._started is None:
             self._started = self._last = now
         self.done += n
         if now - self._last >= self.every_s:
             self._last = now
-            log.info("%s", self.line(now))
+            log.info("%s%s", self.line(now), f"; {detail}" if detail else "")
 
     def line(self, now: float) -> str:
         rate = self.done / max(now - (self._started or now), 1e-9)

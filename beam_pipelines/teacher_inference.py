@@ -11,19 +11,21 @@ noisystudent/teacher.py's, shared with classify, features and the trainer.
 A chunk holding an image TensorFlow cannot decode fails only that image
 (`LoadedTeacher.label_each`): its row carries the error, and the pipeline
 routes it to the dead-letter output. Beam's own `with_exception_handling()`
-would drop the whole batch.
+would drop the whole batch. Under KERAS_BACKEND=jax the teacher is a
+`JaxTeacher` (one jitted call per chunk, host decoding on a thread pool) and the
+progress line says how its time splits between decoding and the model.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Union
 
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 from beam_pipelines.progress import Progress
-from noisystudent.teacher import LoadedTeacher, load_teacher
+from noisystudent.teacher import JaxTeacher, LoadedTeacher, load_teacher
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +38,14 @@ class ImageChunk:
     image_ids: list[str]
     encoded: list[bytes]
     hidden_labels: list = dataclasses.field(default_factory=list)  # per image: int or None (research data)
+    decoded: Optional[tuple] = None  # JAX teacher: HostDecoder.decode(encoded), done ahead by the reader
+    decode_seconds: float = 0.0
 
     def __len__(self) -> int:  # RunInference's metrics count images, not chunks
         return len(self.image_ids)
 
 
-class KerasTeacherHandler(ModelHandler[ImageChunk, PredictionResult, LoadedTeacher]):
+class KerasTeacherHandler(ModelHandler[ImageChunk, PredictionResult, Union[LoadedTeacher, JaxTeacher]]):
     """RunInference handler: ImageChunk -> one PredictionResult(chunk, ChunkLabels).
 
     The elements arrive pre-batched (the reader cuts chunks of --batch_size), so
@@ -50,25 +54,33 @@ class KerasTeacherHandler(ModelHandler[ImageChunk, PredictionResult, LoadedTeach
 
     def __init__(self, model_path: str, image_size: Optional[int] = None, large_model: bool = False,
                  log_every_s: float = 30.0, center_crop: bool = False, precision: str = "float32",
-                 expected_images: int = 0):
+                 expected_images: int = 0, batch_size: int = 256, decode_threads: int = 0):
         super().__init__(large_model=large_model)
         self._model_path = model_path
+        self._batch_size, self._decode_threads = batch_size, decode_threads
         self._image_size = image_size
         self._center_crop = center_crop
         self._precision = precision
         self._large_model = large_model
         self._progress = Progress("predict: labelled", "images", expected_images, log_every_s)
+        self._decoded_ahead = 0.0
 
     def load_model(self) -> LoadedTeacher:
-        teacher = load_teacher(self._model_path, self._image_size, self._center_crop, self._precision)
-        log.info("teacher %s loaded: %d classes at %dx%d", self._model_path, teacher.num_classes,
-                 teacher.image_size, teacher.image_size)
+        teacher = load_teacher(self._model_path, self._image_size, self._center_crop, self._precision,
+                               self._batch_size, self._decode_threads)
+        log.info("teacher %s loaded (%s): %d classes at %dx%d", self._model_path, type(teacher).__name__,
+                 teacher.num_classes, teacher.image_size, teacher.image_size)
         return teacher
 
     def run_inference(self, batch: ImageChunk, model: LoadedTeacher,
                       inference_args: Optional[dict] = None) -> Iterable[PredictionResult]:
-        labels = model.label_each(batch.encoded)
-        self._progress.add(len(batch))
+        if isinstance(model, JaxTeacher):
+            labels = model.label_each(batch.encoded, batch.decoded)
+            self._decoded_ahead += batch.decode_seconds
+            self._progress.add(len(batch), model.timing(self._decoded_ahead))
+        else:
+            labels = model.label_each(batch.encoded)
+            self._progress.add(len(batch))
         return [PredictionResult(batch, labels)]
 
     def get_num_bytes(self, batch: ImageChunk) -> int:

@@ -11,6 +11,13 @@ mode runs inside its step.
 A batch holding an image TensorFlow cannot decode is split in halves until the
 bad image stands alone (`LoadedTeacher.label_each`; log2(batch) extra calls per
 bad image), so only that image fails: its row carries the error.
+
+Under KERAS_BACKEND=jax (GPU and TPU workers) the teacher is a `JaxTeacher`
+instead: the .keras model as one jitted function at a fixed batch shape, its
+images decoded and resized on the host by a thread pool (noisystudent/jax_teacher.py);
+the same interface, and a bad image fails only its row there too. Under
+TensorFlow on a GPU, memory growth is switched on before the model loads, so
+several processes of a worker can share the card.
 """
 
 from __future__ import annotations
@@ -66,6 +73,45 @@ class LoadedTeacher:  # a plain class: Beam's model sharing holds it by weak ref
         return ChunkLabels(probs, errors)
 
 
+class JaxTeacher:  # a plain class: Beam's model sharing holds it by weak reference
+    """A .keras teacher on JAX: host decoding (a thread pool) -> one jitted call per `batch_size` images."""
+
+    def __init__(self, forward, decoder, image_size: int, num_classes: int):
+        self.forward, self.decoder = forward, decoder
+        self.image_size, self.num_classes = image_size, num_classes
+        self.decode_seconds = self.model_seconds = 0.0
+
+    def label_each(self, encoded: list[bytes], decoded: Optional[tuple] = None) -> ChunkLabels:
+        """`decoded`: what `decoder.decode(encoded)` returns, when a reader thread decoded ahead."""
+        import time
+
+        probs = np.full((len(encoded), self.num_classes), np.nan, np.float32)
+        start = time.perf_counter()
+        pixels, rows, errors = decoded if decoded is not None else self.decoder.decode(encoded)
+        ready = time.perf_counter()
+        if rows:
+            probs[rows] = self.forward(pixels)
+        self.decode_seconds += ready - start
+        self.model_seconds += time.perf_counter() - ready
+        return ChunkLabels(probs, errors)
+
+    def label(self, encoded: list[bytes]) -> np.ndarray:
+        labels = self.label_each(encoded)
+        if labels.errors:
+            raise UndecodableImage(next(iter(labels.errors.values())))
+        return labels.probabilities
+
+    def timing(self, decoded_ahead_seconds: float = 0.0) -> str:
+        """Where the time goes (the progress line): host decoding (here, or on the reader's threads
+        ahead of the accelerator) vs the accelerator."""
+        total = self.decode_seconds + self.model_seconds
+        if not total:
+            return ""
+        ahead = f", {decoded_ahead_seconds:.1f} s decoding ahead on the reader" if decoded_ahead_seconds else ""
+        return (f"waiting for decoded images {100 * self.decode_seconds / total:.0f}% / model "
+                f"{100 * self.model_seconds / total:.0f}%{ahead}")
+
+
 KERAS_ARCHIVE_FILES = ("config.json", "model.weights.h5")  # what keras.saving writes into a .keras zip
 SAVED_MODEL_SIGNATURES = ("serving_encoded", "serving_images")  # what trainer/export.py writes
 
@@ -117,24 +163,44 @@ def check_model_file(model_path: str, flag: str = "--model") -> None:
                          f"writes (it has: {sorted(signatures) or 'none'})")
 
 
-def model_num_classes(model_path: str) -> Optional[int]:
-    """The classes a model predicts, read from its files without loading it (None where they do not say):
-    a .keras file's output layer in config.json, a SavedModel's `probabilities` output."""
+def _keras_config(model_path: str) -> dict:
     import json
     import zipfile
 
     import tensorflow as tf
 
+    with tf.io.gfile.GFile(model_path, "rb") as f, zipfile.ZipFile(f) as archive:
+        return json.loads(archive.read("config.json")).get("config", {})
+
+
+def _named_layers(config: dict, key: str) -> list[dict]:
+    """The layer configs a functional model's config names under `key` (input_layers / output_layers)."""
+    named = config.get(key) or []
+    if isinstance(named, list) and named and isinstance(named[0], str):
+        named = [named]  # one layer: [name, node, tensor]
+    names = {n[0] for n in named if isinstance(n, list) and n}
+    return [layer.get("config", {}) for layer in config.get("layers", [])
+            if isinstance(layer, dict) and layer.get("config", {}).get("name") in names]
+
+
+def model_input_size(model_path: str) -> Optional[int]:
+    """A .keras model's square input side, read from config.json without loading it (None if unsaid)."""
+    check_model_file(model_path)
+    if not model_path.endswith(".keras"):
+        return None
+    inputs = _named_layers(_keras_config(model_path), "input_layers")
+    shape = inputs[0].get("batch_shape") if len(inputs) == 1 else None
+    return int(shape[1]) if shape and len(shape) == 4 and shape[1] and shape[1] == shape[2] else None
+
+
+def model_num_classes(model_path: str) -> Optional[int]:
+    """The classes a model predicts, read from its files without loading it (None where they do not say):
+    a .keras file's output layer in config.json, a SavedModel's `probabilities` output."""
+    import tensorflow as tf
+
     check_model_file(model_path)
     if model_path.endswith(".keras"):
-        with tf.io.gfile.GFile(model_path, "rb") as f, zipfile.ZipFile(f) as archive:
-            config = json.loads(archive.read("config.json")).get("config", {})
-        outputs = config.get("output_layers") or []
-        if isinstance(outputs, list) and outputs and isinstance(outputs[0], str):
-            outputs = [outputs]  # one output: [name, node, tensor]
-        names = {o[0] for o in outputs if isinstance(o, list) and o}
-        units = [layer.get("config", {}).get("units") for layer in config.get("layers", [])
-                 if isinstance(layer, dict) and layer.get("config", {}).get("name") in names]
+        units = [layer.get("units") for layer in _named_layers(_keras_config(model_path), "output_layers")]
         return int(units[0]) if len(units) == 1 and units[0] else None
     from tensorflow.core.protobuf import saved_model_pb2
 
@@ -184,18 +250,24 @@ def in_precision(model, precision: str):
 
 
 def load_teacher(model_path: str, image_size: Optional[int] = None, center_crop: bool = False,
-                 precision: str = "float32") -> LoadedTeacher:
+                 precision: str = "float32", batch_size: int = 256, decode_threads: int = 0):
     """Load a .keras model or an exported SavedModel behind one batched decode+infer function.
 
     `center_crop`: the original's ImageNet labelling crop (noisystudent.image_ops.center_crop).
     `precision`: bfloat16 runs a .keras teacher in mixed precision (GPU and TPU workers).
+    Under KERAS_BACKEND=jax: a `JaxTeacher` (.keras only) at a fixed batch of `batch_size` images,
+    decoded by `decode_threads` host threads (0: the worker's cores).
     """
     import keras
+
+    check_model_file(model_path)
+    if keras.backend.backend() == "jax":
+        return _load_jax_teacher(model_path, image_size, center_crop, precision, batch_size, decode_threads)
     import tensorflow as tf
 
     from noisystudent import image_ops
 
-    check_model_file(model_path)
+    allow_gpu_memory_growth()
     if model_path.endswith(".keras"):
         model = in_precision(keras.saving.load_model(model_path, safe_mode=True, compile=False), precision)
         size = image_size or int(model.input_shape[1])
@@ -208,8 +280,6 @@ def load_teacher(model_path: str, image_size: Optional[int] = None, center_crop:
     if precision != "float32":
         raise ValueError(f"--model {model_path}: --precision {precision} needs the .keras model (a SavedModel's "
                          "graph is fixed in float32)")
-    if not tf.io.gfile.exists(f"{model_path.rstrip('/')}/saved_model.pb"):
-        raise FileNotFoundError(f"--model {model_path}: neither a .keras file nor a SavedModel directory")
     loaded = tf.saved_model.load(model_path)
     signature = loaded.signatures["serving_encoded"]
     num_classes = int(signature.structured_outputs["probabilities"].shape[-1])
@@ -226,6 +296,31 @@ def load_teacher(model_path: str, image_size: Optional[int] = None, center_crop:
 
     predict_saved.keep_alive = loaded  # the signature's variables live as long as the function
     return LoadedTeacher(predict_saved, size, num_classes)
+
+
+def _load_jax_teacher(model_path: str, image_size: Optional[int], center_crop: bool, precision: str,
+                      batch_size: int, decode_threads: int) -> JaxTeacher:
+    from noisystudent.jax_teacher import HostDecoder, JittedModel
+
+    if not model_path.endswith(".keras"):
+        raise ValueError(f"--model {model_path}: under KERAS_BACKEND=jax the teacher is the .keras file (a "
+                         "SavedModel is a TensorFlow graph)")
+    model = in_precision(load_keras_model(model_path), precision)
+    size = image_size or int(model.input_shape[1])
+    return JaxTeacher(JittedModel(model, batch_size), HostDecoder(size, center_crop, decode_threads), size,
+                      int(model.output_shape[-1]))
+
+
+def allow_gpu_memory_growth() -> None:
+    """TensorFlow takes a GPU's whole memory by default: with growth on, the processes a Dataflow worker
+    starts can share its card. A no-op without GPUs, or once TensorFlow has initialised them."""
+    import tensorflow as tf
+
+    for gpu in tf.config.list_physical_devices("GPU"):
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:  # already initialised: the setting no longer applies
+            pass
 
 
 def load_keras_model(model_path: str, flag: str = "--model"):

@@ -92,7 +92,7 @@ def classify(model_path: str, images: Sequence[str], top_k: int = 5, batch_size:
     """One dict per image: path and top-k (class, name, probability), or an error."""
     from noisystudent.teacher import load_teacher
 
-    teacher = load_teacher(model_path, center_crop=center_crop)
+    teacher = load_teacher(model_path, center_crop=center_crop, batch_size=batch_size)
     names = class_names_for(model_path, teacher.num_classes, names_file)
     paths = list_images(images)
     results = []
@@ -117,7 +117,7 @@ def extract_features(model_path: str, images: Sequence[str], output: str, layer:
     """Pooled embeddings of a .keras model's `layer`, written as .npy (+ ids .json) or TFRecords."""
     import keras
 
-    from noisystudent import image_ops, records
+    from noisystudent import records
     from noisystudent.teacher import load_keras_teacher
 
     if not model_path.endswith(".keras"):
@@ -128,19 +128,18 @@ def extract_features(model_path: str, images: Sequence[str], output: str, layer:
     except ValueError:
         raise ValueError(f"--layer {layer!r} is not a layer of {model.name}") from None
     size = int(model.input_shape[1])
+    embed_batch = _embedder(embed, size, center_crop, batch_size)
     paths = list_images(images)
-    readable, encoded, errors = read_images(paths)
-    vectors, kept, failed = [], [], [paths[i] for i in sorted(errors)]
-    for path, data in zip((paths[i] for i in readable), encoded):
-        try:
-            image = image_ops.decode_image(tf.constant(data), size, center_crop)
-        except tf.errors.InvalidArgumentError:
-            failed.append(path)
-            continue
-        kept.append(path)
-        vectors.append(image)
-    embeddings = np.concatenate([np.asarray(embed(tf.stack(vectors[i:i + batch_size]), training=False))
-                                 for i in range(0, len(vectors), batch_size)]) if vectors else np.zeros((0, 0))
+    parts, kept, failed = [], [], []
+    for start in range(0, len(paths), batch_size):  # only the embeddings stay in memory
+        chunk = paths[start:start + batch_size]
+        readable, encoded, errors = read_images(chunk)
+        vectors, rows = embed_batch(encoded)
+        embedded = {readable[r] for r in rows}
+        failed += [path for i, path in enumerate(chunk) if i not in embedded]
+        kept += [chunk[readable[r]] for r in rows]
+        parts.append(vectors)
+    embeddings = np.concatenate(parts) if kept else np.zeros((0, 0))
     if output.endswith(".npy"):
         with tf.io.gfile.GFile(output, "wb") as f:
             np.save(f, embeddings)
@@ -152,6 +151,38 @@ def extract_features(model_path: str, images: Sequence[str], output: str, layer:
                 w.write(records.encode_embedding(path, vector))
     return {"images": len(kept), "failed": failed, "dim": int(embeddings.shape[-1]) if len(kept) else 0,
             "output": output}
+
+
+def _embedder(embed, size: int, center_crop: bool, batch_size: int):
+    """encoded images -> (embeddings of the decodable ones, their rows): one jitted call per batch on JAX
+    (host decoding, noisystudent/jax_teacher.py), the shared TensorFlow decode and an eager call otherwise."""
+    import keras
+
+    if keras.backend.backend() == "jax":
+        from noisystudent.jax_teacher import HostDecoder, JittedModel
+
+        forward, decoder = JittedModel(embed, batch_size), HostDecoder(size, center_crop)
+
+        def embed_jax(encoded):
+            pixels, rows, _ = decoder.decode(encoded)
+            return (forward(pixels) if rows else np.zeros((0,) + tuple(embed.output_shape[1:]), np.float32)), rows
+
+        return embed_jax
+    from noisystudent import image_ops
+
+    def embed_tf(encoded):
+        images, rows = [], []
+        for row, data in enumerate(encoded):
+            try:
+                images.append(image_ops.decode_image(tf.constant(data), size, center_crop))
+                rows.append(row)
+            except tf.errors.InvalidArgumentError:
+                continue
+        if not images:
+            return np.zeros((0,) + tuple(embed.output_shape[1:]), np.float32), rows
+        return np.asarray(embed(tf.stack(images), training=False)), rows
+
+    return embed_tf
 
 
 def _parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -175,8 +206,8 @@ def run(argv: Optional[Sequence[str]] = None) -> list[dict]:
     for r in results:
         if args.json:
             print(json.dumps(r))
-        elif "error" in r:
-            print(f"{r['image']}: {r['error']}", file=sys.stderr)
+        elif "error" in r:  # the decoder's errors name the file already
+            print(r["error"] if r["error"].startswith(r["image"]) else f"{r['image']}: {r['error']}", file=sys.stderr)
         else:
             print(f"{r['image']}: " + ", ".join(f"{t['name']} {t['probability']:.3f}" for t in r["top"]))
     return results
