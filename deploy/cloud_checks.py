@@ -65,3 +65,29 @@ def gpu_machine_type(gpu: str, machine_type: str = "") -> str:
         raise ValueError(f"--gpu {gpu!r} needs a {family.upper()} machine ({family}-...), not --machine_type "
                          f"{machine_type}; e.g. {machines[min(machines)]}")
     return machine_type
+
+
+# Dataflow TPU workers (Dataflow docs: tpu/tpu-support, tpu/use-tpus): our name -> the worker_accelerator
+# type and topology, and the one machine type Dataflow accepts with that pair (a wrong pair is refused:
+# "The requested accelerator type ... requires setting the worker machine type to ..."). Single-host only.
+DATAFLOW_TPUS: dict[str, tuple[str, str, str]] = {
+    "v5e-1": ("tpu-v5-lite-podslice", "1x1", "ct5lp-hightpu-1t"),
+    "v5e-4": ("tpu-v5-lite-podslice", "2x2", "ct5lp-hightpu-4t"),
+    "v5e-8": ("tpu-v5-lite-podslice", "2x4", "ct5lp-hightpu-8t"),
+    "v6e-1": ("tpu-v6e-slice", "1x1", "ct6e-standard-1t"),
+    "v6e-4": ("tpu-v6e-slice", "2x2", "ct6e-standard-4t"),
+    "v6e-8": ("tpu-v6e-slice", "2x4", "ct6e-standard-8t"),
+    "v5p-8": ("tpu-v5p-slice", "2x2x1", "ct5p-hightpu-4t"),
+}
+
+
+def dataflow_tpu(tpu: str, machine_type: str = "") -> tuple[str, str, str]:
+    """(accelerator type, topology, machine type) of a Dataflow TPU worker; errors list the valid choices."""
+    if tpu not in DATAFLOW_TPUS:
+        raise ValueError(f"--tpu {tpu!r}: Dataflow TPU workers are single-host slices; choose one of "
+                         f"{', '.join(DATAFLOW_TPUS)}")
+    kind, topology, machine = DATAFLOW_TPUS[tpu]
+    if machine_type and machine_type != machine:
+        raise ValueError(f"--tpu {tpu} ({kind}, topology {topology}) needs --machine_type {machine}, not "
+                         f"{machine_type} (Dataflow refuses any other pair)")
+    return kind, topology, machine

@@ -10,9 +10,16 @@ runs it: `--runner=DataflowRunner`, temp/staging under --bucket, a lean copy of
 the Beam jobs' code for the workers (only deploy/requirements.py's
 WORKER_REQUIRES, not the trainer or launcher stack; or --image, built from
 deploy/Dockerfile.dataflow, which starts workers faster: everything
-preinstalled; recommended for large jobs), autoscaling, and a GPU per worker
-with --gpu (Dataflow's worker_accelerator service option). A Beam SDK image
-whose Python or Beam differs from this launcher's is refused.
+preinstalled; recommended for large jobs), autoscaling, and accelerators:
+--gpu TYPE:COUNT or --tpu v5e-1|v5e-4|v5e-8|v6e-1|v6e-4|v6e-8|v5p-8 (Dataflow's
+worker_accelerator service option, with the machine type it requires). An
+accelerator worker runs one SDK process (--experiments=no_use_multiple_sdk_containers),
+its threads sharing one teacher: Runner v2 would otherwise start a process per
+vCPU, each taking the GPU's memory, and a TPU cannot be opened by two processes.
+A TPU worker runs the teacher on JAX (the image's KERAS_BACKEND=jax: TensorFlow
+2.21 has no TPU-VM build); a GPU worker on TensorFlow with memory growth, or on
+JAX with an image built with KERAS_BACKEND=jax. A Beam SDK image whose Python or
+Beam differs from this launcher's is refused.
 --dry-run builds the Dataflow job request and prints the stages and options;
 nothing is read, written or submitted.
 """
@@ -27,12 +34,14 @@ import sys
 from typing import Optional, Sequence
 
 from beam_pipelines import JOBS
-from deploy.cloud_checks import check_cloud_paths, check_project_and_region, gpu_machine_type
+from deploy.cloud_checks import (DATAFLOW_TPUS, check_cloud_paths, check_project_and_region, dataflow_tpu,
+                                 gpu_machine_type)
 
 # Job flags that name data: on Dataflow they must be gs:// paths.
 PATH_FLAGS = ("--input", "--output_dir", "--model", "--predictions", "--mat_dir", "--tfds_data_dir",
               "--labeled_dir", "--test_dir", "--unlabeled_dir")
 DEFAULT_MACHINE = "n2-standard-8"  # CPU inference is decode-bound: cores, not memory
+TPU_HARNESS_THREADS = 50
 SETUP_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "setup.py")
 
 
@@ -49,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "nvidia-l4 -> g2-standard-8, nvidia-tesla-t4 -> n1-standard-8, ...).")
     parser.add_argument("--max_workers", type=int, default=20, help="Autoscaling ceiling (default 20).")
     parser.add_argument("--gpu", default="", help="TYPE:COUNT per worker, e.g. nvidia-l4:1 (needs --image).")
+    parser.add_argument("--tpu", default="", help=f"A single-host TPU per worker: {', '.join(DATAFLOW_TPUS)} "
+                                                  "(needs --image built with ACCELERATOR=tpu).")
     parser.add_argument("--image", default="", help="Worker container (deploy/Dockerfile.dataflow).")
     parser.add_argument("--service_account", default="")
     parser.add_argument("--network", default="")
@@ -67,6 +78,13 @@ def validate(args: argparse.Namespace, job_args: Sequence[str]) -> None:
         args.gpu = f"{kind.lower().replace('_', '-')}:{count}"  # Dataflow's spelling
     if args.gpu and not args.image:
         raise ValueError("--gpu needs --image: GPU workers need a container with CUDA and TensorFlow")
+    if args.tpu:
+        if args.gpu:
+            raise ValueError("--tpu and --gpu: a Dataflow worker pool has one kind of accelerator")
+        if not args.image:
+            raise ValueError("--tpu needs --image: TPU workers need a custom container (deploy/Dockerfile.dataflow "
+                             "--build-arg ACCELERATOR=tpu: Beam's boot entrypoint, jax[tpu], KERAS_BACKEND=jax)")
+        args.machine_type = dataflow_tpu(args.tpu, args.machine_type)[2]
     if args.image:
         check_worker_image(args.image)
     check_cloud_paths(job_args, PATH_FLAGS, "job")
@@ -148,6 +166,13 @@ def dataflow_flags(args: argparse.Namespace) -> list[str]:
         kind, count = args.gpu.split(":")
         flags.append(f"--dataflow_service_options=worker_accelerator=type:{kind};count:{count};"
                      "install-nvidia-driver")
+    if args.tpu:
+        kind, topology, _ = dataflow_tpu(args.tpu, args.machine_type)
+        flags.append(f"--dataflow_service_options=worker_accelerator=type:{kind};topology:{topology}")
+        # Many-vCPU TPU VMs can time out waiting for the SDK harness (Dataflow's TPU troubleshooting page).
+        flags.append(f"--number_of_worker_harness_threads={TPU_HARNESS_THREADS}")
+    if args.gpu or args.tpu:
+        flags.append("--experiments=no_use_multiple_sdk_containers")  # one process: one teacher per worker
     if args.job_name:
         flags.append(f"--job_name={args.job_name}")
     if args.service_account:

@@ -1,6 +1,7 @@
 """deploy/: the exact Vertex AI request and Dataflow job, built offline; bad cloud configs refused early."""
 
 import json
+import re
 
 import pytest
 
@@ -156,6 +157,47 @@ def test_dataflow_gpu_workers_get_a_machine_of_the_gpus_family(gpu, machine):
     kind, count = gpu.split(":")
     assert options["dataflow_service_options"] == [
         f"worker_accelerator=type:{kind};count:{count};install-nvidia-driver"]
+    # One SDK process per worker, its threads sharing one teacher: not one TensorFlow per vCPU on the GPU.
+    assert "no_use_multiple_sdk_containers" in options["experiments"]
+
+
+# DESIGN.md, "Dataflow with TPU workers": each single-host slice and the one machine type Dataflow takes with it.
+DATAFLOW_TPU_TABLE = [("v5e-1", "tpu-v5-lite-podslice", "1x1", "ct5lp-hightpu-1t"),
+                      ("v5e-4", "tpu-v5-lite-podslice", "2x2", "ct5lp-hightpu-4t"),
+                      ("v5e-8", "tpu-v5-lite-podslice", "2x4", "ct5lp-hightpu-8t"),
+                      ("v6e-1", "tpu-v6e-slice", "1x1", "ct6e-standard-1t"),
+                      ("v6e-4", "tpu-v6e-slice", "2x2", "ct6e-standard-4t"),
+                      ("v6e-8", "tpu-v6e-slice", "2x4", "ct6e-standard-8t"),
+                      ("v5p-8", "tpu-v5p-slice", "2x2x1", "ct5p-hightpu-4t")]
+
+
+@pytest.mark.parametrize("tpu, kind, topology, machine", DATAFLOW_TPU_TABLE)
+def test_dataflow_tpu_workers_get_the_accelerator_and_machine_pair_dataflow_accepts(tpu, kind, topology, machine):
+    image = "us-docker.pkg.dev/my-project/ns/dataflow-tpu:1"
+    description = dataflow.run(["predict", "--project", "my-project", "--region", "us-central1",
+                                "--bucket", "gs://my-bucket", "--tpu", tpu, "--image", image, "--dry-run", "--",
+                                "--input", "gs://my-bucket/jft", "--model", "gs://my-bucket/t/model.keras",
+                                "--output_dir", "gs://my-bucket/p", "--precision", "bfloat16"])
+    options = description["options"]
+    assert options["machine_type"] == machine and options["sdk_container_image"] == image
+    assert options["dataflow_service_options"] == [f"worker_accelerator=type:{kind};topology:{topology}"]
+    assert {"no_use_multiple_sdk_containers", "use_runner_v2"} <= set(options["experiments"])
+    assert options["number_of_worker_harness_threads"] == 50
+    assert description["dataflow_job"]["transforms"] > 20
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--tpu", "v5e-1"], "--tpu needs --image"),
+    (["--tpu", "v4-8", "--image", "i"], "choose one of v5e-1, v5e-4, v5e-8, v6e-1, v6e-4, v6e-8, v5p-8"),
+    (["--tpu", "v5e-1", "--image", "i", "--machine_type", "ct5lp-hightpu-4t"],
+     "--tpu v5e-1 (tpu-v5-lite-podslice, topology 1x1) needs --machine_type ct5lp-hightpu-1t"),
+    (["--tpu", "v5e-1", "--gpu", "nvidia-l4:1", "--image", "i"], "one kind of accelerator"),
+])
+def test_bad_dataflow_tpu_requests_are_refused_with_the_valid_choices(extra, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        dataflow.run(["predict", "--project", "my-project", "--region", "us-central1", "--bucket", "gs://my-bucket",
+                      *extra, "--dry-run", "--", "--input", "gs://b/i", "--model", "gs://b/m.keras",
+                      "--output_dir", "gs://b/o"])
 
 
 @pytest.mark.parametrize("gpu, machine_type, expected", [
@@ -224,3 +266,40 @@ def test_a_beam_sdk_worker_image_must_match_the_launchers_python_and_beam():
         dataflow.check_worker_image(f"apache/beam_python3.9_sdk:{apache_beam.__version__}")
     with pytest.raises(ValueError, match="Beam 2.60.0 on the workers"):
         dataflow.check_worker_image(f"apache/beam_python{here}_sdk:2.60.0")
+
+
+def test_the_worker_image_check_passes_on_each_backend_it_is_built_for():
+    import os
+    import subprocess
+    import sys
+
+    for backend, engine in (("tensorflow", "TensorFlow"), ("jax", "JAX")):
+        env = dict(os.environ, KERAS_BACKEND=backend, JAX_PLATFORMS="cpu")
+        result = subprocess.run([sys.executable, "-m", "deploy.worker_image_check"], env=env, capture_output=True,
+                                text=True, timeout=300)
+        assert result.returncode == 0 and f"on {engine}" in result.stdout, result.stderr[-2000:]
+    env = dict(os.environ, KERAS_BACKEND="torch")  # not installed: the build must fail, saying why
+    result = subprocess.run([sys.executable, "-m", "deploy.worker_image_check"], env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 1 and "worker image check failed" in result.stderr
+
+
+def test_the_dataflow_image_stages_set_the_backend_and_the_tpu_environment_of_the_docs():
+    """deploy/Dockerfile.dataflow: one stage per ACCELERATOR, chosen by the build arg; the TPU stage runs
+    Keras on JAX with Dataflow's TPU troubleshooting environment (v5e 1x1 by default); the image's
+    check is its last step."""
+    import pathlib
+
+    text = (pathlib.Path(__file__).parent.parent / "deploy" / "Dockerfile.dataflow").read_text()
+    stages = {name: base for base, name in re.findall(r"^FROM (\S+) AS (\w+)$", text, re.M)}
+    assert stages == {"common": "apache/beam_python3.11_sdk:2.77.0", "cpu": "common", "gpu": "common",
+                      "tpu": "common", "worker": "${ACCELERATOR}"}
+    tpu = text.split("FROM common AS tpu", 1)[1].split("FROM ", 1)[0]
+    for setting in ("KERAS_BACKEND=jax", "TPU_SKIP_MDS_QUERY=1", "TPU_HOST_BOUNDS=1,1,1",
+                    "TPU_CHIPS_PER_HOST_BOUNDS=${TPU_CHIPS_PER_HOST_BOUNDS}", "TPU_WORKER_HOSTNAMES=localhost",
+                    "TPU_WORKER_ID=0", "TPU_ACCELERATOR_TYPE=${TPU_ACCELERATOR_TYPE}", '".[tpu]"'):
+        assert setting in tpu, setting
+    assert "ARG TPU_ACCELERATOR_TYPE=v5litepod-1" in tpu and "ARG TPU_CHIPS_PER_HOST_BOUNDS=1,1,1" in tpu
+    gpu = text.split("FROM common AS gpu", 1)[1].split("FROM ", 1)[0]
+    assert "tensorflow[and-cuda]" in gpu and '".[gpu]"' in gpu and "ENV KERAS_BACKEND=${KERAS_BACKEND}" in gpu
+    assert text.rstrip().splitlines()[-1] == "RUN python -m deploy.worker_image_check"
