@@ -3,9 +3,7 @@
 What a GPU or TPU worker runs (KERAS_BACKEND=jax): TensorFlow 2.21 has no TPU-VM build, and a
 TensorFlow teacher per process fights over a GPU's memory. Images are decoded and resized on the
 host by a pool of threads (noisystudent/host_images.py: Pillow and NumPy, the TensorFlow path's
-pixels), rounded to 8 bits (a resized pixel moves by at most 0.5 from the TensorFlow path's float
-value, the eval crop's bicubic overshoot clipped; 4x less host memory and host-to-device traffic
-than float32), stacked, padded to
+pixels in 8 bits), stacked, padded to
 `batch_size` rows and run through `model.stateless_call` under `jax.jit`: one compilation, never
 one per chunk size. An image that cannot be decoded fails only its row. One decoding pool per
 process, shared by every thread of a Dataflow worker (an accelerator worker runs one process with
@@ -78,11 +76,9 @@ class HostDecoder:
 
     def _one(self, encoded: bytes):
         try:
-            pixels = host_images.model_input(encoded, self.image_size, self.center_crop)
+            return host_images.model_input(encoded, self.image_size, self.center_crop)
         except host_images.HostDecodeError as e:
             return e
-        # The eval crop's bicubic can overshoot [0, 255] (TensorFlow's feeds it unclipped): clipped here.
-        return pixels if pixels.dtype == np.uint8 else np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
 
     def decode(self, encoded: Sequence[bytes]) -> tuple[Optional[np.ndarray], list[int], dict[int, str]]:
         """(pixels of the decodable images stacked, their rows, {row: error} for the others)."""
