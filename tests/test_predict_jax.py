@@ -80,3 +80,20 @@ def test_bfloat16_on_jax_and_a_bad_image_fails_only_its_row(setup, tmp_path):
     for image_id, probs in half.items():
         assert probs.dtype == np.float32 and abs(float(probs.sum()) - 1) < 1e-3
         assert float(np.abs(probs - full[image_id]).max()) < 0.1  # bfloat16 activations, float32 softmax
+
+
+def test_the_accelerator_bench_runs_where_tensorflow_is_not_installed(tmp_path):
+    """bench/gpu_predict_path.py is what a lent GPU runs (JAX, no TensorFlow, no Beam): tiny, on CPU, with
+    `import tensorflow` failing, it measures the model alone and the handler's path and writes its rows."""
+    import json
+
+    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
+    out = tmp_path / "rows.json"
+    result = subprocess.run([sys.executable, "bench/gpu_predict_path.py", "--teachers", "cnn-small:32:16",
+                             "--seconds", "0.5", "--forbid_tensorflow", "--out", str(out)],
+                            env=env, capture_output=True, text=True, timeout=600,
+                            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert result.returncode == 0, result.stderr[-3000:]
+    (row,) = json.loads(out.read_text())
+    assert row["teacher"] == "cnn-small@32" and row["model_alone_images_per_s"] > 0 < row["handler_images_per_s"]
+    assert row["float32_layers_under_mixed_bfloat16"] == {"Dense": 1}  # only the classifier keeps float32
