@@ -107,9 +107,9 @@ class JaxTeacher:  # a plain class: Beam's model sharing holds it by weak refere
         total = self.decode_seconds + self.model_seconds
         if not total:
             return ""
-        ahead = f", {decoded_ahead_seconds:.1f} s decoding ahead on the reader" if decoded_ahead_seconds else ""
-        return (f"waiting for decoded images {100 * self.decode_seconds / total:.0f}% / model "
-                f"{100 * self.model_seconds / total:.0f}%{ahead}")
+        ahead = f"; {decoded_ahead_seconds:.1f} s decoded ahead on the reader" if decoded_ahead_seconds else ""
+        return (f"decode in the handler {100 * self.decode_seconds / total:.0f}% / model (transfer, jitted "
+                f"call, results back) {100 * self.model_seconds / total:.0f}%{ahead}")
 
 
 KERAS_ARCHIVE_FILES = ("config.json", "model.weights.h5")  # what keras.saving writes into a .keras zip
