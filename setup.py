@@ -14,7 +14,7 @@ setup(
     description="Noisy Student training (Xie et al., 2019) on Apache Beam and Keras 3",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    python_requires=">=3.10,<3.13",
+    python_requires=">=3.11,<3.13",  # jax 0.10.2 (the tpu, gpu and test extras) needs 3.11
     packages=find_packages(include=["noisystudent*", "beam_pipelines*", "trainer*", "model*", "deploy*"]),
     include_package_data=True,
     package_data={"noisystudent": ["data/*.tsv"]},  # ImageNet class names (classify)
@@ -22,8 +22,8 @@ setup(
     extras_require={
         # jax: the trainer's TPU path (KERAS_BACKEND=jax) runs end to end in the tests, on CPU
         "test": ["pytest>=8", f"jax=={REQUIRES['JAX_VERSION']}"],
-        "tpu": [f"jax[tpu]=={REQUIRES['JAX_VERSION']}"],  # the TPU trainer image
-        "gpu": [f"jax[cuda12]=={REQUIRES['JAX_VERSION']}"],  # the GPU trainer image (Keras on JAX)
+        "tpu": REQUIRES["JAX_TPU"],  # the TPU images (Keras on JAX)
+        "gpu": REQUIRES["JAX_GPU"],  # the GPU images (Keras on JAX)
         "bench": ["tensorflow-hub>=0.16"],  # Beam's stock TF handler imports it (bench/ peers only)
     },
     entry_points={"console_scripts": ["noisystudent=noisystudent.app.cli:main"]},

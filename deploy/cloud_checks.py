@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from typing import Optional, Sequence
 
 
 def check_project_and_region(project: str, region: str) -> None:
@@ -44,10 +44,35 @@ GPU_MACHINES: dict[str, tuple[str, dict[int, str]]] = {
 }
 
 
+# Compute Engine's GPU machine tables: N1 takes T4, P4, V100 and P100 in these counts, up to this many vCPUs;
+# on A2, A3 and G2 the machine type fixes the count (a2-highgpu-2g: 2; g2-standard-24: 2; the other
+# G2 sizes: 1).
+N1_GPU_VCPUS: dict[str, dict[int, int]] = {
+    "nvidia-tesla-t4": {1: 48, 2: 48, 4: 96},
+    "nvidia-tesla-p4": {1: 24, 2: 48, 4: 96},
+    "nvidia-tesla-v100": {1: 12, 2: 24, 4: 48, 8: 96},
+    "nvidia-tesla-p100": {1: 16, 2: 32, 4: 64},
+}
+G2_GPUS = {"g2-standard-24": 2, "g2-standard-48": 4, "g2-standard-96": 8}  # every other G2 size: 1
+
+
+def gpus_of_machine(machine_type: str) -> Optional[int]:
+    """The GPU count an A2, A3 or G2 machine type carries (None for N1, where it is chosen)."""
+    family = machine_type.split("-", 1)[0]
+    if family in ("a2", "a3"):
+        match = re.search(r"-(\d+)g$", machine_type)
+        return int(match.group(1)) if match else None
+    if family == "g2":
+        return G2_GPUS.get(machine_type, 1)
+    return None
+
+
 def gpu_machine_type(gpu: str, machine_type: str = "") -> str:
     """Check a TYPE:COUNT GPU request against the machine; return the machine (a default if none given).
 
     Accepts Dataflow's names (nvidia-l4:1) and Vertex AI's (NVIDIA_L4:1); errors list the valid choices.
+    The count must be one the machine takes (Compute Engine's tables): Vertex AI and Dataflow reject
+    NVIDIA_L4:2 on g2-standard-8 or a V100 on n1-standard-16 only after submission.
     """
     kind, _, count_text = gpu.partition(":")
     key = kind.lower().replace("_", "-")
@@ -64,6 +89,19 @@ def gpu_machine_type(gpu: str, machine_type: str = "") -> str:
     if machine_type.split("-", 1)[0] != family:
         raise ValueError(f"--gpu {gpu!r} needs a {family.upper()} machine ({family}-...), not --machine_type "
                          f"{machine_type}; e.g. {machines[min(machines)]}")
+    carried = gpus_of_machine(machine_type)
+    if carried is not None and carried != count:
+        raise ValueError(f"--gpu {gpu!r}: --machine_type {machine_type} carries {carried} GPU(s), not {count}; "
+                         f"for {count}: {machines.get(count, 'none of this family')}")
+    if key in N1_GPU_VCPUS:
+        limits = N1_GPU_VCPUS[key]
+        match = re.search(r"-(\d+)$", machine_type)
+        vcpus = int(match.group(1)) if match else 0
+        if count not in limits:
+            raise ValueError(f"--gpu {gpu!r}: N1 machines take {sorted(limits)} of these GPUs")
+        if vcpus > limits[count]:
+            raise ValueError(f"--gpu {gpu!r}: {count} of these GPUs allow at most {limits[count]} vCPUs, and "
+                             f"--machine_type {machine_type} has {vcpus}; e.g. {machines[count]}")
     return machine_type
 
 

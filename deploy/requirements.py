@@ -5,7 +5,11 @@ WORKER_REQUIRES only (a plain module: setup.py executes this file without import
   noisystudent/ library): no trainer, launcher or plotting packages (~3 GB less per worker).
 - LAUNCHER_REQUIRES: the rest of what the CLI runs on your machine or in the trainer image: the
   demo's data and plots (driver side), TensorBoard logs, Vertex AI submission, tfx-bsl.
-- JAX_VERSION: the tested JAX, for the TPU and GPU trainer images (setup.py extras tpu, gpu).
+- TRAINER_REQUIRES: what `python -m trainer.task` imports (the trainer image installs these and the
+  project with --no-deps: no Beam, Vertex AI SDK, tfx-bsl or plotting stack).
+- JAX_VERSION, JAX_TPU, JAX_GPU: the tested JAX, for the TPU and GPU images (setup.py extras tpu, gpu).
+
+    python deploy/requirements.py WORKER_REQUIRES   # one requirement a line (what the Dockerfiles install)
 """
 
 WORKER_REQUIRES = [
@@ -26,4 +30,17 @@ LAUNCHER_REQUIRES = [
     "tensorboard>=2.20",  # training logs (tensorflow 2.21 no longer pulls it in)
     "google-cloud-aiplatform>=1.165,<2",
 ]
+TRAINER_REQUIRES = [
+    "tensorflow>=2.21,<2.22",  # tf.data input, the SavedModel export
+    "keras>=3.15,<4",
+    "numpy>=1.26",
+    "tensorboard>=2.20",  # training logs
+]
 JAX_VERSION = "0.10.2"  # jax[tpu] pins libtpu 0.0.42.*
+JAX_TPU = [f"jax[tpu]=={JAX_VERSION}"]
+JAX_GPU = [f"jax[cuda12]=={JAX_VERSION}"]
+
+if __name__ == "__main__":
+    import sys
+
+    print("\n".join(globals()[sys.argv[1]]))

@@ -27,15 +27,33 @@ from typing import Optional, Sequence
 
 from deploy.cloud_checks import check_cloud_paths, check_project_and_region, gpu_machine_type
 
-# name -> (machine type, topology, accelerator type, accelerator count): the single-host TPU VMs
-# Vertex AI's custom-training docs list (v2, v3, v5e; "Training with TPU accelerators").
-TPU_TYPES = {
-    "v5e-1": ("ct5lp-hightpu-1t", "1x1", None, 0),
-    "v5e-4": ("ct5lp-hightpu-4t", "2x2", None, 0),
-    "v5e-8": ("ct5lp-hightpu-8t", "2x4", None, 0),
-    "v3-8": ("cloud-tpu", None, "TPU_V3", 8),
-    "v2-8": ("cloud-tpu", None, "TPU_V2", 8),
-}
+@dataclasses.dataclass(frozen=True)
+class TpuSlice:
+    machine_type: str
+    topology: Optional[str]  # tpu_topology (v5e, v6e); None for v2/v3 (accelerator_type + count)
+    accelerator_type: Optional[str]
+    accelerator_count: int
+    hosts: int  # TPU VMs: every one runs the trainer; Vertex watches the first
+
+
+def _tpu_slices() -> dict[str, TpuSlice]:
+    """Every slice Vertex AI's custom-training docs list ("Configure compute resources", TPU VMs): one
+    worker pool with replica_count 1 even when the slice spans hosts."""
+    slices: dict[str, TpuSlice] = {}
+    for name, prefix in (("v5e", "ct5lp-hightpu-"), ("v6e", "ct6e-standard-")):
+        slices[f"{name}-1"] = TpuSlice(f"{prefix}1t", "1x1", None, 0, 1)
+        slices[f"{name}-4"] = TpuSlice(f"{prefix}4t", "2x2", None, 0, 1)
+        slices[f"{name}-8"] = TpuSlice(f"{prefix}8t", "2x4", None, 0, 1)  # one VM of 8 chips
+        for topology, hosts in (("4x4", 4), ("4x8", 8), ("8x8", 16), ("8x16", 32), ("16x16", 64)):
+            slices[f"{name}-{4 * hosts}"] = TpuSlice(f"{prefix}4t", topology, None, 0, hosts)  # 4 chips a VM
+    for version, cores in (("v2", (8, 32, 64, 128, 256, 512)), ("v3", (8, 32, 64, 128, 256, 512, 1024, 2048))):
+        for count in cores:  # cloud-tpu: 8 cores a host; pod slices are 32 cores and multiples
+            slices[f"{version}-{count}"] = TpuSlice("cloud-tpu", None, f"TPU_{version.upper()}", count, count // 8)
+    return slices
+
+
+TPU_TYPES = _tpu_slices()
+HOSTS_ENV = "NOISYSTUDENT_HOSTS"  # read by trainer/cluster.py
 GCS_FLAGS = ("--labeled_data", "--unlabeled_data", "--eval_data", "--teacher", "--output_dir",
              "--checkpoint_dir", "--tensorboard_dir", "--init_checkpoint")
 DEFAULT_IMAGE_HINT = "build deploy/Dockerfile.trainer and push it to Artifact Registry"
@@ -61,11 +79,19 @@ class TrainingJobSpec:
     timeout_s: int = 0
     restart_on_preemption: bool = False
     spot: bool = False
-    keras_backend: str = ""  # "" = jax with --tpu (TensorFlow 2.21 has no TPU-VM build), else tensorflow
+    keras_backend: str = ""  # "": jax with --tpu and with --gpu on our image, else tensorflow
     labels: Optional[dict] = None
 
     def resolved_keras_backend(self) -> str:
-        return self.keras_backend or ("jax" if self.tpu else "tensorflow")
+        """TPU: JAX (TensorFlow 2.21 has no TPU-VM build). GPU with --image: JAX, what the GPU trainer image
+        is built for (deploy/Dockerfile.trainer ACCELERATOR=gpu carries jax[cuda12] and a CPU TensorFlow,
+        which would train on the CPU while the GPU is billed). A prebuilt executor image: TensorFlow."""
+        if self.keras_backend:
+            return self.keras_backend
+        return "jax" if self.tpu or (self.gpu and self.image) else "tensorflow"
+
+    def hosts(self) -> int:
+        return TPU_TYPES[self.tpu].hosts if self.tpu in TPU_TYPES else 1
 
 
 def validate(spec: TrainingJobSpec) -> None:
@@ -81,7 +107,14 @@ def validate(spec: TrainingJobSpec) -> None:
     if spec.python_package_uri and not spec.executor_image:
         raise ValueError("--python_package_uri needs --executor_image (a prebuilt training container)")
     if spec.tpu and spec.tpu not in TPU_TYPES:
-        raise ValueError(f"--tpu {spec.tpu!r}: unknown TPU type; known: {', '.join(TPU_TYPES)}")
+        raise ValueError(f"--tpu {spec.tpu!r}: not a slice Vertex AI's custom training lists; known: "
+                         f"{', '.join(TPU_TYPES)}")
+    if spec.tpu and spec.python_package_uri:
+        raise ValueError("--tpu with --python_package_uri: Vertex AI has no prebuilt training container for TPU "
+                         f"v5e/v6e or for JAX; pass --image ({DEFAULT_IMAGE_HINT} with ACCELERATOR=tpu)")
+    if spec.tpu and spec.spot and spec.hosts() > 1:
+        raise ValueError(f"--spot with --tpu {spec.tpu} ({spec.hosts()} hosts): Vertex AI offers no Spot VMs for "
+                         "TPU pod slices; drop --spot (--restart_on_preemption still resumes a restarted job)")
     if spec.tpu and spec.gpu:
         raise ValueError("--tpu and --gpu exclude each other")
     if spec.tensorboard and not spec.service_account:
@@ -98,12 +131,12 @@ def validate(spec: TrainingJobSpec) -> None:
 def worker_pool_specs(spec: TrainingJobSpec) -> list[dict]:
     """One worker pool: the machine, the accelerator and what to run."""
     if spec.tpu:
-        machine_type, topology, accel, count = TPU_TYPES[spec.tpu]
-        machine = {"machine_type": machine_type}
-        if topology:
-            machine["tpu_topology"] = topology
-        if accel:
-            machine.update(accelerator_type=accel, accelerator_count=count)
+        tpu = TPU_TYPES[spec.tpu]
+        machine = {"machine_type": tpu.machine_type}
+        if tpu.topology:
+            machine["tpu_topology"] = tpu.topology
+        if tpu.accelerator_type:
+            machine.update(accelerator_type=tpu.accelerator_type, accelerator_count=tpu.accelerator_count)
     else:
         machine = {"machine_type": gpu_machine_type(spec.gpu.upper(), spec.machine_type) if spec.gpu
                    else spec.machine_type or "n1-standard-8"}
@@ -111,6 +144,8 @@ def worker_pool_specs(spec: TrainingJobSpec) -> list[dict]:
             accel, count = spec.gpu.upper().split(":")
             machine.update(accelerator_type=accel, accelerator_count=int(count))
     env = [{"name": "KERAS_BACKEND", "value": spec.resolved_keras_backend()}]
+    if spec.hosts() > 1:  # every host runs the trainer; it initialises the cluster first (trainer/cluster.py)
+        env.append({"name": HOSTS_ENV, "value": str(spec.hosts())})
     pool = {"machine_spec": machine, "replica_count": 1}
     if spec.image:
         pool["container_spec"] = {"image_uri": spec.image, "command": ["python", "-m", "trainer.task"],
@@ -194,13 +229,16 @@ def build_parser() -> argparse.ArgumentParser:
     image.add_argument("--python_package_uri", default="", help="gs:// sdist of this project (setup.py sdist).")
     image.add_argument("--executor_image", default="", help="Prebuilt container for --python_package_uri.")
     hw = parser.add_argument_group("hardware")
-    hw.add_argument("--tpu", default="", help=f"TPU type: {', '.join(TPU_TYPES)}.")
+    hw.add_argument("--tpu", default="", help="TPU slice: v5e-1, -4, -8 (one VM), v5e-16 ... v5e-256 (4 chips per "
+                                              "VM), the same for v6e, v2-8 / v3-8 and their pod slices v2-32 ... "
+                                              "v2-512, v3-32 ... v3-2048.")
     hw.add_argument("--gpu", default="", help="TYPE:COUNT, e.g. NVIDIA_L4:1 or NVIDIA_TESLA_A100:1.")
     hw.add_argument("--machine_type", default="",
                     help="Machine type (default n1-standard-8; with --gpu, the GPU's family: NVIDIA_L4:1 -> "
                          "g2-standard-8, NVIDIA_TESLA_A100:1 -> a2-highgpu-1g, ...).")
     hw.add_argument("--keras_backend", default="", choices=["tensorflow", "jax"],
-                    help="Keras backend of the trainer (default: jax with --tpu, else tensorflow).")
+                    help="Keras backend of the trainer (default: jax with --tpu, and with --gpu on --image; "
+                         "else tensorflow).")
     ops = parser.add_argument_group("operations")
     ops.add_argument("--service_account", default="")
     ops.add_argument("--tensorboard", default="", help="projects/P/locations/R/tensorboards/ID")

@@ -46,16 +46,71 @@ def test_vertex_gpu_and_python_package_variants():
     assert pool["machine_spec"]["accelerator_type"] == "NVIDIA_TESLA_A100"
     assert pool["machine_spec"]["accelerator_count"] == 2
     assert pool["python_package_spec"]["python_module"] == "trainer.task"
-    assert pool["python_package_spec"]["env"] == [{"name": "KERAS_BACKEND", "value": "tensorflow"}]
+    assert pool["python_package_spec"]["env"] == [{"name": "KERAS_BACKEND", "value": "tensorflow"}]  # prebuilt: TF
+    # Our GPU trainer image is built for Keras on JAX (jax[cuda12]; its TensorFlow has no CUDA).
+    spec, _ = vertex.parse_spec(CLOUD + ["--gpu", "NVIDIA_L4:1", "--image", "us-docker.pkg.dev/p/r/trainer:1"]
+                                + TRAINER)
+    pool = vertex.dry_run_request(spec)["custom_job"]["job_spec"]["worker_pool_specs"][0]
+    assert pool["container_spec"]["env"] == [{"name": "KERAS_BACKEND", "value": "jax"}]
+    assert pool["machine_spec"]["machine_type"] == "g2-standard-8"
+
+
+# DESIGN.md, "Vertex AI custom training on TPU slices": one worker pool, replica_count 1, the machine and topology.
+VERTEX_TPU_TABLE = [("v5e-1", "ct5lp-hightpu-1t", "1x1", "", 0, 1), ("v5e-8", "ct5lp-hightpu-8t", "2x4", "", 0, 1),
+                    ("v5e-16", "ct5lp-hightpu-4t", "4x4", "", 0, 4), ("v5e-256", "ct5lp-hightpu-4t", "16x16", "", 0, 64),
+                    ("v6e-4", "ct6e-standard-4t", "2x2", "", 0, 1), ("v6e-64", "ct6e-standard-4t", "8x8", "", 0, 16),
+                    ("v2-32", "cloud-tpu", "", "TPU_V2", 32, 4), ("v3-2048", "cloud-tpu", "", "TPU_V3", 2048, 256)]
+
+
+@pytest.mark.parametrize("tpu, machine, topology, accelerator, count, hosts", VERTEX_TPU_TABLE)
+def test_vertex_tpu_slices_parse_strictly_into_the_custom_job(tpu, machine, topology, accelerator, count, hosts):
+    from google.cloud.aiplatform.compat.types import accelerator_type
+    from google.cloud.aiplatform.compat.types import custom_job as gca_custom_job
+
+    spec, _ = vertex.parse_spec(CLOUD + ["--tpu", tpu, "--image", "us-docker.pkg.dev/my-project/ns/trainer:1",
+                                         "--restart_on_preemption"] + TRAINER)
+    request = vertex.dry_run_request(spec)
+    job = gca_custom_job.CustomJob.from_json(json.dumps(request["custom_job"]), ignore_unknown_fields=False)
+    (pool,) = job.job_spec.worker_pool_specs
+    assert pool.replica_count == 1  # a multi-host slice is still one replica: every host runs the trainer
+    spec_ = pool.machine_spec
+    assert (spec_.machine_type, spec_.tpu_topology, spec_.accelerator_count) == (machine, topology, count)
+    assert (accelerator_type.AcceleratorType(spec_.accelerator_type).name if accelerator else "") == accelerator
+    env = {e.name: e.value for e in pool.container_spec.env}
+    assert env == ({"KERAS_BACKEND": "jax", "NOISYSTUDENT_HOSTS": str(hosts)} if hosts > 1 else
+                   {"KERAS_BACKEND": "jax"})
+
+
+@pytest.mark.parametrize("gpu, machine_type, message", [
+    ("NVIDIA_L4:2", "g2-standard-8", "--machine_type g2-standard-8 carries 1 GPU(s), not 2; for 2: g2-standard-24"),
+    ("NVIDIA_TESLA_V100:1", "n1-standard-16", "1 of these GPUs allow at most 12 vCPUs, and --machine_type "
+                                              "n1-standard-16 has 16"),
+    ("NVIDIA_TESLA_T4:1", "n1-standard-64", "at most 48 vCPUs"),
+    ("NVIDIA_TESLA_A100:4", "a2-highgpu-2g", "carries 2 GPU(s), not 4"),
+    ("NVIDIA_TESLA_T4:3", "n1-standard-8", "N1 machines take [1, 2, 4] of these GPUs"),
+])
+def test_gpu_counts_the_machine_cannot_carry_are_refused_for_vertex_and_dataflow(gpu, machine_type, message):
+    spec = vertex.TrainingJobSpec(project="my-project", region="us-central1", staging_bucket="gs://b",
+                                  base_output_dir="gs://b/o", trainer_args=[], image="img", gpu=gpu,
+                                  machine_type=machine_type)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        vertex.validate(spec)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        dataflow.run(["predict", "--project", "my-project", "--region", "us-central1", "--bucket", "gs://b",
+                      "--gpu", gpu.lower().replace("_", "-"), "--machine_type", machine_type, "--image", "i",
+                      "--dry-run", "--", "--input", "gs://b/i", "--model", "gs://b/m.keras", "--output_dir", "gs://b/o"])
 
 
 @pytest.mark.parametrize("change, message", [
     ({"project": "p"}, "--project 'p'"),
     ({"region": "middle-earth"}, "--region"),
     ({"staging_bucket": "/tmp/bucket"}, "--staging_bucket '/tmp/bucket': Vertex AI needs a gs:// path"),
-    ({"tpu": "v9-1024"}, "unknown TPU type"),
+    ({"tpu": "v9-1024"}, "--tpu 'v9-1024': not a slice Vertex AI's custom training lists"),
     ({"keras_backend": "tensorflow"}, "--tpu with --keras_backend tensorflow: TensorFlow 2.21 has no"),
-    ({"tpu": "v4-8"}, "unknown TPU type; known: v5e-1, v5e-4, v5e-8, v3-8, v2-8"),
+    ({"tpu": "v5e-12"}, "known: v5e-1, v5e-4, v5e-8, v5e-16, v5e-32, v5e-64, v5e-128, v5e-256, v6e-1"),
+    ({"tpu": "v5e-16", "spot": True}, "--spot with --tpu v5e-16 (4 hosts): Vertex AI offers no Spot VMs for TPU pod"),
+    ({"image": "", "python_package_uri": "gs://b/p.tar.gz", "executor_image": "us-docker.pkg.dev/vertex-ai/x:1"},
+     "--tpu with --python_package_uri: Vertex AI has no prebuilt training container for TPU"),
     ({"tensorboard": "projects/p/locations/us-central1/tensorboards/1"}, "--tensorboard needs --service_account"),
     ({"trainer_args": ["--init_checkpoint", "/home/me/b7/model.ckpt"]}, "--init_checkpoint '/home/me/b7"),
     ({"image": ""}, "exactly one of --image"),
@@ -297,9 +352,53 @@ def test_the_dataflow_image_stages_set_the_backend_and_the_tpu_environment_of_th
     tpu = text.split("FROM common AS tpu", 1)[1].split("FROM ", 1)[0]
     for setting in ("KERAS_BACKEND=jax", "TPU_SKIP_MDS_QUERY=1", "TPU_HOST_BOUNDS=1,1,1",
                     "TPU_CHIPS_PER_HOST_BOUNDS=${TPU_CHIPS_PER_HOST_BOUNDS}", "TPU_WORKER_HOSTNAMES=localhost",
-                    "TPU_WORKER_ID=0", "TPU_ACCELERATOR_TYPE=${TPU_ACCELERATOR_TYPE}", '".[tpu]"'):
+                    "TPU_WORKER_ID=0", "TPU_ACCELERATOR_TYPE=${TPU_ACCELERATOR_TYPE}", "requirements.py JAX_TPU"):
         assert setting in tpu, setting
     assert "ARG TPU_ACCELERATOR_TYPE=v5litepod-1" in tpu and "ARG TPU_CHIPS_PER_HOST_BOUNDS=1,1,1" in tpu
     gpu = text.split("FROM common AS gpu", 1)[1].split("FROM ", 1)[0]
-    assert "tensorflow[and-cuda]" in gpu and '".[gpu]"' in gpu and "ENV KERAS_BACKEND=${KERAS_BACKEND}" in gpu
+    assert "tensorflow[and-cuda]" in gpu and "requirements.py JAX_GPU" in gpu and "ENV KERAS_BACKEND=${KERAS_BACKEND}" in gpu
     assert text.rstrip().splitlines()[-1] == "RUN python -m deploy.worker_image_check"
+
+
+def test_the_trainer_image_needs_only_the_trainers_requirements():
+    """deploy/Dockerfile.trainer installs TRAINER_REQUIRES and the project with --no-deps: the trainer must not
+    import Beam, the Vertex AI SDK, tfx-bsl, tfds or the plotting stack (blocked here as if not installed)."""
+    import os
+    import subprocess
+    import sys
+
+    from deploy.requirements import TRAINER_REQUIRES
+
+    assert [r.split(">")[0].split("=")[0] for r in TRAINER_REQUIRES] == ["tensorflow", "keras", "numpy", "tensorboard"]
+    code = ("import importlib.abc, sys\n"
+            "class Block(importlib.abc.MetaPathFinder):\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.split('.')[0] in ('apache_beam', 'tfx_bsl', 'sklearn', 'matplotlib', "
+            "'tensorflow_datasets', 'scipy', 'pyarrow') or name.startswith('google.cloud.aiplatform'):\n"
+            "            raise ImportError(name)\n"
+            "sys.meta_path.insert(0, Block())\n"
+            "import trainer.task, trainer.export\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_the_dockerfiles_build_from_the_pinned_python_and_beam():
+    import pathlib
+
+    from deploy.requirements import WORKER_REQUIRES
+
+    root = pathlib.Path(__file__).parent.parent
+    beam_pin = next(r for r in WORKER_REQUIRES if r.startswith("apache-beam")).split(">=")[1].split(",")[0]
+    python = re.search(r'python_requires=">=(\d+\.\d+),<(\d+\.\d+)"', (root / "setup.py").read_text())
+    low, high = (tuple(map(int, v.split("."))) for v in python.groups())
+    dataflow_from = re.search(r"^FROM apache/beam_python(\d+\.\d+)_sdk:(\S+) AS common$",
+                              (root / "deploy" / "Dockerfile.dataflow").read_text(), re.M)
+    trainer_from = re.search(r"^FROM python:(\d+\.\d+)-slim$", (root / "deploy" / "Dockerfile.trainer").read_text(),
+                             re.M)
+    for version in (dataflow_from.group(1), trainer_from.group(1)):
+        assert low <= tuple(map(int, version.split("."))) < high, version
+    assert dataflow_from.group(2).startswith(beam_pin)
+    for name in ("Dockerfile.dataflow", "Dockerfile.trainer"):  # never the launcher's whole stack
+        text = (root / "deploy" / name).read_text()
+        assert "--no-deps ." in text and not re.search(r"pip install[^\n]* \.(\[|\s|$)", text.replace("--no-deps .", ""))
