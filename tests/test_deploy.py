@@ -1,7 +1,9 @@
 """deploy/: the exact Vertex AI request and Dataflow job, built offline; bad cloud configs refused early."""
 
 import json
+import os
 import re
+import shlex
 
 import pytest
 
@@ -402,3 +404,34 @@ def test_the_dockerfiles_build_from_the_pinned_python_and_beam():
     for name in ("Dockerfile.dataflow", "Dockerfile.trainer"):  # never the launcher's whole stack
         text = (root / "deploy" / name).read_text()
         assert "--no-deps ." in text and not re.search(r"pip install[^\n]* \.(\[|\s|$)", text.replace("--no-deps .", ""))
+
+
+def readme_training_commands() -> list[list[str]]:
+    """Every whole `noisystudent submit-training` command in the README's code blocks, placeholders filled."""
+    readme = open(os.path.join(os.path.dirname(os.path.dirname(__file__)), "README.md"), encoding="utf-8").read()
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", readme, flags=re.S):
+        for command in re.split(r"\n(?=\S)", block.replace("\\\n", " ")):
+            if command.startswith("noisystudent submit-training") and " ... " not in command:
+                filled = (command.replace("PROJECT", "my-project").replace("REGION", "us-central1")
+                          .replace("BUCKET", "my-bucket"))
+                commands.append(shlex.split(filled)[2:])
+    return commands
+
+
+def test_every_readme_training_command_builds_the_request_the_design_tables_give():
+    commands = readme_training_commands()
+    tpus = [argv[argv.index("--tpu") + 1] for argv in commands if "--tpu" in argv]
+    assert {"v5e-4", "v5e-16"} <= set(tpus), tpus  # the teacher on one host, the student on a pod slice
+    table = {tpu: (machine, topology, hosts) for tpu, machine, topology, _, _, hosts in VERTEX_TPU_TABLE}
+    table["v5e-4"] = ("ct5lp-hightpu-4t", "2x2", 1)
+    for argv in commands:
+        spec, _ = vertex.parse_spec(argv)
+        request = vertex.dry_run_request(spec)
+        (pool,) = request["custom_job"]["job_spec"]["worker_pool_specs"]
+        env = {e["name"]: e["value"] for e in pool["container_spec"]["env"]}
+        if spec.tpu:
+            machine, topology, hosts = table[spec.tpu]
+            assert (pool["machine_spec"]["machine_type"], pool["machine_spec"]["tpu_topology"]) == (machine, topology)
+            assert int(pool["replica_count"]) == 1 and env.get("NOISYSTUDENT_HOSTS", "1") == str(hosts)
+            assert env["KERAS_BACKEND"] == "jax"

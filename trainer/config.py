@@ -96,6 +96,8 @@ class TrainConfig:
     output_dir: str = _f("runs/train", "model, eval.json and (by default) checkpoints and logs")
     checkpoint_dir: str = _f("", "default: $AIP_CHECKPOINT_DIR or <output_dir>/checkpoints")
     tensorboard_dir: str = _f("", "default: $AIP_TENSORBOARD_LOG_DIR or <output_dir>/logs")
+    saved_model: bool = _f(True, "also export saved_model/ (serving signatures; needs TensorFlow); false: "
+                                 "model.keras only, what predict, classify and the next iteration read")
     seed: int = _f(0, "seed of initialisation and input order")
     shuffle_buffer: int = _f(10000, "tf.data shuffle buffer (records)")
     verbose: int = _f(2, "Keras fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch")

@@ -9,6 +9,7 @@ import os
 
 import keras
 
+from trainer.cluster import Cluster, check_global_batch
 from trainer.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -120,16 +121,22 @@ def has_tpu() -> bool:
     return bool(os.environ.get("TPU_NAME") or glob.glob("/dev/accel*") or glob.glob("/dev/vfio/[0-9]*"))
 
 
-def make_strategy(config: TrainConfig):
-    """TPUStrategy on a TPU VM, MirroredStrategy on several GPUs, else the default strategy."""
+def make_strategy(config: TrainConfig, cluster: Cluster = Cluster()):
+    """Keras on JAX: data parallel over every device of every process (built after `cluster.start`).
+    TensorFlow: TPUStrategy on a TPU VM, MirroredStrategy on several GPUs, else the default strategy."""
     import tensorflow as tf
 
     if keras.backend.backend() == "jax":
         import jax
 
-        if len(jax.devices()) > 1:  # TPU cores or several GPUs: data parallel over all of them
-            keras.distribution.set_distribution(keras.distribution.DataParallel())
-            log.info("training data-parallel on %d %s devices", len(jax.devices()), jax.devices()[0].platform)
+        if cluster.num_devices > 1:  # TPU cores, several GPUs or hosts: data parallel over all of them
+            check_global_batch(config.batch_size, cluster)
+            # Each host feeds its own part of the global batch (trainer/data.py shards the files by host):
+            # auto_shard_dataset=True would have every host read and decode everything.
+            keras.distribution.set_distribution(
+                keras.distribution.DataParallel(devices=jax.devices(), auto_shard_dataset=False))
+            log.info("training data-parallel on %d %s devices: %d labeled images per device per step",
+                     cluster.num_devices, jax.devices()[0].platform, config.batch_size // cluster.num_devices)
         return None
     if keras.backend.backend() != "tensorflow":
         return None

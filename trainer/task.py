@@ -29,8 +29,9 @@ from model import build_model, count_params
 from noisystudent import dataset_dir, records
 from noisystudent.errors import DamagedInputError, op_message
 from noisystudent.teacher import check_class_count, load_keras_model, load_keras_teacher
-from trainer import data, evaluate
+from trainer import cluster as cluster_lib, data, evaluate
 from trainer.augment import RandAugment
+from trainer.cluster import Cluster, SharedBackupAndRestore
 from trainer.config import TrainConfig, config_from_args
 from trainer.crop_noise import InceptionCropFlip, SmallImageNoise
 from trainer.export import export_from_keras_file, export_saved_model
@@ -178,12 +179,19 @@ def make_training_decoder(config: TrainConfig) -> Optional[data.Decoder]:
     return InceptionCropFlip(config.image_size, seed=config.seed + 2) if config.input_noise == "imagenet" else None
 
 
-def make_training_data(config: TrainConfig, info: DataInfo) -> tf.data.Dataset:
+HOST_SEED_STRIDE = 1000  # host i draws its noise from seed + 1000 i: the same seed, but not the same noise
+
+
+def make_training_data(config: TrainConfig, info: DataInfo, cluster: Cluster = Cluster()) -> tf.data.Dataset:
+    """This host's part of every step: its share of the global batch, from its own files."""
+    shard = (cluster.process_id, cluster.num_processes)
+    config = dataclasses.replace(config, seed=config.seed + HOST_SEED_STRIDE * cluster.process_id,
+                                 batch_size=cluster.local_batch(config.batch_size))
     augment, decode = make_noise(config), make_training_decoder(config)
     labeled = data.labeled_images(info.labeled_files, info.num_classes, config.image_size,
                                   config.batch_size, augment if config.augment_labeled else None,
                                   config.shuffle_buffer, config.seed,
-                                  decode=decode if config.augment_labeled else None)
+                                  decode=decode if config.augment_labeled else None, shard=shard)
     unlabeled = None
     if config.mode != "supervised":
         files = dataset_dir.resolve_files(config.unlabeled_data, config.unlabeled_split)
@@ -195,11 +203,13 @@ def make_training_data(config: TrainConfig, info: DataInfo) -> tf.data.Dataset:
         if config.mode == "offline":
             unlabeled = data.pseudo_labeled_images(files, info.num_classes, config.image_size, batch,
                                                    augment, unlabeled_prob_format(config),
-                                                   config.shuffle_buffer, config.seed, decode=decode)
+                                                   config.shuffle_buffer, config.seed, decode=decode,
+                                                   shard=shard)
         else:  # the teacher sees the image as it would label it offline (predict --center_crop)
             unlabeled = data.unlabeled_image_pairs(
                 files, config.image_size, batch, augment, config.shuffle_buffer, config.seed,
-                clean_decode=data.resize_decoder(config.image_size, config.eval_center_crop), decode=decode)
+                clean_decode=data.resize_decoder(config.image_size, config.eval_center_crop), decode=decode,
+                shard=shard)
     return data.training_batches(labeled, unlabeled, config.mode)
 
 
@@ -230,15 +240,17 @@ def train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callbac
     own (checkpointing first: they see each epoch's checkpoint written)."""
     config.validate()
     start = time.time()
-    keras.utils.set_random_seed(config.seed)
+    cluster = cluster_lib.start()  # before anything touches a device
+    keras.utils.set_random_seed(config.seed)  # every host: the same initial weights
     info = inspect_labeled_data(config)
     check_unlabeled_classes(config, info)
     model_dir = config.model_dir()
-    tf.io.gfile.makedirs(model_dir)
-    with tf.io.gfile.GFile(posixpath.join(model_dir, "train_config.json"), "w") as f:
-        json.dump(dataclasses.asdict(config), f, indent=2)
+    if cluster.is_writer:
+        tf.io.gfile.makedirs(model_dir)
+        with tf.io.gfile.GFile(posixpath.join(model_dir, "train_config.json"), "w") as f:
+            json.dump(dataclasses.asdict(config), f, indent=2)
 
-    strategy = make_strategy(config)
+    strategy = make_strategy(config, cluster)
     precision = compute_precision(config)
     keras.mixed_precision.set_global_policy("mixed_bfloat16" if precision == "bfloat16" else "float32")
     scope = strategy.scope() if strategy is not None else _null_scope()
@@ -260,14 +272,15 @@ def train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callbac
     callbacks = [
         # double_checkpoint: a kill while latest.weights.h5 is written leaves the previous checkpoint,
         # which the restart falls back to (without it, the damaged file made the restart raise).
-        keras.callbacks.BackupAndRestore(config.resolved_checkpoint_dir(), double_checkpoint=True,
-                                         delete_checkpoint=False),
-        keras.callbacks.TensorBoard(config.resolved_tensorboard_dir(), update_freq="epoch"),
-        ProgressLog(posixpath.join(model_dir, "progress.jsonl"), config.steps_per_epoch),
+        SharedBackupAndRestore(cluster, config.resolved_checkpoint_dir(), double_checkpoint=True,
+                               delete_checkpoint=False),
+        *([keras.callbacks.TensorBoard(config.resolved_tensorboard_dir(), update_freq="epoch"),
+           ProgressLog(posixpath.join(model_dir, "progress.jsonl"), config.steps_per_epoch)]
+          if cluster.is_writer else []),
         *extra_callbacks,
     ]
     try:
-        history = trainer.fit(make_training_data(config, info), epochs=epochs,
+        history = trainer.fit(make_training_data(config, info, cluster), epochs=epochs,
                               steps_per_epoch=config.steps_per_epoch, callbacks=callbacks,
                               verbose=config.verbose, shuffle=False)
     except tf.errors.DataLossError as e:  # TensorFlow does not say which file
@@ -275,8 +288,23 @@ def train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callbac
         raise DamagedInputError(f"a training input file in {inputs} is damaged: {op_message(e.message)}") from None
     # NoisyStudent.fit leaves the EMA weights (and BatchNorm statistics) in the student.
     if config.finetune_steps:
-        student = finetune_at_resolution(config, info, student)
+        student = finetune_at_resolution(config, info, student, cluster)
+    if cluster.is_multi_process:  # from here on process 0 alone: its own copy of the weights
+        student = host_copy(config, info, student)
+        log.info("process %d of %d: trained weights %s", cluster.process_id, cluster.num_processes,
+                 cluster_lib.weights_fingerprint(student))
+        if not cluster.is_writer:
+            cluster_lib.barrier(cluster, "trained-model-written")
+            return {}
+    report = write_trained_model(config, info, student, precision, history, epochs, start)
+    cluster_lib.barrier(cluster, "trained-model-written")  # every host leaves together: Vertex watches host 0
+    return report
 
+
+def write_trained_model(config: TrainConfig, info: DataInfo, student: keras.Model, precision: str,
+                        history: keras.callbacks.History, epochs: int, start: float) -> dict:
+    """Evaluate once (every test image once), then eval.json, history.json, model.keras and the SavedModel."""
+    model_dir = config.model_dir()
     eval_location = config.eval_data or config.labeled_data
     eval_files = dataset_dir.resolve_files(eval_location, config.eval_split)
     eval_size = int(student.input_shape[1])
@@ -291,13 +319,23 @@ def train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callbac
     keras_path = posixpath.join(model_dir, "model.keras")
     student = float32_copy(config, info, student) if precision == "bfloat16" else student
     student.save(keras_path)
-    if keras.backend.backend() == "tensorflow":
-        export_saved_model(student, posixpath.join(model_dir, "saved_model"), info.class_names)
-    else:  # JAX (TPU jobs): the serving signatures take strings, which only TensorFlow can trace
-        export_from_keras_file(keras_path, posixpath.join(model_dir, "saved_model"), info.class_names)
+    export_dir = posixpath.join(model_dir, "saved_model")
+    if config.saved_model and keras.backend.backend() == "tensorflow":
+        export_saved_model(student, export_dir, info.class_names)
+    elif config.saved_model:  # JAX (TPU jobs): the serving signatures take strings, which only TensorFlow traces
+        export_from_keras_file(keras_path, export_dir, info.class_names)
     log.info("%s: top-1 %.4f on %s/%s; model in %s", config.model, report["top1_accuracy"],
              eval_location, config.eval_split, model_dir)
     return report
+
+
+def host_copy(config: TrainConfig, info: DataInfo, student: keras.Model) -> keras.Model:
+    """The trained weights in a network on this host's devices only (the trained one spans every host's)."""
+    keras.distribution.set_distribution(None)
+    copy = build_student(config, info.num_classes, int(student.input_shape[1]))
+    for target, source in zip(copy.weights, student.weights):
+        target.assign(cluster_lib.local_value(source))
+    return copy
 
 
 def float32_copy(config: TrainConfig, info: DataInfo, student: keras.Model) -> keras.Model:
@@ -308,7 +346,8 @@ def float32_copy(config: TrainConfig, info: DataInfo, student: keras.Model) -> k
     return copy
 
 
-def finetune_at_resolution(config: TrainConfig, info: DataInfo, student: keras.Model) -> keras.Model:
+def finetune_at_resolution(config: TrainConfig, info: DataInfo, student: keras.Model,
+                           cluster: Cluster = Cluster()) -> keras.Model:
     """FixRes: copy the weights into the same network at a larger input, fine-tune on clean labeled data."""
     size = config.finetune_image_size or config.image_size
     bigger = build_student(config, info.num_classes, size)
@@ -318,8 +357,9 @@ def finetune_at_resolution(config: TrainConfig, info: DataInfo, student: keras.M
     finetuner.compile(make_optimizer(tuned, config.finetune_steps, peak=peak_learning_rate(config) * 0.1,
                                      num_train_images=info.num_train_images),
                       label_smoothing=config.label_smoothing, weight_decay=config.weight_decay)
-    labeled = data.labeled_images(info.labeled_files, info.num_classes, size, config.batch_size, None,
-                                  config.shuffle_buffer, config.seed)
+    labeled = data.labeled_images(info.labeled_files, info.num_classes, size,
+                                  cluster.local_batch(config.batch_size), None, config.shuffle_buffer, config.seed,
+                                  shard=(cluster.process_id, cluster.num_processes))
     finetuner.fit(data.training_batches(labeled, None, "supervised"), epochs=1,
                   steps_per_epoch=config.finetune_steps, verbose=config.verbose, shuffle=False)
     log.info("fine-tuned at %dx%d for %d steps", size, size, config.finetune_steps)
