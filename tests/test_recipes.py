@@ -290,3 +290,45 @@ def test_efficientnet_initialisers_are_the_originals():
     limit = 1.0 / math.sqrt(10)
     assert np.abs(dense).max() <= limit and np.abs(dense).max() > 0.95 * limit
     assert abs(dense.std() / (limit / math.sqrt(3)) - 1) < 0.05
+
+
+def test_rmsprop_steps_as_tf1s_rmspropoptimizer_the_originals_from_the_first_step():
+    """utils.py:92 trains with tf.train.RMSPropOptimizer(lr, decay 0.9, momentum 0.9, epsilon 1e-3), whose
+    mean square starts at 1. The TF1 optimizer itself (tf.compat.v1) is the reference, on a toy problem
+    whose gradients span four orders of magnitude."""
+    import tensorflow as tf
+
+    from trainer.optimization import TF1RMSprop
+
+    target = np.array([1.0, -2.0, 0.5, 3.0], np.float32)
+    scale = np.array([1e-2, 1.0, 10.0, 100.0], np.float32)
+
+    def trajectory(step_fn, steps=150):
+        path = []
+        for _ in range(steps):
+            path.append(step_fn())
+        return np.array(path)
+
+    reference_var = tf.Variable(np.zeros(4, np.float32))
+    reference = tf.compat.v1.train.RMSPropOptimizer(0.01, decay=0.9, momentum=0.9, epsilon=1e-3)
+
+    def reference_step():
+        reference.minimize(lambda: tf.reduce_sum(scale * (reference_var - target) ** 2), var_list=[reference_var])
+        return reference_var.numpy().copy()
+
+    def keras_steps(optimizer):
+        var = keras.Variable(np.zeros(4, np.float32))
+
+        def step():
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(scale * (var.value - target) ** 2)
+            optimizer.apply_gradients([(tape.gradient(loss, var.value), var)])
+            return np.asarray(var.numpy()).copy()
+        return step
+
+    expected = trajectory(reference_step)
+    ours = trajectory(keras_steps(TF1RMSprop(0.01, rho=0.9, momentum=0.9, epsilon=1e-3)))
+    np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-6)
+    # Keras' own RMSprop (mean square from 0) is the deviation: far larger first steps.
+    plain = trajectory(keras_steps(keras.optimizers.RMSprop(0.01, rho=0.9, momentum=0.9, epsilon=1e-3)), 5)
+    assert np.abs(plain[0, 0]).max() > 10 * np.abs(expected[0, 0])
