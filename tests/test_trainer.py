@@ -245,3 +245,31 @@ def test_a_resumed_run_restores_weights_ema_optimizer_and_lr_of_the_last_checkpo
     assert len(got["weights"]) == len(saved["weights"]) and len(got["optimizer"]) == len(saved["optimizer"])
     for a, b in zip(got["weights"] + got["optimizer"], saved["weights"] + saved["optimizer"]):
         np.testing.assert_array_equal(a, b)
+
+
+def test_train_steps_run_exactly_when_the_checkpoint_interval_does_not_divide_them(tmp_path):
+    """The original runs max_steps exactly (main.py:76); the last interval is cut short, and the
+    schedule ends at train_steps."""
+    from tests.digits_data import make_digits_dataset
+    from trainer import task
+
+    data = make_digits_dataset(tmp_path / "data", test_size=50)
+    out = tmp_path / "run"
+    import keras
+
+    from trainer.config import config_from_args
+
+    class CountSteps(keras.callbacks.Callback):
+        steps = 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            CountSteps.steps += 1
+
+    config = config_from_args(["--preset", "digits", "--labeled_data", data, "--train_steps", "5",
+                               "--steps_per_epoch", "2", "--warmup_steps", "0", "--randaugment_ops", "0",
+                               "--saved_model", "false", "--output_dir", str(out), "--verbose", "0"])
+    report = task.train(config, extra_callbacks=[CountSteps()])
+    assert CountSteps.steps == 5  # optimizer steps taken, not 4 (two whole intervals) or 6
+    progress = [json.loads(l) for l in (out / "progress.jsonl").read_text().splitlines()]
+    assert [p["step"] for p in progress] == [2, 4, 5] and report["steps"] == 5
+    assert json.loads((out / "checkpoints" / "training_metadata.json").read_text())["epoch"] == 3

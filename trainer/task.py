@@ -223,16 +223,33 @@ def unlabeled_prob_format(config: TrainConfig) -> str:
 class ProgressLog(keras.callbacks.Callback):
     """One JSON line per epoch in <model_dir>/progress.jsonl: epoch, step, metrics, time."""
 
-    def __init__(self, path: str, steps_per_epoch: int):
+    def __init__(self, path: str, steps_per_epoch: int, train_steps: int):
         super().__init__()
-        self.path, self.steps_per_epoch, self._start = path, steps_per_epoch, time.time()
+        self.path, self.steps_per_epoch, self.train_steps = path, steps_per_epoch, train_steps
+        self._start = time.time()
 
     def on_epoch_end(self, epoch, logs=None):
-        entry = {"epoch": epoch + 1, "step": (epoch + 1) * self.steps_per_epoch,
+        entry = {"epoch": epoch + 1, "step": min((epoch + 1) * self.steps_per_epoch, self.train_steps),
                  "seconds": round(time.time() - self._start, 1),
                  **{k: float(v) for k, v in (logs or {}).items()}}
         with tf.io.gfile.GFile(self.path, "a") as f:
             f.write(json.dumps(entry) + "\n")
+
+
+class StopAtStep(keras.callbacks.Callback):
+    """Ends training after exactly `train_steps` steps, inside the last epoch when steps_per_epoch does
+    not divide them (the original's TPUEstimator runs max_steps exactly: main.py `train_steps`)."""
+
+    def __init__(self, train_steps: int, steps_per_epoch: int):
+        super().__init__()
+        self.train_steps, self.steps_per_epoch, self._epoch = train_steps, steps_per_epoch, 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._epoch * self.steps_per_epoch + batch + 1 >= self.train_steps:
+            self.model.stop_training = True
 
 
 def train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callback] = ()) -> dict:
@@ -254,20 +271,20 @@ def train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callbac
     precision = compute_precision(config)
     keras.mixed_precision.set_global_policy("mixed_bfloat16" if precision == "bfloat16" else "float32")
     scope = strategy.scope() if strategy is not None else _null_scope()
-    epochs = max(1, config.train_steps // config.steps_per_epoch)
+    epochs = -(-config.train_steps // config.steps_per_epoch)  # the last one may be short (StopAtStep)
     with scope:
         teacher = load_teacher(config)
         check_student_size(config, teacher, info.num_classes)
         student = build_student(config, info.num_classes, config.image_size, config.init_checkpoint)
         trainer = NoisyStudent(student, teacher if config.mode == "online" else None,
                                ema_decay=config.ema_momentum)
-        trainer.compile(make_optimizer(config, epochs * config.steps_per_epoch,
+        trainer.compile(make_optimizer(config, config.train_steps,
                                        num_train_images=info.num_train_images),
                         unlabeled_weight=config.resolved_unlabeled_weight(),
                         label_smoothing=config.label_smoothing, label_type=config.label_type,
                         temperature=config.temperature, weight_decay=config.weight_decay)
     log.info("training %s (%s mode, %d classes, %s) for %d steps: %d labeled + %d unlabeled images per step",
-             config.model, config.mode, info.num_classes, precision, epochs * config.steps_per_epoch,
+             config.model, config.mode, info.num_classes, precision, config.train_steps,
              config.batch_size, 0 if config.mode == "supervised" else config.batch_size * config.unlabel_ratio)
     callbacks = [
         # double_checkpoint: a kill while latest.weights.h5 is written leaves the previous checkpoint,
@@ -275,8 +292,9 @@ def train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callbac
         SharedBackupAndRestore(cluster, config.resolved_checkpoint_dir(), double_checkpoint=True,
                                delete_checkpoint=False),
         *([keras.callbacks.TensorBoard(config.resolved_tensorboard_dir(), update_freq="epoch"),
-           ProgressLog(posixpath.join(model_dir, "progress.jsonl"), config.steps_per_epoch)]
+           ProgressLog(posixpath.join(model_dir, "progress.jsonl"), config.steps_per_epoch, config.train_steps)]
           if cluster.is_writer else []),
+        StopAtStep(config.train_steps, config.steps_per_epoch),
         *extra_callbacks,
     ]
     try:
@@ -296,13 +314,13 @@ def train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callbac
         if not cluster.is_writer:
             cluster_lib.barrier(cluster, "trained-model-written")
             return {}
-    report = write_trained_model(config, info, student, precision, history, epochs, start)
+    report = write_trained_model(config, info, student, precision, history, start)
     cluster_lib.barrier(cluster, "trained-model-written")  # every host leaves together: Vertex watches host 0
     return report
 
 
 def write_trained_model(config: TrainConfig, info: DataInfo, student: keras.Model, precision: str,
-                        history: keras.callbacks.History, epochs: int, start: float) -> dict:
+                        history: keras.callbacks.History, start: float) -> dict:
     """Evaluate once (every test image once), then eval.json, history.json, model.keras and the SavedModel."""
     model_dir = config.model_dir()
     eval_location = config.eval_data or config.labeled_data
@@ -312,7 +330,7 @@ def write_trained_model(config: TrainConfig, info: DataInfo, student: keras.Mode
                                   center_crop=config.eval_center_crop)
     report = evaluate.evaluate_model(student, eval_ds, info.class_names)
     report.update(model=config.model, mode=config.mode, eval_data=eval_location, eval_split=config.eval_split,
-                  steps=epochs * config.steps_per_epoch, train_seconds=round(time.time() - start, 1))
+                  steps=config.train_steps, train_seconds=round(time.time() - start, 1))
     evaluate.write_report(report, posixpath.join(model_dir, "eval.json"))
     with tf.io.gfile.GFile(posixpath.join(model_dir, "history.json"), "w") as f:
         json.dump({k: [float(x) for x in v] for k, v in history.history.items()}, f)
