@@ -84,8 +84,8 @@ class SelectConfig:
     num_image: int = flag(help="Images per class after balancing (SVHN used 53,113; ImageNet 130,000).")
     num_classes: int = flag(0, help="Classes (0: from the predictions' records).")
     min_threshold: float = flag(0.3, help="Lowest confidence kept.")
-    max_prob: float = flag(1.0, help="Highest confidence kept (lower it to drop near-duplicates of the "
-                                     "labeled set).")
+    max_prob: float = flag(2.0, help="Highest confidence kept (the original's default 2, filter_unlabel.py:71: "
+                                     "none dropped; lower it to drop near-duplicates of the labeled set).")
     num_buckets: int = flag(101, help="Histogram buckets over [0, 1].")
     no_upsample: bool = flag(False, help="Never duplicate images of poor classes (the cap still applies).")
     max_copies: int = flag(0, help="Most copies of one image (0: no cap, the original's behaviour).")

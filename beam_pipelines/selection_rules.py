@@ -27,10 +27,29 @@ import numpy as np
 from noisystudent.stable_random import stable_uniform
 
 
+def boundary(bucket: int, num_buckets: int) -> float:
+    """Bucket b's lower edge, as the original computes its thresholds: `i / 100.` in float64
+    (filter_unlabel.py:607-608, 101 buckets)."""
+    return bucket / (num_buckets - 1)
+
+
 def bucket_of(confidence: float, num_buckets: int) -> int:
-    """Bucket index of a confidence in [0, 1]."""
-    # float32 confidences sit just below decimal boundaries (0.65 -> 0.6499999762): tolerate 1e-5.
-    return min(num_buckets - 1, max(0, int(math.floor(confidence * (num_buckets - 1) + 1e-5))))
+    """The highest bucket whose edge the confidence reaches, compared as the original compares them
+    (filter_unlabel.py:416 `prob >= prob_threshold[j]`: the float32 confidence as a float64 against the
+    float64 edge, no tolerance). So float32 0.65 (0.6499999762) is in bucket 64, and 0.99999994 in 99."""
+    confidence, top = float(confidence), num_buckets - 1
+    bucket = min(top, max(0, int(math.floor(confidence * top))))
+    while bucket < top and confidence >= boundary(bucket + 1, num_buckets):
+        bucket += 1
+    while bucket > 0 and confidence < boundary(bucket, num_buckets):
+        bucket -= 1
+    return bucket
+
+
+def lowest_bucket_at_or_above(threshold: float, num_buckets: int) -> int:
+    """The first edge >= the threshold (the original's `prob_threshold[i] >= FLAGS.min_threshold`,
+    filter_unlabel.py:456)."""
+    return next((b for b in range(num_buckets) if boundary(b, num_buckets) >= threshold), num_buckets - 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,7 +64,7 @@ def compute_selection(histograms: np.ndarray, num_image: int, min_threshold: flo
                       upsample: bool, max_copies: int = 0) -> list[ClassSelection]:
     """Thresholds and expected copies per class from [C, B] histograms (already <= max_prob)."""
     num_classes, num_buckets = histograms.shape
-    min_bucket = int(math.ceil(min_threshold * (num_buckets - 1) - 1e-9))
+    min_bucket = lowest_bucket_at_or_above(min_threshold, num_buckets)
     result = []
     for c in range(num_classes):
         at_or_above = np.cumsum(histograms[c][::-1])[::-1]  # count with bucket >= b
@@ -60,7 +79,7 @@ def compute_selection(histograms: np.ndarray, num_image: int, min_threshold: flo
             copies = min(copies, 1.0)
         if max_copies:
             copies = min(copies, float(max_copies))
-        result.append(ClassSelection(chosen, chosen / (num_buckets - 1), total, copies))
+        result.append(ClassSelection(chosen, boundary(chosen, num_buckets), total, copies))
     return result
 
 

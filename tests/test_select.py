@@ -160,7 +160,7 @@ def test_selection_functions_by_hand():
     assert (s.threshold_bucket, s.total, s.expected_copies) == (2, 15, 1.0)
     draws = [selection_rules.copies_for(0, f"id{i}", 2.25) for i in range(4000)]
     assert set(draws) == {2, 3} and abs(np.mean(draws) - 2.25) < 0.03
-    assert selection_rules.bucket_of(np.float32(0.65), 101) == 65
+    assert selection_rules.bucket_of(np.float32(0.65), 101) == 64  # 0.6499999762 < 0.65: the original's side
 
 
 def test_a_damaged_probability_vector_is_found_when_its_prediction_is_selected(synthetic, tmp_path):
@@ -350,3 +350,58 @@ def test_copies_cross_the_shuffle_once_per_shard_and_write_the_bytes_one_record_
     assert names == sorted(os.listdir(tmp_path / "copied")) and len(names) == 7
     for name in names:
         assert filecmp.cmp(tmp_path / "copied" / name, tmp_path / "per_copy" / name, shallow=False)
+
+
+def original_thresholds(probs_by_class, num_image, min_threshold, max_prob=2.0):
+    """filter_unlabel.py @aac52bf, transcribed: thresholds i / 100. (607-608), per-bucket counts of the
+    descending-sorted confidences (411-420), the threshold walk from the top (452-476) and the keep rule
+    (195-196). Confidences are the records' float32 values as Python floats."""
+    prob_threshold = [i / 100. for i in range(0, 101)]
+    result = []
+    for probs in probs_by_class:
+        probs = sorted((float(p) for p in probs), key=lambda x: -x)
+        counts, cur = [0] * len(prob_threshold), 0
+        for j in reversed(range(len(prob_threshold))):
+            start = cur
+            while cur < len(probs) and probs[cur] >= prob_threshold[j]:
+                cur += 1
+            counts[j] = cur - start
+        threshold_idx, total_image = -1, 0
+        for i in range(len(prob_threshold) - 1, -1, -1):
+            if prob_threshold[i] < max_prob and prob_threshold[i] >= min_threshold:
+                total_image += counts[i]
+                if total_image >= num_image:
+                    threshold_idx = i
+                    break
+                if prob_threshold[i] == min_threshold:
+                    threshold_idx = i
+                    break
+        threshold = prob_threshold[threshold_idx]
+        kept = [p for p in probs if p >= threshold and p <= max_prob]
+        result.append((threshold, total_image, sorted(kept)))
+    return result
+
+
+def test_thresholds_and_kept_sets_are_the_originals_at_float32_bucket_edges():
+    """float32 confidences just below decimal edges (0.29999998, 0.65 = 0.6499999762, 0.71, 0.99999994)
+    fall where the original puts them; a confident teacher gives many 0.99999994 and 1.0."""
+    rng = np.random.default_rng(0)
+    edges = np.array([0.29999998, 0.3, 0.65, 0.71, 0.99999994, 1.0, 0.99, 0.5], np.float32)
+    classes = [
+        np.concatenate([np.full(100, 0.99999994, np.float32), np.full(55, 1.0, np.float32)]),  # 55 at the top
+        np.concatenate([np.full(40, 0.29999998, np.float32), rng.uniform(0.3, 0.31, 10).astype(np.float32)]),
+        np.concatenate([np.repeat(edges, 7), rng.uniform(0, 1, 300).astype(np.float32)]),
+        np.full(20, 0.65, np.float32),
+    ]
+    for num_image, min_threshold in ((55, 0.3), (60, 0.3), (10, 0.3), (1000, 0.3), (30, 0.65), (5, 0.0)):
+        hist = np.zeros((len(classes), 101), np.int64)
+        for c, probs in enumerate(classes):
+            for p in probs:
+                hist[c, selection_rules.bucket_of(p, 101)] += 1
+        ours = selection_rules.compute_selection(hist, num_image, min_threshold, upsample=True)
+        for c, (threshold, total, kept) in enumerate(original_thresholds(classes, num_image, min_threshold)):
+            mine = sorted(float(p) for p in classes[c] if selection_rules.bucket_of(p, 101) >= ours[c].threshold_bucket)
+            assert (ours[c].threshold, ours[c].total, mine) == (threshold, total, kept), (num_image, min_threshold, c)
+    assert selection_rules.bucket_of(np.float32(0.29999998), 101) == 29  # rejected at min_threshold 0.3
+    assert selection_rules.bucket_of(np.float32(0.99999994), 101) == 99
+    assert selection_rules.bucket_of(np.float32(0.71), 101) == 70
