@@ -171,7 +171,7 @@ PRESETS: dict[str, dict] = {
                  label_smoothing=0.1, label_type="soft", temperature=1.0, randaugment_ops=2,
                  randaugment_magnitude=5, randaugment_translate_const=4, randaugment_cutout_const=4,
                  input_noise="svhn", stochastic_depth_rate=0.2, ema_momentum=0.9999,
-                 labeled_split="train", eval_split="test"),
+                 labeled_split="train", eval_split="test", mode="online", precision="float32"),
     # ImageNet as the original's scripts run it (main.py defaults; local_scripts/imagenet/train.sh for
     # B7): batch 4096, 350 epochs of the labeled data (109,474 steps).
     "imagenet": dict(model="efficientnet-b7", image_size=600, batch_size=4096, unlabel_ratio=3,
@@ -180,7 +180,8 @@ PRESETS: dict[str, dict] = {
                      label_smoothing=0.1, randaugment_ops=2, randaugment_magnitude=27,
                      input_noise="imagenet",
                      stochastic_depth_rate=0.2, ema_momentum=0.9999, labeled_split="train",
-                     eval_split="validation", eval_center_crop=True, label_type="soft", temperature=1.0),
+                     eval_split="validation", eval_center_crop=True, label_type="soft", temperature=1.0,
+                     mode="online", precision="float32"),
 }
 
 
