@@ -6,8 +6,9 @@ Sources (one of):
 
 SVHN stores digit 0 as label 10; records carry 0-based labels (10 -> 0). Ids
 are `svhn/<split>/<index in the original file>` from either source, so they
-are stable across runs and sources. `--validation_size N` holds out N train
-images (the original held out 4,000), drawn by seed, as split `validation`.
+are stable across runs and sources. 4,000 train images are held out as split
+`validation`, drawn by seed, as the original's proc_svhn.py:164-170 does (so the
+svhn preset's schedule counts its 69,257 images); `--validation_size 0` keeps all.
 
 A .mat split is read whole by one worker (scipy cannot stream it: extra_32x32.mat
 needs about 1.6 GB); the tfds source streams.
@@ -33,6 +34,7 @@ from noisystudent.image_codec import encode_png
 
 NUM_CLASSES = 10
 SPLITS = ("train", "test", "extra")
+ORIGINAL_VALIDATION_SIZE = 4000  # proc_svhn.py:164-170: `dev_size = 4000`, taken from the shuffled train split
 TFDS_NAME = "svhn_cropped"
 IMAGE_SHAPE = (32, 32, 3)
 PUBLISHED_SIZES = {"train": 73257, "test": 26032, "extra": 531131}  # shard counts of a dry run
@@ -51,8 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output_dir", required=True, help="Where the TFRecords go (gs:// works).")
     parser.add_argument("--splits", default=",".join(SPLITS),
                         help="Comma-separated splits to ingest (default train,test,extra).")
-    parser.add_argument("--validation_size", type=int, default=0,
-                        help="Train images held out as split 'validation' (the original: 4000).")
+    parser.add_argument("--validation_size", type=int, default=None,
+                        help="Train images held out as split 'validation' (default the original's 4000, "
+                             "proc_svhn.py:164-170; 0: keep every train image).")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the validation draw and shards.")
     parser.add_argument("--overwrite", action="store_true",
                         help="Replace a complete dataset already in --output_dir.")
@@ -177,12 +180,16 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
     else:
         info = _tfds_builder(args.tfds_data_dir).info
         sizes = {s: info.splits[s].num_examples for s in splits}
+    if args.validation_size is None:  # the original's hold-out, when the train split is ingested
+        args.validation_size = ORIGINAL_VALIDATION_SIZE if "train" in splits else 0
     if args.validation_size:
         if "train" not in splits:
             raise ValueError("--validation_size needs the train split in --splits")
-        if not 0 < args.validation_size < sizes["train"]:
-            raise ValueError(f"--validation_size must be in (0, {sizes['train']}), "
-                             f"got {args.validation_size}")
+        if args.validation_size < 0:
+            raise ValueError(f"--validation_size must be >= 0, got {args.validation_size}")
+        if args.validation_size >= sizes["train"]:
+            raise ValueError(f"--validation_size {args.validation_size} leaves no train image of the "
+                             f"{sizes['train']} (pass a smaller one, or 0 to hold out none)")
         sizes["validation"] = args.validation_size
         sizes["train"] -= args.validation_size
     num_shards = {s: out.shards_for(n) for s, n in sizes.items()}

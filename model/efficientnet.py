@@ -2,8 +2,9 @@
 
 Built from the compound-scaling table, like the original `efficientnet_builder.py`:
 MBConv blocks with squeeze-excitation, stochastic depth whose drop rate grows
-linearly with the block index up to `stochastic_depth_rate` (0.2 = survival
-0.8 at the last block, the paper's setting), and dropout before the classifier.
+linearly with the block index: block i of N drops with `stochastic_depth_rate`
+x i / N (the original's efficientnet_model.py:477-479; 0.2, the paper's setting,
+so the last block drops a little under 0.2), and dropout before the classifier.
 keras.applications' EfficientNets expose neither knob and have no L2.
 
 Inputs are float RGB pixels in [0, 255]; the model normalises them with the

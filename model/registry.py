@@ -29,7 +29,7 @@ import keras
 
 from model import efficientnet, small_nets
 
-DEFAULT_STOCHASTIC_DEPTH_RATE = 0.2  # survival 0.8 at the last block, the paper's setting
+DEFAULT_STOCHASTIC_DEPTH_RATE = 0.2  # block i of N drops with 0.2 x i / N, the paper's setting
 
 
 @dataclasses.dataclass(frozen=True)

@@ -81,3 +81,17 @@ def test_bad_inputs_name_the_file_and_leave_nothing_complete(tmp_path):
     assert not os.path.exists(os.path.join(out, dataset_dir.SUMMARY_FILE))
     with pytest.raises(FileNotFoundError, match="did not finish"):
         dataset_dir.read_summary(out)
+
+
+def test_the_original_4000_train_images_are_held_out_unless_asked_otherwise(tmp_path):
+    """proc_svhn.py:164-170 holds out 4,000 train images, and the svhn preset's schedule counts the
+    69,257 left: the default follows it (5 train images cannot give 4,000), 0 keeps them all."""
+    mat = tmp_path / "mat"
+    write_svhn_mat(mat, sizes=(("train", 5), ("test", 5)))
+    with pytest.raises(ValueError, match="--validation_size 4000 leaves no train image of the 5"):
+        ingest_svhn.run(["--mat_dir", str(mat), "--output_dir", str(tmp_path / "a"), "--splits", "train,test"])
+    summary = ingest_svhn.run(["--mat_dir", str(mat), "--output_dir", str(tmp_path / "b"), "--splits", "train,test",
+                               "--validation_size", "0"])
+    assert summary["splits"]["train"]["records"] == 5 and "validation" not in summary["splits"]
+    summary = ingest_svhn.run(["--mat_dir", str(mat), "--output_dir", str(tmp_path / "c"), "--splits", "test"])
+    assert set(summary["splits"]) == {"test"}

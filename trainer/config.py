@@ -87,7 +87,8 @@ class TrainConfig:
                                   "filled with 128, then a reflect-pad-4 random crop) | imagenet (before it: "
                                   "Inception crop, bicubic resize, random flip)")
     dropout_rate: float = _f(-1.0, "before the classifier; -1 = the model's default")
-    stochastic_depth_rate: float = _f(0.2, "drop rate at the last block (survival 0.8), linear")
+    stochastic_depth_rate: float = _f(0.2, "stochastic depth: block i of N drops with this x i / N (the "
+                                            "original's; the last block just under it)")
     bn_momentum: float = _f(-1.0, "BatchNorm momentum; -1 = the model's default")
     # FixRes fine-tuning on un-augmented labeled data
     finetune_steps: int = _f(0, "0 = none; else steps at finetune_image_size without noise")
