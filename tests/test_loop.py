@@ -84,3 +84,25 @@ def test_loop_needs_a_student_and_the_splits(data, tmp_path):
     with pytest.raises(ValueError, match="no split 'extra'"):
         loop.run_loop(loop.LoopConfig(data=data, run_dir=str(tmp_path), models=["cnn-small"] * 2,
                                       unlabeled_split="extra"))
+
+
+def test_the_predict_step_labels_with_the_recipes_eval_crop_and_takes_predict_args(data, tmp_path):
+    """Under the imagenet preset the teacher labels the center crop it was evaluated on (the original's
+    predict.sh); --predict_args reaches predict's own flags."""
+    from trainer.config import get_config
+
+    cfg = dataclasses.replace(_config(data, tmp_path), preset="imagenet",
+                              predict_args=("--precision", "bfloat16", "--prob_format", "top_k:3"))
+    step = loop.predict_step_config(cfg, get_config("imagenet"), "t/model.keras", str(tmp_path / "p"), "iter0:t")
+    assert step.center_crop and step.precision == "bfloat16" and step.prob_format == "top_k:3"
+    assert not loop.predict_step_config(_config(data, tmp_path), get_config("digits"), "t", "p", "t").center_crop
+
+
+def test_the_presets_eval_split_is_kept_and_one_threshold_is_given_once(data, tmp_path):
+    imagenet = dataclasses.replace(_config(data, tmp_path / "a"), preset="imagenet")
+    with pytest.raises(ValueError, match="no split 'validation', the imagenet preset's eval split .*pass --eval_split"):
+        loop.run_loop(imagenet)
+    twice = dataclasses.replace(_config(data, tmp_path / "b"), select_args=("--min_threshold", "0.5"))
+    with pytest.raises(ValueError, match="both set the selection's threshold"):
+        loop.run_loop(twice)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()  # refused before writing anything

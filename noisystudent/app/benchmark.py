@@ -53,6 +53,7 @@ class BenchmarkConfig:
     train_args: tuple[str, ...] = ()
     train_overrides: dict = dataclasses.field(default_factory=dict)
     select_args: tuple[str, ...] = ()
+    predict_args: tuple[str, ...] = ()
     beam_args: tuple[str, ...] = ()
     title: str = ""
 
@@ -76,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no_ceiling", action="store_true", help="Skip the supervised ceiling.")
     parser.add_argument("--train_args", default="", help="Trainer flags for every model, e.g. '--train_steps 2000'.")
     parser.add_argument("--select_args", default="", help="Extra selection flags.")
+    parser.add_argument("--predict_args", default="", help="Extra predict flags (the loop's --predict_args).")
     parser.add_argument("--beam_args", default="", help="Beam flags for predict/select.")
     parser.add_argument("--title", default="", help="The table's title (default: 'Noisy Student on <data>').")
     return parser
@@ -209,7 +211,7 @@ def run_benchmark(cfg: BenchmarkConfig) -> dict:
             data=cfg.data_for(seed), run_dir=loop_dir,
             models=list(cfg.models), preset=cfg.preset, num_image=cfg.num_image, min_threshold=cfg.min_threshold,
             seed=seed, train_args=cfg.train_args, train_overrides=cfg.train_overrides, select_args=cfg.select_args,
-            beam_args=cfg.beam_args))
+            predict_args=cfg.predict_args, beam_args=cfg.beam_args))
         seconds[seed] = _step_seconds(loop_dir)
         log.info("seed %d: %s", seed, ", ".join(f"iter{r['iteration']} {100 * r['top1_accuracy']:.2f}%"
                                                 for r in per_seed[seed]))
@@ -227,7 +229,8 @@ def run_benchmark(cfg: BenchmarkConfig) -> dict:
     alone = _labeled_only(cfg, seconds) if cfg.models[-1] != cfg.models[0] else None
     rows = aggregate(per_seed)
     result = {"title": cfg.title, "data": cfg.data, "seeds": cfg.seeds, "models": cfg.models, "preset": cfg.preset,
-              "train_args": list(cfg.train_args), "select_args": list(cfg.select_args), "rows": rows,
+              "train_args": list(cfg.train_args), "select_args": list(cfg.select_args),
+              "predict_args": list(cfg.predict_args), "rows": rows,
               "ceiling": ceiling, "labeled_only": alone, "summary": summarise(rows, ceiling, alone),
               "per_seed": per_seed, "seconds": round(time.time() - start, 1),
               "seconds_per_seed": {k: round(v, 1) for k, v in seconds.items()}}
@@ -245,7 +248,7 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
         data=args.data, run_dir=args.run_dir, models=models, seeds=parse_seeds(args.seeds), preset=args.preset,
         num_image=args.num_image, min_threshold=args.min_threshold, ceiling=not args.no_ceiling,
         train_args=tuple(args.train_args.split()), select_args=tuple(args.select_args.split()),
-        beam_args=tuple(args.beam_args.split()), title=args.title))
+        predict_args=tuple(args.predict_args.split()), beam_args=tuple(args.beam_args.split()), title=args.title))
     print(format_markdown(result))
     print(f"\nresults: {posixpath.join(args.run_dir, RESULTS_JSON)}, {posixpath.join(args.run_dir, RESULTS_MD)}")
     return result

@@ -98,8 +98,8 @@ def _recipe(preset: str, data: str, seed: int, train_args: tuple[str, ...], trai
     """The loop's teacher recipe on `data`'s labeled split (preset, then the user's flags and overrides)."""
     from trainer.config import get_config, with_flags
 
-    config = with_flags(get_config(preset, labeled_data=data, labeled_split="labeled", eval_split=eval_split,
-                                   seed=seed), train_args)
+    config = with_flags(get_config(preset, labeled_data=data, labeled_split="labeled",
+                                   eval_split=eval_split or get_config(preset).eval_split, seed=seed), train_args)
     return dataclasses.replace(config, **{**(train_overrides or {}), "mode": "supervised"})
 
 
@@ -122,7 +122,7 @@ def _train_or_reuse(config) -> dict:
 
 
 def train_ceiling(data: str, seed_dir: str, seed: int, model: str, preset: str, train_args: tuple[str, ...] = (),
-                  train_overrides: Optional[dict] = None, eval_split: str = "test") -> dict:
+                  train_overrides: Optional[dict] = None, eval_split: str = "") -> dict:
     """Train (or reuse) the ceiling in seed_dir/ceiling; {"top1_accuracy", "labeled", "seconds" (training)}."""
     ceiling_data = write_ceiling_data(data, posixpath.join(seed_dir, "ceiling_data"))
     config = _recipe(preset, data, seed, train_args, train_overrides, eval_split)
@@ -134,7 +134,7 @@ def train_ceiling(data: str, seed_dir: str, seed: int, model: str, preset: str, 
 
 def train_labeled_only(data: str, seed_dir: str, seed: int, model: str, preset: str,
                        train_args: tuple[str, ...] = (), train_overrides: Optional[dict] = None,
-                       eval_split: str = "test") -> dict:
+                       eval_split: str = "") -> dict:
     """`model` as a teacher would be trained: the labeled split alone, in seed_dir/labeled_only.
 
     The reference for a student larger than its teacher: what the larger model gets without pseudo-labels,

@@ -43,13 +43,14 @@ class LoopConfig:
     preset: str = "digits"
     labeled_split: str = "labeled"
     unlabeled_split: str = "unlabeled"
-    eval_split: str = "test"
+    eval_split: str = ""  # "": the preset's (test for digits and svhn, validation for imagenet)
     num_image: int = 0  # per class; 0 = the unlabeled split's size / classes
     min_threshold: Optional[float] = None  # None: select's default
     seed: int = 0
     train_args: tuple[str, ...] = ()  # the user's trainer flags (loop --train_args)
     train_overrides: dict = dataclasses.field(default_factory=dict)  # TrainConfig fields, after train_args
     select_args: tuple[str, ...] = ()
+    predict_args: tuple[str, ...] = ()  # predict's flags; the center crop follows the preset's eval_center_crop
     beam_args: tuple[str, ...] = ()
 
 
@@ -62,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--preset", default="digits", help="Trainer preset (digits, svhn, imagenet).")
     parser.add_argument("--labeled_split", default="labeled")
     parser.add_argument("--unlabeled_split", default="unlabeled")
-    parser.add_argument("--eval_split", default="test")
+    parser.add_argument("--eval_split", default="", help="Split the models are evaluated on (default: the preset's).")
     parser.add_argument("--num_image", type=int, default=0,
                         help="Pseudo-labeled images per class (default: unlabeled images / classes).")
     parser.add_argument("--min_threshold", type=float, default=None,
@@ -70,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train_args", default="", help="Extra trainer flags, e.g. '--train_steps 600'.")
     parser.add_argument("--select_args", default="", help="Extra selection flags.")
+    parser.add_argument("--predict_args", default="",
+                        help="Extra predict flags, e.g. '--precision bfloat16 --prob_format top_k:5' (the center "
+                             "crop follows the preset: on with imagenet, as the original's predict.sh).")
     parser.add_argument("--beam_args", default="", help="Beam flags for predict/select, e.g. '--runner=...'.")
     return parser
 
@@ -106,8 +110,11 @@ def check_same_run(previous: dict, config: dict, path: str) -> None:
     before) iterations without changing the finished ones.
     """
     config = json.loads(json.dumps(config))  # tuples as the manifest stores them
+    defaults = json.loads(json.dumps({f.name: f.default for f in dataclasses.fields(LoopConfig)
+                                      if f.default is not dataclasses.MISSING}))
     changed = [f"{k}: {previous.get(k)!r} -> {config.get(k)!r}" for k in sorted(set(previous) | set(config))
-               if k not in ("run_dir", "models") and previous.get(k) != config.get(k)]
+               if k not in ("run_dir", "models") and previous.get(k) != config.get(k)
+               and not (k not in previous and config.get(k) == defaults.get(k))]  # a field added since
     old, new = previous.get("models", []), config.get("models", [])
     if old[:len(new)] != new[:len(old)]:
         changed.append(f"models: {old!r} -> {new!r} (only adding or dropping iterations at the end resumes)")
@@ -150,16 +157,23 @@ def run_loop(cfg: LoopConfig) -> list[dict]:
 
     if len(cfg.models) < 2:
         raise ValueError("--models needs a teacher and at least one student")
+    if cfg.min_threshold is not None and any(a.split("=")[0] == "--min_threshold" for a in cfg.select_args):
+        raise ValueError("--min_threshold and --select_args '--min_threshold ...' both set the selection's "
+                         "threshold: give it once")
+    eval_split = cfg.eval_split or train_config.get_config(cfg.preset).eval_split
     summary = dataset_dir.load_summary(cfg.data)
-    for split in (cfg.labeled_split, cfg.unlabeled_split, cfg.eval_split):
+    for flag, split in (("--labeled_split", cfg.labeled_split), ("--unlabeled_split", cfg.unlabeled_split),
+                        ("--eval_split", eval_split)):
         if split not in summary.splits:
-            raise ValueError(f"--data {cfg.data} has no split {split!r} (it has {', '.join(summary.splits)})")
+            where = "" if split != eval_split or cfg.eval_split else f", the {cfg.preset} preset's eval split"
+            raise ValueError(f"--data {cfg.data} has no split {split!r}{where} (it has {', '.join(summary.splits)}); "
+                             f"pass {flag}")
     if not summary.num_classes:
         raise ValueError(f"--data {cfg.data}: its summary.json names no num_classes")
     num_image = cfg.num_image or max(1, summary.split(cfg.unlabeled_split).records // summary.num_classes)
     manifest = Manifest(cfg.run_dir, dataclasses.asdict(cfg))
     base = train_config.with_flags(train_config.get_config(
-        cfg.preset, labeled_data=cfg.data, labeled_split=cfg.labeled_split, eval_split=cfg.eval_split,
+        cfg.preset, labeled_data=cfg.data, labeled_split=cfg.labeled_split, eval_split=eval_split,
         seed=cfg.seed), cfg.train_args)
     base = dataclasses.replace(base, **cfg.train_overrides)
     select_overrides = {} if cfg.min_threshold is None else {"min_threshold": cfg.min_threshold}
@@ -180,9 +194,7 @@ def run_loop(cfg: LoopConfig) -> list[dict]:
         iteration_dir = posixpath.join(cfg.run_dir, f"iter{i}")
         teacher_model = posixpath.join(teacher_dir, "model.keras")
         preds, pseudo, student_dir = (posixpath.join(iteration_dir, d) for d in ("predictions", "pseudo", "student"))
-        predict_config = predict.PredictConfig(
-            input=cfg.data, split=cfg.unlabeled_split, model=teacher_model, output_dir=preds,
-            teacher_name=f"iter{i - 1}:{cfg.models[i - 1]}", overwrite=True, seed=cfg.seed)
+        predict_config = predict_step_config(cfg, base, teacher_model, preds, f"iter{i - 1}:{cfg.models[i - 1]}")
         _step(manifest, f"iter{i}/predict", posixpath.join(preds, dataset_dir.SUMMARY_FILE),
               lambda: _beam_result(predict.run_config(predict_config, cfg.beam_args)), teacher=teacher_model)
         select_config = override(select.SelectConfig(
@@ -204,6 +216,19 @@ def run_loop(cfg: LoopConfig) -> list[dict]:
 
     log.info("report: %s", report.write_report(cfg.run_dir))
     return rows
+
+
+def predict_step_config(cfg: LoopConfig, recipe, teacher_model: str, output_dir: str, teacher_name: str):
+    """The predict step: the teacher labels the unlabeled split with the pixels it was evaluated on (the
+    recipe's eval_center_crop: the original's ImageNet crop under the imagenet preset, as its predict.sh),
+    then the user's --predict_args."""
+    from beam_pipelines import predict
+    from noisystudent.typed_flags import override
+
+    return override(predict.PredictConfig(
+        input=cfg.data, split=cfg.unlabeled_split, model=teacher_model, output_dir=output_dir,
+        teacher_name=teacher_name, overwrite=True, seed=cfg.seed, center_crop=recipe.eval_center_crop),
+        cfg.predict_args, "--predict_args")
 
 
 def _beam_result(summary: dict) -> dict:
@@ -237,7 +262,8 @@ def run(argv: Optional[Sequence[str]] = None) -> list[dict]:
                      preset=args.preset, labeled_split=args.labeled_split, unlabeled_split=args.unlabeled_split,
                      eval_split=args.eval_split, num_image=args.num_image, min_threshold=args.min_threshold,
                      seed=args.seed, train_args=tuple(args.train_args.split()),
-                     select_args=tuple(args.select_args.split()), beam_args=tuple(args.beam_args.split()))
+                     select_args=tuple(args.select_args.split()), predict_args=tuple(args.predict_args.split()),
+                     beam_args=tuple(args.beam_args.split()))
     rows = run_loop(cfg)
     print(format_table(rows))
     return rows
