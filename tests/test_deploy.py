@@ -83,6 +83,12 @@ def test_vertex_tpu_slices_parse_strictly_into_the_custom_job(tpu, machine, topo
                    {"KERAS_BACKEND": "jax"})
 
 
+def gpu_job(gpu: str, machine_type: str) -> "vertex.TrainingJobSpec":
+    return vertex.TrainingJobSpec(project="my-project", region="us-central1", staging_bucket="gs://b",
+                                  base_output_dir="gs://b/o", trainer_args=[], image="img", gpu=gpu,
+                                  machine_type=machine_type)
+
+
 @pytest.mark.parametrize("gpu, machine_type, message", [
     ("NVIDIA_L4:2", "g2-standard-8", "--machine_type g2-standard-8 carries 1 GPU(s), not 2; for 2: g2-standard-24"),
     ("NVIDIA_TESLA_V100:1", "n1-standard-16", "1 of these GPUs allow at most 12 vCPUs, and --machine_type "
@@ -92,9 +98,7 @@ def test_vertex_tpu_slices_parse_strictly_into_the_custom_job(tpu, machine, topo
     ("NVIDIA_TESLA_T4:3", "n1-standard-8", "N1 machines take [1, 2, 4] of these GPUs"),
 ])
 def test_gpu_counts_the_machine_cannot_carry_are_refused_for_vertex_and_dataflow(gpu, machine_type, message):
-    spec = vertex.TrainingJobSpec(project="my-project", region="us-central1", staging_bucket="gs://b",
-                                  base_output_dir="gs://b/o", trainer_args=[], image="img", gpu=gpu,
-                                  machine_type=machine_type)
+    spec = gpu_job(gpu, machine_type)
     with pytest.raises(ValueError, match=re.escape(message)):
         vertex.validate(spec)
     with pytest.raises(ValueError, match=re.escape(message)):
@@ -265,9 +269,7 @@ def test_bad_dataflow_tpu_requests_are_refused_with_the_valid_choices(extra, mes
     ("NVIDIA_TESLA_A100X:1", "", "TYPE one of NVIDIA_A100_80GB, NVIDIA_H100_80GB, NVIDIA_L4"),
 ])
 def test_vertex_gpu_machine_pairs(gpu, machine_type, expected):
-    spec = vertex.TrainingJobSpec(project="my-project", region="us-central1", staging_bucket="gs://b",
-                                  base_output_dir="gs://b/o", trainer_args=[], image="img", gpu=gpu,
-                                  machine_type=machine_type)
+    spec = gpu_job(gpu, machine_type)
     if "-" in expected and " " not in expected:
         machine = vertex.dry_run_request(spec)["custom_job"]["job_spec"]["worker_pool_specs"][0]["machine_spec"]
         assert machine["machine_type"] == expected
