@@ -96,6 +96,10 @@ def test_the_predict_step_labels_with_the_recipes_eval_crop_and_takes_predict_ar
     step = loop.predict_step_config(cfg, get_config("imagenet"), "t/model.keras", str(tmp_path / "p"), "iter0:t")
     assert step.center_crop and step.precision == "bfloat16" and step.prob_format == "top_k:3"
     assert not loop.predict_step_config(_config(data, tmp_path), get_config("digits"), "t", "p", "t").center_crop
+    from_file = dataclasses.replace(_config(data, tmp_path), predict_overrides={"center_crop": False,
+                                                                                "batch_size": 64})
+    step = loop.predict_step_config(from_file, get_config("imagenet"), "t", "p", "t")
+    assert not step.center_crop and step.batch_size == 64  # an experiment's predict section wins over the recipe
 
 
 def test_the_presets_eval_split_is_kept_and_one_threshold_is_given_once(data, tmp_path):

@@ -54,6 +54,8 @@ class BenchmarkConfig:
     train_overrides: dict = dataclasses.field(default_factory=dict)
     select_args: tuple[str, ...] = ()
     predict_args: tuple[str, ...] = ()
+    predict_overrides: dict = dataclasses.field(default_factory=dict)  # an experiment's PredictConfig fields
+    select_overrides: dict = dataclasses.field(default_factory=dict)  # an experiment's SelectConfig fields
     beam_args: tuple[str, ...] = ()
     title: str = ""
 
@@ -64,9 +66,11 @@ class BenchmarkConfig:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="noisystudent benchmark", description=__doc__.split("\n\n")[0],
                                      epilog=__doc__.split("\n\n", 2)[2], formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--data", required=True,
-                        help="Dataset dir (labeled, unlabeled, test); '{seed}' in it is replaced by each seed.")
-    parser.add_argument("--run_dir", required=True, help="Where every run writes; benchmark.json/.md at its top.")
+    parser.add_argument("--config", default="", help="An experiment file, or a shipped one by name "
+                                                      "(noisystudent/experiment.py); --config.FIELD VALUE overrides.")
+    parser.add_argument("--print_config", action="store_true", help="Print the resolved experiment as JSON and exit.")
+    parser.add_argument("--data", help="Dataset dir (labeled, unlabeled, test); '{seed}' in it is replaced by each seed.")
+    parser.add_argument("--run_dir", help="Where every run writes; benchmark.json/.md at its top.")
     parser.add_argument("--seeds", default="0,1,2", help="Comma-separated seeds (default 0,1,2).")
     parser.add_argument("--models", default="cnn-small,cnn-medium,cnn-medium",
                         help="The teacher, then one student per iteration (default cnn-small, then the larger "
@@ -211,7 +215,8 @@ def run_benchmark(cfg: BenchmarkConfig) -> dict:
             data=cfg.data_for(seed), run_dir=loop_dir,
             models=list(cfg.models), preset=cfg.preset, num_image=cfg.num_image, min_threshold=cfg.min_threshold,
             seed=seed, train_args=cfg.train_args, train_overrides=cfg.train_overrides, select_args=cfg.select_args,
-            predict_args=cfg.predict_args, beam_args=cfg.beam_args))
+            predict_args=cfg.predict_args, predict_overrides=cfg.predict_overrides,
+            select_overrides=cfg.select_overrides, beam_args=cfg.beam_args))
         seconds[seed] = _step_seconds(loop_dir)
         log.info("seed %d: %s", seed, ", ".join(f"iter{r['iteration']} {100 * r['top1_accuracy']:.2f}%"
                                                 for r in per_seed[seed]))
@@ -241,8 +246,45 @@ def run_benchmark(cfg: BenchmarkConfig) -> dict:
     return result
 
 
+EXPERIMENT_FLAGS = ("--data", "--models", "--seeds", "--preset", "--num_image", "--min_threshold", "--no_ceiling",
+                    "--train_args", "--select_args", "--predict_args", "--title")
+
+
+def from_experiment(experiment, run_dir: str) -> BenchmarkConfig:
+    """An experiment (noisystudent/experiment.py) over its seeds, with the references."""
+    if (experiment.labeled_split, experiment.unlabeled_split) != ("labeled", "unlabeled") and experiment.ceiling:
+        raise ValueError("the benchmark's references (the ceiling, the student's model on the labels alone) read "
+                         "the 'labeled' and 'unlabeled' splits: set ceiling=False in the experiment, or run "
+                         "`noisystudent loop --config` on it")
+    select = dict(experiment.select)
+    return BenchmarkConfig(
+        data=experiment.data.replace("{run_dir}", run_dir), run_dir=run_dir, models=list(experiment.models),
+        seeds=list(experiment.seeds), preset=experiment.preset, num_image=select.pop("num_image", 0),
+        ceiling=experiment.ceiling, train_overrides=dict(experiment.train),
+        predict_overrides=dict(experiment.predict), select_overrides=select, title=experiment.title)
+
+
 def run(argv: Optional[Sequence[str]] = None) -> dict:
-    args = build_parser().parse_args(argv)
+    import sys
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if any(a == "--config" or a.startswith("--config=") for a in argv):
+        from noisystudent import experiment as experiment_lib
+
+        experiment, args = loop.run_experiment_flags(parser, argv, EXPERIMENT_FLAGS)
+        if args.print_config:
+            print(json.dumps(experiment_lib.resolved(experiment), indent=2))
+            return {}
+        if not args.run_dir:
+            raise ValueError("--run_dir: where the experiment's runs write")
+        result = run_benchmark(from_experiment(experiment, args.run_dir))
+        print(format_markdown(result))
+        return result
+    args = parser.parse_args(argv)
+    for flag in ("data", "run_dir"):
+        if not getattr(args, flag):
+            parser.error(f"--{flag} is required (or --config F)")
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     result = run_benchmark(BenchmarkConfig(
         data=args.data, run_dir=args.run_dir, models=models, seeds=parse_seeds(args.seeds), preset=args.preset,

@@ -13,6 +13,7 @@ the table gives the mean and spread over seeds.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import posixpath
 from typing import Optional, Sequence
@@ -20,6 +21,7 @@ from typing import Optional, Sequence
 import tensorflow as tf
 
 from beam_pipelines import ingest_digits
+from noisystudent import experiment
 from noisystudent.app import benchmark
 
 log = logging.getLogger(__name__)
@@ -39,20 +41,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(argv: Optional[Sequence[str]] = None) -> dict:
-    """Ingest the digits once per seed (its own labeled subset), then `noisystudent benchmark` on them."""
+    """The shipped digits_demo experiment (noisystudent/experiments/) with this command's flags on top:
+    ingest the digits once per seed (its own labeled subset), then `noisystudent benchmark` on them."""
     args = build_parser().parse_args(argv)
     seeds = benchmark.parse_seeds(args.seeds)
-    data = posixpath.join(args.run_dir, "seed{seed}", "data")
+    demo = experiment.load("digits_demo")
+    demo = dataclasses.replace(demo, seeds=seeds, models=[args.model] * (args.iterations + 1),
+                               ceiling=demo.ceiling and not args.no_ceiling,
+                               train={**demo.train, **({"train_steps": args.train_steps} if args.train_steps else {})})
+    cfg = benchmark.from_experiment(demo, args.run_dir)
     for seed in seeds:
-        data_dir = data.replace("{seed}", str(seed))
+        data_dir = cfg.data_for(seed)
         if not tf.io.gfile.exists(posixpath.join(data_dir, "summary.json")):
             log.info("seed %d: ingesting the bundled digits into %s", seed, data_dir)
             ingest_digits.run_config(ingest_digits.IngestDigitsConfig(
                 data_dir, labels_per_class=args.labels_per_class, seed=seed))
-    result = benchmark.run_benchmark(benchmark.BenchmarkConfig(
-        data=data, run_dir=args.run_dir, models=[args.model] * (args.iterations + 1), seeds=seeds, preset="digits",
-        ceiling=not args.no_ceiling, title="Noisy Student on digits",
-        train_overrides={"verbose": 0, **({"train_steps": args.train_steps} if args.train_steps else {})}))
+    result = benchmark.run_benchmark(cfg)
     plots = [posixpath.join(args.run_dir, f"seed{seeds[0]}", "loop", "iter1", "pseudo", p)
              for p in ("histograms.png", "samples.png")]
     print(benchmark.format_markdown(result))

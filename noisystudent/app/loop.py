@@ -51,14 +51,25 @@ class LoopConfig:
     train_overrides: dict = dataclasses.field(default_factory=dict)  # TrainConfig fields, after train_args
     select_args: tuple[str, ...] = ()
     predict_args: tuple[str, ...] = ()  # predict's flags; the center crop follows the preset's eval_center_crop
+    predict_overrides: dict = dataclasses.field(default_factory=dict)  # PredictConfig fields (an experiment's)
+    select_overrides: dict = dataclasses.field(default_factory=dict)  # SelectConfig fields (an experiment's)
     beam_args: tuple[str, ...] = ()
 
 
+EXPERIMENT_FLAGS = ("--data", "--models", "--preset", "--labeled_split", "--unlabeled_split", "--eval_split",
+                    "--num_image", "--min_threshold", "--seed", "--train_args", "--select_args", "--predict_args")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="noisystudent loop", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", required=True, help="Dataset dir with labeled, unlabeled and test splits.")
-    parser.add_argument("--run_dir", required=True, help="Where every step writes; re-run to resume.")
-    parser.add_argument("--models", required=True,
+    parser = argparse.ArgumentParser(prog="noisystudent loop", description=__doc__.split("\n\n")[0],
+                                     epilog="Or one experiment file: --config F (noisystudent/experiment.py) with "
+                                            "--config.FIELD VALUE overrides and --print_config.")
+    parser.add_argument("--config", default="", help="An experiment file, or a shipped one by name (digits_demo, "
+                                                      "mnist_benchmark, svhn, imagenet_b7_l2); runs its first seed.")
+    parser.add_argument("--print_config", action="store_true", help="Print the resolved experiment as JSON and exit.")
+    parser.add_argument("--data", help="Dataset dir with labeled, unlabeled and test splits.")
+    parser.add_argument("--run_dir", help="Where every step writes; re-run to resume.")
+    parser.add_argument("--models",
                         help="Comma-separated: the teacher, then one student per iteration (equal or larger).")
     parser.add_argument("--preset", default="digits", help="Trainer preset (digits, svhn, imagenet).")
     parser.add_argument("--labeled_split", default="labeled")
@@ -157,7 +168,8 @@ def run_loop(cfg: LoopConfig) -> list[dict]:
 
     if len(cfg.models) < 2:
         raise ValueError("--models needs a teacher and at least one student")
-    if cfg.min_threshold is not None and any(a.split("=")[0] == "--min_threshold" for a in cfg.select_args):
+    if cfg.min_threshold is not None and (any(a.split("=")[0] == "--min_threshold" for a in cfg.select_args)
+                                          or "min_threshold" in cfg.select_overrides):
         raise ValueError("--min_threshold and --select_args '--min_threshold ...' both set the selection's "
                          "threshold: give it once")
     eval_split = cfg.eval_split or train_config.get_config(cfg.preset).eval_split
@@ -199,7 +211,7 @@ def run_loop(cfg: LoopConfig) -> list[dict]:
               lambda: _beam_result(predict.run_config(predict_config, cfg.beam_args)), teacher=teacher_model)
         select_config = override(select.SelectConfig(
             predictions=preds, output_dir=pseudo, num_image=num_image, overwrite=True, seed=cfg.seed,
-            **select_overrides), cfg.select_args, "--select_args")
+            **select_overrides, **cfg.select_overrides), cfg.select_args, "--select_args")
         selected = _step(manifest, f"iter{i}/select", posixpath.join(pseudo, dataset_dir.SUMMARY_FILE),
                          lambda: _select_result(select.run_config(select_config, cfg.beam_args)),
                          predictions=preds)
@@ -227,8 +239,8 @@ def predict_step_config(cfg: LoopConfig, recipe, teacher_model: str, output_dir:
 
     return override(predict.PredictConfig(
         input=cfg.data, split=cfg.unlabeled_split, model=teacher_model, output_dir=output_dir,
-        teacher_name=teacher_name, overwrite=True, seed=cfg.seed, center_crop=recipe.eval_center_crop),
-        cfg.predict_args, "--predict_args")
+        teacher_name=teacher_name, overwrite=True, seed=cfg.seed,
+        **{"center_crop": recipe.eval_center_crop, **cfg.predict_overrides}), cfg.predict_args, "--predict_args")
 
 
 def _beam_result(summary: dict) -> dict:
@@ -256,8 +268,57 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def from_experiment(experiment, run_dir: str, seed: int) -> LoopConfig:
+    """The loop of one seed of an experiment (noisystudent/experiment.py)."""
+    select = dict(experiment.select)
+    return LoopConfig(
+        data=experiment.data.replace("{seed}", str(seed)).replace("{run_dir}", run_dir), run_dir=run_dir,
+        models=list(experiment.models), preset=experiment.preset, labeled_split=experiment.labeled_split,
+        unlabeled_split=experiment.unlabeled_split, eval_split=experiment.eval_split,
+        num_image=select.pop("num_image", 0), seed=seed, train_overrides=dict(experiment.train),
+        predict_overrides=dict(experiment.predict), select_overrides=select)
+
+
+def run_experiment_flags(parser: argparse.ArgumentParser, argv: Sequence[str], given: Sequence[str]):
+    """(the experiment, the parsed flags) of `--config F [--config.X V ...]`, refusing the shorthand flags
+    beside it (each setting has one place)."""
+    from noisystudent import experiment as experiment_lib
+
+    rest, pairs = experiment_lib.split_config_flags(argv)
+    args = parser.parse_args(rest)
+    both = sorted({a.split("=")[0] for a in rest} & set(given))
+    if both:
+        raise ValueError(f"{', '.join(both)} with --config: set them in the experiment or as "
+                         f"--config.FIELD VALUE (e.g. --config.models a,b), once")
+    return experiment_lib.override(experiment_lib.load(args.config), pairs), args
+
+
 def run(argv: Optional[Sequence[str]] = None) -> list[dict]:
-    args = build_parser().parse_args(argv)
+    import sys
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if any(a == "--config" or a.startswith("--config=") for a in argv):
+        from noisystudent import experiment as experiment_lib
+
+        experiment, args = run_experiment_flags(parser, argv, EXPERIMENT_FLAGS)
+        if args.print_config:
+            print(json.dumps(experiment_lib.resolved(experiment), indent=2))
+            return []
+        if not args.run_dir:
+            raise ValueError("--run_dir: where the experiment's steps write")
+        if len(experiment.seeds) > 1:
+            log.info("the loop runs the experiment's first seed (%d); benchmark --config runs them all",
+                     experiment.seeds[0])
+        rows = run_loop(from_experiment(experiment, args.run_dir, experiment.seeds[0]))
+        print(format_table(rows))
+        return rows
+    args = parser.parse_args(argv)
+    if args.print_config:
+        parser.error("--print_config prints an experiment: give --config F")
+    for flag in ("data", "run_dir", "models"):
+        if not getattr(args, flag):
+            parser.error(f"--{flag} is required (or --config F)")
     cfg = LoopConfig(data=args.data, run_dir=args.run_dir, models=[m.strip() for m in args.models.split(",")],
                      preset=args.preset, labeled_split=args.labeled_split, unlabeled_split=args.unlabeled_split,
                      eval_split=args.eval_split, num_image=args.num_image, min_threshold=args.min_threshold,
