@@ -28,7 +28,7 @@ import apache_beam as beam
 import numpy as np
 import tensorflow as tf
 
-from noisystudent.dataset_dir import REPORT_FILE, SUMMARY_FILE, shard_path, split_pattern
+from noisystudent.dataset_dir import REPORT_FILE, SUMMARY_FILE, is_glob, shard_path, split_pattern
 from noisystudent.errors import OutputIsInputError, RecordAccountingError
 from noisystudent.stable_random import stable_hash64
 
@@ -228,7 +228,7 @@ def check_output_apart(output_dir: str, inputs: Mapping[str, Iterable[str]]) -> 
     out_path = _comparable(output_dir)
     for flag, paths in inputs.items():
         for path in paths:
-            if any(c in path for c in "*?["):
+            if is_glob(path):
                 folder = _comparable(posixpath.dirname(path))
                 relation = "is a folder that" if _matches_folder(out_path, folder) else None
             else:

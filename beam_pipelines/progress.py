@@ -54,7 +54,7 @@ def is_local(beam_args: Sequence[str]) -> bool:
 
 def expected_records(location: str, split: str, beam_args: Sequence[str], dry_run: bool) -> int:
     """The input's record count for the progress ETA: known for a dataset dir run locally, else 0."""
-    if dry_run or not is_local(beam_args) or any(c in location for c in "*?["):
+    if dry_run or not is_local(beam_args) or dataset_dir.is_glob(location):
         return 0
     summary = dataset_dir.load_summary(location)
     return summary.splits[split].records if split in summary.splits else 0

@@ -25,8 +25,14 @@ from noisystudent import records
 from noisystudent.errors import DamagedInputError
 
 SUMMARY_FILE = "summary.json"
+STATS_FILE = "stats.json"  # select's per-class thresholds and counts, beside its summary
 REPORT_FILE = "_report.json"  # a job's shard reports, read and removed by its driver: only in an unfinished dir
 SHARD_NAME = re.compile(r"^[A-Za-z0-9_]+-\d{5,}-of-\d{5,}" + re.escape(records.TFRECORD_SUFFIX) + "$")
+
+def is_glob(location: str) -> bool:
+    """A file pattern (tf.io.gfile.glob's wildcards) rather than a dataset dir or one file."""
+    return any(c in location for c in "*?[")
+
 
 def shard_path(output_dir: str, split: str, shard: int, num_shards: int) -> str:
     return posixpath.join(
@@ -141,7 +147,7 @@ class InputFiles:
     @property
     def guarded(self) -> list[str]:
         """What an output must stay apart from: the dataset dir, or a glob and every file it matched."""
-        if not any(c in self.location for c in "*?["):
+        if not is_glob(self.location):
             return [self.location]
         return [self.location, *self.files]
 
@@ -155,10 +161,10 @@ def resolve_input(location: str, split: str, dry_run: bool = False) -> InputFile
     partial output; other files (your own TFRecords) declare no count.
     In a dry run nothing is read: the glob (or the split's shard pattern) is returned as is.
     """
-    is_glob = any(c in location for c in "*?[")
+    glob_input = is_glob(location)
     if dry_run:
-        return InputFiles(location, [location if is_glob else split_pattern(location, split)], None, {})
-    if not is_glob:
+        return InputFiles(location, [location if glob_input else split_pattern(location, split)], None, {})
+    if not glob_input:
         summary = load_summary(location)
         entry = summary.split(split)
         files = summary.split_files(split)

@@ -54,7 +54,7 @@ def inspect_labeled_data(config: TrainConfig) -> DataInfo:
     files = dataset_dir.resolve_files(config.labeled_data, config.labeled_split)
     num_classes, class_names = config.num_classes, None
     num_train_images = config.num_train_images
-    if not any(c in config.labeled_data for c in "*?["):
+    if not dataset_dir.is_glob(config.labeled_data):
         summary = dataset_dir.load_summary(config.labeled_data)
         split = summary.split(config.labeled_split)
         if split.records == 0:
@@ -215,7 +215,7 @@ def make_training_data(config: TrainConfig, info: DataInfo, cluster: Cluster = C
 
 def unlabeled_prob_format(config: TrainConfig) -> str:
     """The selection job records its probability format in summary.json."""
-    if any(c in config.unlabeled_data for c in "*?["):
+    if dataset_dir.is_glob(config.unlabeled_data):
         return "float32"
     return dataset_dir.load_summary(config.unlabeled_data).prob_format
 

@@ -33,6 +33,7 @@ from typing import Optional, Sequence
 
 import tensorflow as tf
 
+from noisystudent import run_layout
 from noisystudent.app import ceiling as ceiling_lib
 from noisystudent.app import loop
 
@@ -196,7 +197,7 @@ def _labeled_only(cfg: BenchmarkConfig, seconds: dict[int, float]) -> dict:
     accs, labeled = [], 0
     for seed in cfg.seeds:
         log.info("seed %d: %s on the labels alone (the larger student's own reference)", seed, cfg.models[-1])
-        r = ceiling_lib.train_labeled_only(cfg.data_for(seed), posixpath.join(cfg.run_dir, f"seed{seed}"), seed,
+        r = ceiling_lib.train_labeled_only(cfg.data_for(seed), run_layout.seed_dir(cfg.run_dir, seed), seed,
                                            cfg.models[-1], cfg.preset, cfg.train_args, cfg.train_overrides)
         accs.append(r["top1_accuracy"])
         labeled = r["labeled"]
@@ -209,7 +210,7 @@ def run_benchmark(cfg: BenchmarkConfig) -> dict:
     start = time.time()
     per_seed, seconds = {}, {}
     for seed in cfg.seeds:
-        loop_dir = posixpath.join(cfg.run_dir, f"seed{seed}", "loop")
+        loop_dir = run_layout.loop_dir(cfg.run_dir, seed)
         log.info("seed %d: teacher + %d student iterations on %s", seed, len(cfg.models) - 1, cfg.data_for(seed))
         per_seed[seed] = loop.run_loop(loop.LoopConfig(
             data=cfg.data_for(seed), run_dir=loop_dir,
@@ -225,7 +226,7 @@ def run_benchmark(cfg: BenchmarkConfig) -> dict:
         accs, labeled = [], 0
         for seed in cfg.seeds:
             log.info("seed %d: supervised ceiling (every training label)", seed)
-            c = ceiling_lib.train_ceiling(cfg.data_for(seed), posixpath.join(cfg.run_dir, f"seed{seed}"), seed,
+            c = ceiling_lib.train_ceiling(cfg.data_for(seed), run_layout.seed_dir(cfg.run_dir, seed), seed,
                                           cfg.models[-1], cfg.preset, cfg.train_args, cfg.train_overrides)
             accs.append(c["top1_accuracy"])
             labeled = c["labeled"]

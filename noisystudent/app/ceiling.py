@@ -27,7 +27,7 @@ from typing import Optional
 
 import tensorflow as tf
 
-from noisystudent import dataset_dir, records
+from noisystudent import dataset_dir, records, run_layout
 from noisystudent.errors import RecordAccountingError
 
 NUM_SHARDS = 4
@@ -128,7 +128,7 @@ def train_ceiling(data: str, seed_dir: str, seed: int, model: str, preset: str, 
     config = _recipe(preset, data, seed, train_args, train_overrides, eval_split)
     report = _train_or_reuse(dataclasses.replace(
         config, labeled_data=ceiling_data.location, eval_data=config.eval_data or data, model=model,
-        output_dir=posixpath.join(seed_dir, "ceiling"), batch_size=images_per_student_step(config)))
+        output_dir=posixpath.join(seed_dir, run_layout.CEILING), batch_size=images_per_student_step(config)))
     return {**report, "labeled": ceiling_data.split("labeled").records}
 
 
@@ -141,7 +141,7 @@ def train_labeled_only(data: str, seed_dir: str, seed: int, model: str, preset: 
     so the method's gain is told apart from the model's."""
     config = _recipe(preset, data, seed, train_args, train_overrides, eval_split)
     report = _train_or_reuse(dataclasses.replace(config, model=model,
-                                                 output_dir=posixpath.join(seed_dir, "labeled_only")))
+                                                 output_dir=posixpath.join(seed_dir, run_layout.LABELED_ONLY)))
     return {**report, "labeled": dataset_dir.load_summary(data).split("labeled").records}
 
 

@@ -22,7 +22,7 @@ from typing import Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from noisystudent import imagenet_classes
+from noisystudent import dataset_dir, imagenet_classes
 from noisystudent.image_codec import BadImageError, is_image_name, normalize_encoded
 
 
@@ -31,7 +31,7 @@ def list_images(specs: Sequence[str]) -> list[str]:
     """Files, folders (recursively) and globs -> image paths, in order; errors name what is missing."""
     paths: list[str] = []
     for spec in specs:
-        if any(c in spec for c in "*?["):
+        if dataset_dir.is_glob(spec):
             found = sorted(tf.io.gfile.glob(spec))
         elif tf.io.gfile.isdir(spec):
             found = sorted(posixpath.join(root, f) for root, _, files in tf.io.gfile.walk(spec) for f in files

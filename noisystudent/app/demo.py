@@ -21,7 +21,7 @@ from typing import Optional, Sequence
 import tensorflow as tf
 
 from beam_pipelines import ingest_digits
-from noisystudent import experiment
+from noisystudent import experiment, run_layout
 from noisystudent.app import benchmark
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
             ingest_digits.run_config(ingest_digits.IngestDigitsConfig(
                 data_dir, labels_per_class=args.labels_per_class, seed=seed))
     result = benchmark.run_benchmark(cfg)
-    plots = [posixpath.join(args.run_dir, f"seed{seeds[0]}", "loop", "iter1", "pseudo", p)
+    plots = [posixpath.join(run_layout.step_dir(run_layout.loop_dir(args.run_dir, seeds[0]), 1, run_layout.PSEUDO), p)
              for p in ("histograms.png", "samples.png")]
     print(benchmark.format_markdown(result))
     print(f"\nresults: {args.run_dir}/{benchmark.RESULTS_JSON} and {benchmark.RESULTS_MD}; selection plots: "

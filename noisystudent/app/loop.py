@@ -29,10 +29,10 @@ from typing import Callable, Optional, Sequence
 
 import tensorflow as tf
 
-from noisystudent import dataset_dir
+from noisystudent import dataset_dir, run_layout
 
 log = logging.getLogger(__name__)
-MANIFEST = "manifest.json"
+MANIFEST = run_layout.MANIFEST
 
 
 @dataclasses.dataclass
@@ -197,15 +197,15 @@ def run_loop(cfg: LoopConfig) -> list[dict]:
             return _eval_summary(task.train(dataclasses.replace(base, output_dir=out, **fields)))
         return _step(manifest, name, posixpath.join(out, "eval.json"), fn, output=out)
 
-    teacher_dir = posixpath.join(cfg.run_dir, "iter0", "teacher")
+    teacher_dir = run_layout.step_dir(cfg.run_dir, 0, run_layout.TEACHER)
     result = train("iter0/teacher", teacher_dir, model=cfg.models[0], mode="supervised")
     labeled = summary.split(cfg.labeled_split).records
     rows.append({"iteration": 0, "model": cfg.models[0], "role": "teacher (labeled only)",
                  "labeled": labeled, "pseudo_labeled": 0, **result})
     for i, student in enumerate(cfg.models[1:], start=1):
-        iteration_dir = posixpath.join(cfg.run_dir, f"iter{i}")
         teacher_model = posixpath.join(teacher_dir, "model.keras")
-        preds, pseudo, student_dir = (posixpath.join(iteration_dir, d) for d in ("predictions", "pseudo", "student"))
+        preds, pseudo, student_dir = (run_layout.step_dir(cfg.run_dir, i, d)
+                                      for d in (run_layout.PREDICTIONS, run_layout.PSEUDO, run_layout.STUDENT))
         predict_config = predict_step_config(cfg, base, teacher_model, preds, f"iter{i - 1}:{cfg.models[i - 1]}")
         _step(manifest, f"iter{i}/predict", posixpath.join(preds, dataset_dir.SUMMARY_FILE),
               lambda: _beam_result(predict.run_config(predict_config, cfg.beam_args)), teacher=teacher_model)

@@ -21,7 +21,7 @@ from typing import Optional, Sequence
 
 import tensorflow as tf
 
-from noisystudent import dataset_dir
+from noisystudent import dataset_dir, run_layout
 
 REPORT_FILE = "report.html"
 SECTIONS = ("models", "selection", "timings", "lineage")
@@ -73,8 +73,8 @@ def _selection_section(run_dir: str, manifest: dict) -> str:
     parts = []
     for name in sorted(n for n in manifest["steps"] if n.endswith("/select")):
         iteration = name.split("/")[0]
-        pseudo = posixpath.join(run_dir, iteration, "pseudo")
-        stats = _read_json(posixpath.join(pseudo, "stats.json"))
+        pseudo = run_layout.iteration_step_dir(run_dir, iteration, run_layout.PSEUDO)
+        stats = _read_json(posixpath.join(pseudo, dataset_dir.STATS_FILE))
         if stats is None:
             continue
         truth = "pseudo_label_precision" in stats
@@ -111,11 +111,12 @@ def _lineage_section(run_dir: str, manifest: dict) -> str:
     for name, step in manifest["steps"].items():
         iteration = name.split("/")[0]
         if name.endswith("/predict"):
-            rows.append([name, step.get("teacher", ""), posixpath.join(run_dir, iteration, "predictions")])
+            rows.append([name, step.get("teacher", ""),
+                         run_layout.iteration_step_dir(run_dir, iteration, run_layout.PREDICTIONS)])
         elif name.endswith("/select"):
-            rows.append([name, step.get("predictions", ""), posixpath.join(run_dir, iteration, "pseudo")])
+            rows.append([name, step.get("predictions", ""), run_layout.iteration_step_dir(run_dir, iteration, run_layout.PSEUDO)])
         elif name.endswith("/student"):
-            rows.append([name, posixpath.join(run_dir, iteration, "pseudo"), step.get("output", "")])
+            rows.append([name, run_layout.iteration_step_dir(run_dir, iteration, run_layout.PSEUDO), step.get("output", "")])
         elif name.endswith("/teacher"):
             rows.append([name, manifest["config"].get("data", ""), step.get("output", "")])
     return _table(["step", "from", "to"], rows)
@@ -123,9 +124,9 @@ def _lineage_section(run_dir: str, manifest: dict) -> str:
 
 def build_report(run_dir: str) -> str:
     """The report's HTML for a loop run directory (one with manifest.json)."""
-    manifest = _read_json(posixpath.join(run_dir, "manifest.json"))
+    manifest = _read_json(posixpath.join(run_dir, run_layout.MANIFEST))
     if manifest is None:
-        raise FileNotFoundError(f"{run_dir} has no manifest.json: not a `noisystudent loop` run directory")
+        raise FileNotFoundError(f"{run_dir} has no {run_layout.MANIFEST}: not a `noisystudent loop` run directory")
     config = manifest["config"]
     title = f"Noisy Student run {run_dir}"
     body = {

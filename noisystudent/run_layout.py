@@ -1,0 +1,43 @@
+"""Where a run's steps write: the layout of a loop's and a benchmark's run directory, in one place
+(the loop writes it; report, benchmark and demo read it).
+
+    <benchmark run_dir>/seed<S>/loop/              a loop run (manifest.json, iter*/)
+    <benchmark run_dir>/seed<S>/ceiling/           the supervised ceiling
+    <benchmark run_dir>/seed<S>/labeled_only/      the last student's model on the labels alone
+    <loop run_dir>/manifest.json
+    <loop run_dir>/iter0/teacher/                  the supervised teacher
+    <loop run_dir>/iter<i>/predictions/            its teacher's labels on the unlabeled split
+    <loop run_dir>/iter<i>/pseudo/                 the selection (select's stats.json, plots)
+    <loop run_dir>/iter<i>/student/                the noised student; it labels iteration i + 1
+"""
+
+from __future__ import annotations
+
+import posixpath
+
+MANIFEST = "manifest.json"
+TEACHER, PREDICTIONS, PSEUDO, STUDENT = "teacher", "predictions", "pseudo", "student"
+CEILING, LABELED_ONLY = "ceiling", "labeled_only"  # a benchmark seed's references, beside its loop
+
+
+def iteration(i: int) -> str:
+    """A step's iteration name: iter0 (the teacher), iter1, ... (manifest step names start with it)."""
+    return f"iter{i}"
+
+
+def step_dir(run_dir: str, i: int, step: str) -> str:
+    """<run_dir>/iter<i>/<step>: step one of TEACHER, PREDICTIONS, PSEUDO, STUDENT."""
+    return posixpath.join(run_dir, iteration(i), step)
+
+
+def iteration_step_dir(run_dir: str, iteration_name: str, step: str) -> str:
+    """The same, from a manifest step's iteration name ("iter2")."""
+    return posixpath.join(run_dir, iteration_name, step)
+
+
+def seed_dir(run_dir: str, seed: int) -> str:
+    return posixpath.join(run_dir, f"seed{seed}")
+
+
+def loop_dir(run_dir: str, seed: int) -> str:
+    return posixpath.join(seed_dir(run_dir, seed), "loop")
