@@ -21,12 +21,12 @@ from PIL import Image
 from beam_pipelines import dataset_output as out
 from beam_pipelines.job_runner import JobPlan, run_job
 from beam_pipelines.pipeline_options import beam_flags_epilog
-from noisystudent import records
+from noisystudent import records, splits
 from noisystudent.image_codec import encode_png
 from noisystudent.typed_flags import add_flags, flag, parse
 
 NUM_CLASSES = 10
-SPLITS = ("labeled", "unlabeled", "test")
+SPLITS = (splits.LABELED, splits.UNLABELED, splits.TEST)
 DEFAULT_IMAGE_SIZE = 32
 
 
@@ -65,14 +65,14 @@ def assign_splits(labels: np.ndarray, labels_per_class: int, test_size: int, see
         raise ValueError(f"--test_size must be in [0, {n}), got {test_size}")
     rng = np.random.default_rng(seed)
     order = rng.permutation(n)
-    splits = ["unlabeled"] * n
+    assigned = [splits.UNLABELED] * n
     for i in order[:test_size]:
-        splits[i] = "test"
+        assigned[i] = splits.TEST
     taken = {c: 0 for c in range(NUM_CLASSES)}
     for i in order[test_size:]:
         c = int(labels[i])
         if labels_per_class == 0 or taken[c] < labels_per_class:
-            splits[i] = "labeled"
+            assigned[i] = splits.LABELED
             taken[c] += 1
     short = {c: t for c, t in taken.items() if t < labels_per_class} if labels_per_class else {}
     if short:
@@ -80,7 +80,7 @@ def assign_splits(labels: np.ndarray, labels_per_class: int, test_size: int, see
             f"--labels_per_class {labels_per_class} is more than the data holds outside the "
             f"test split for classes {sorted(short)} (they have {sorted(short.values())})"
         )
-    return splits
+    return assigned
 
 
 def upscale(pixels_8x8: np.ndarray, size: int) -> np.ndarray:
@@ -93,8 +93,8 @@ def upscale(pixels_8x8: np.ndarray, size: int) -> np.ndarray:
 def to_record(element, image_size: int, keep_true_labels: bool = True) -> out.ShardedRecord:
     split, image_id, pixels, label = element
     encoded = encode_png(upscale(np.asarray(pixels, dtype=np.uint8).reshape(8, 8), image_size))
-    stored_label = label if split != "unlabeled" else records.UNLABELED
-    hidden = label if split == "unlabeled" and keep_true_labels else None
+    stored_label = label if split != splits.UNLABELED else records.UNLABELED
+    hidden = label if split == splits.UNLABELED and keep_true_labels else None
     return out.ShardedRecord(split, image_id, records.encode_image_record(image_id, encoded, stored_label, hidden),
                              stored_label)
 
@@ -114,8 +114,8 @@ def run_config(config: IngestDigitsConfig, beam_args: Sequence[str] = (), save_m
     config.validate()
     digits = load_digits()
     labels = digits.target.astype(np.int64)
-    splits = assign_splits(labels, config.labels_per_class, config.test_size, config.seed)
-    elements = [(splits[i], f"digits/{i:04d}", digits.images[i].astype(np.uint8).tolist(), int(labels[i]))
+    assigned = assign_splits(labels, config.labels_per_class, config.test_size, config.seed)
+    elements = [(assigned[i], f"digits/{i:04d}", digits.images[i].astype(np.uint8).tolist(), int(labels[i]))
                 for i in range(len(labels))]
 
     def build(p: beam.Pipeline) -> None:
@@ -126,7 +126,7 @@ def run_config(config: IngestDigitsConfig, beam_args: Sequence[str] = (), save_m
         _ = reports | "WriteReport" >> out.WriteReport(config.output_dir)
 
     def finish(summary: dict, result) -> dict:
-        out.check_accounting(config.output_dir, summary, {s: splits.count(s) for s in SPLITS})
+        out.check_accounting(config.output_dir, summary, {s: assigned.count(s) for s in SPLITS})
         summary.update(dataset="digits", num_classes=NUM_CLASSES, image_size=config.image_size,
                        class_names=[str(c) for c in range(NUM_CLASSES)], seed=config.seed,
                        labels_per_class=config.labels_per_class,

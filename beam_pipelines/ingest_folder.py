@@ -39,13 +39,13 @@ from apache_beam.io.filesystems import FileSystems
 from beam_pipelines import dataset_output as out
 from beam_pipelines.job_runner import JobPlan, run_job
 from beam_pipelines.pipeline_options import beam_flags_epilog, is_dry_run, split_job_and_beam_args
-from noisystudent import records
+from noisystudent import records, splits
 from noisystudent.image_codec import (DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, BadImageError, is_image_name,
                                       normalize_encoded)
 
 IGNORED_NAMES = ("__MACOSX",)  # besides any name starting with "."
 MAX_IGNORED_LISTED = 20
-SPLIT_FLAGS = {"labeled": "labeled_dir", "test": "test_dir", "unlabeled": "unlabeled_dir"}
+SPLIT_FLAGS = {splits.LABELED: "labeled_dir", splits.TEST: "test_dir", splits.UNLABELED: "unlabeled_dir"}
 
 log = logging.getLogger(__name__)
 
@@ -213,17 +213,17 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
         raise ValueError(f"--records_per_shard must be >= 1, got {args.records_per_shard}")
     if args.max_image_pixels < 0:
         raise ValueError(f"--max_image_pixels must be >= 0 (0: no limit), got {args.max_image_pixels}")
-    if "test" in roots and "labeled" not in roots and not args.class_names:
+    if splits.TEST in roots and splits.LABELED not in roots and not args.class_names:
         raise ValueError("--test_dir needs --labeled_dir or --class_names to fix the class order")
     dry_run = is_dry_run(beam_args)
-    if dry_run and "labeled" in roots and not args.class_names:
+    if dry_run and splits.LABELED in roots and not args.class_names:
         raise ValueError("a dry run reads no folders: pass --class_names")
     if args.class_names:
         class_names = [c.strip() for c in args.class_names.split(",") if c.strip()]
     else:
-        class_names = list_class_names(roots["labeled"]) if "labeled" in roots else []
+        class_names = list_class_names(roots[splits.LABELED]) if splits.LABELED in roots else []
     scans = {} if dry_run else {split: scan_folder(root) for split, root in roots.items()}
-    for split in ("labeled", "test"):
+    for split in (splits.LABELED, splits.TEST):
         if split in scans:
             check_class_folders(SPLIT_FLAGS[split], roots[split], scans[split], class_names,
                                 explicit=bool(args.class_names))
@@ -248,7 +248,7 @@ def _build(p: beam.Pipeline, args: argparse.Namespace, roots: dict[str, str], cl
             | f"Keep{split.title()}Images" >> beam.Filter(lambda m, root: is_wanted(m.path, root), root)
             | f"Read{split.title()}Files" >> fileio.ReadMatches()
             | f"Decode{split.title()}Images" >> beam.ParDo(
-                DecodeImageFiles(split, root, args.dataset_name, class_index if split != "unlabeled" else None,
+                DecodeImageFiles(split, root, args.dataset_name, class_index if split != splits.UNLABELED else None,
                                  args.max_image_pixels)
             ).with_outputs(DecodeImageFiles.DEAD_LETTER, main="images")
         )

@@ -29,11 +29,11 @@ from apache_beam.io.filesystems import FileSystems
 from beam_pipelines import dataset_output as out
 from beam_pipelines.job_runner import JobPlan, run_job
 from beam_pipelines.pipeline_options import beam_flags_epilog, is_dry_run, normalise_beam_args
-from noisystudent import records
+from noisystudent import records, splits
 from noisystudent.image_codec import encode_png
 from noisystudent.typed_flags import add_flags, flag, parse
 
-SPLITS = ("labeled", "unlabeled", "test")
+SPLITS = (splits.LABELED, splits.UNLABELED, splits.TEST)
 IMAGES_MAGIC, LABELS_MAGIC = 0x00000803, 0x00000801
 CHUNK = 10000  # images per work item
 
@@ -137,9 +137,9 @@ class ReadIdxChunk(beam.DoFn):
         labels = read_slice(getattr(c, f"{which}_labels"), label_header, (), start, stop)
         for offset, (pixels, label) in enumerate(zip(images, labels)):
             index, label = start + offset, int(label)
-            split = "test" if which == "test" else "labeled" if self._labeled[index] else "unlabeled"
-            stored = records.UNLABELED if split == "unlabeled" else label
-            hidden = label if split == "unlabeled" and not c.drop_true_labels else None
+            split = splits.TEST if which == "test" else splits.LABELED if self._labeled[index] else splits.UNLABELED
+            stored = records.UNLABELED if split == splits.UNLABELED else label
+            hidden = label if split == splits.UNLABELED and not c.drop_true_labels else None
             image_id = f"{c.dataset_name}/{which}/{index:06d}"
             yield out.ShardedRecord(split, image_id, records.encode_image_record(
                 image_id, encode_png(pixels), stored, hidden), stored)
@@ -162,7 +162,7 @@ def run_config(config: IngestIdxConfig, beam_args: Sequence[str] = (), save_main
               for which in ("train", "test")}
     train_labels = read_slice(config.train_labels, layout["train"][3], (), 0, layout["train"][1])
     labeled = choose_labeled(train_labels, config.labels_per_class, config.seed)
-    sizes = {"labeled": int(labeled.sum()), "unlabeled": int((~labeled).sum()), "test": layout["test"][1]}
+    sizes = {splits.LABELED: int(labeled.sum()), splits.UNLABELED: int((~labeled).sum()), splits.TEST: layout["test"][1]}
     num_shards = {s: out.shards_for(n, config.records_per_shard) for s, n in sizes.items() if n}
     work = [(which, start, min(start + CHUNK, layout[which][1])) for which in ("train", "test")
             for start in range(0, layout[which][1], CHUNK)]

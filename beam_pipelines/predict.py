@@ -36,12 +36,12 @@ from beam_pipelines.progress import expected_records
 from beam_pipelines.read_ahead import read_ahead
 from beam_pipelines.teacher_inference import ImageChunk, KerasTeacherHandler
 from beam_pipelines.tfrecord_reader import DamagedTFRecordFile, damaged_file_dead_letter, read_tfrecords
-from noisystudent import dataset_dir, records
+from noisystudent import dataset_dir, records, splits
 from noisystudent.teacher import PRECISIONS, ChunkLabels, check_class_count, model_input_size
 from noisystudent.typed_flags import add_flags, flag, parse
 
-PREDICTIONS_SPLIT = "predictions"
-RELABELED_SPLIT = "train"
+PREDICTIONS_SPLIT = splits.PREDICTIONS
+RELABELED_SPLIT = splits.PSEUDO_LABELED
 DEAD = "dead_letter"
 IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8", b"GIF87a", b"GIF89a", b"BM")
 
@@ -55,7 +55,7 @@ class PredictConfig:
     input: str = flag(help="Dataset dir (with summary.json) or a glob of records.")
     model: str = flag(help="Teacher: a .keras file or an exported SavedModel dir.")
     output_dir: str = flag(help="Where prediction records go (gs:// works).")
-    split: str = flag("unlabeled", help="Split of a dataset dir.")
+    split: str = flag(splits.UNLABELED, help="Split of a dataset dir.")
     teacher_name: str = flag("", help="Id recorded in every prediction (default: the model path).")
     batch_size: int = flag(256, help="Images per model call.")
     image_size: int = flag(0, help="Resize to this side (0: the model's input).")
@@ -250,7 +250,7 @@ def run_config(config: PredictConfig, beam_args: Sequence[str] = (), save_main_s
     """Run the job; returns the summary written to <output_dir>/summary.json."""
     config.validate()
     dry_run = is_dry_run(normalise_beam_args(beam_args))
-    input_split = "train" if config.relabel and config.split == "unlabeled" else config.split
+    input_split = splits.PSEUDO_LABELED if config.relabel and config.split == splits.UNLABELED else config.split
     inputs = dataset_dir.resolve_input(config.input, input_split, dry_run)
     num_classes = decode_size = None
     if not dry_run:

@@ -49,13 +49,13 @@ from beam_pipelines.job_runner import JobPlan, run_job
 from beam_pipelines.pipeline_options import beam_flags_epilog, counter_value, is_dry_run, normalise_beam_args
 from beam_pipelines.progress import Progress, expected_records
 from beam_pipelines.tfrecord_reader import DamagedTFRecordFile, damaged_file_dead_letter, read_tfrecords
-from noisystudent import dataset_dir, records
+from noisystudent import dataset_dir, records, splits
 from noisystudent.errors import SelectionRefused
 from noisystudent.stable_random import stable_hash64, stable_uniform
 from noisystudent.typed_flags import add_flags, flag, parse
 
-SPLIT = "train"
-PREDICTIONS = "predictions"  # the input, as named in the dead letters and the accounting
+SPLIT = splits.PSEUDO_LABELED
+PREDICTIONS = splits.PREDICTIONS  # the input, as named in the dead letters and the accounting
 COPIES_SELECTED = beam.metrics.Metrics.counter("select", "copies_selected")  # one object, not one per element
 DEAD = "dead_letter"
 SAMPLES = "samples"
@@ -442,12 +442,12 @@ def run_config(config: SelectConfig, beam_args: Sequence[str] = (), save_main_se
     dry_run = is_dry_run(normalise_beam_args(beam_args))
     if dry_run and not config.num_classes:
         raise ValueError("a dry run reads no predictions: pass --num_classes")
-    inputs = dataset_dir.resolve_input(config.predictions, "predictions", dry_run)
+    inputs = dataset_dir.resolve_input(config.predictions, PREDICTIONS, dry_run)
     if not dry_run:
         config = dataclasses.replace(config, num_classes=check_num_classes(config, inputs))
         check_output_ratio_bound(config, inputs)
     num_shards = {SPLIT: out.shards_for(config.num_image * config.num_classes, config.records_per_shard)}
-    expected = expected_records(config.predictions, "predictions", beam_args, dry_run)
+    expected = expected_records(config.predictions, PREDICTIONS, beam_args, dry_run)
     plan = JobPlan(config.output_dir, num_shards, config.overwrite,
                    build=lambda p: _build(p, config, inputs, num_shards, expected),
                    finish=lambda summary, result: _finish(summary, result, config, inputs),
@@ -720,7 +720,7 @@ def _check_select_accounting(output_dir: str, summary: dict, result, selectable:
     def counter(name: str) -> int:
         return counter_value(result, "select", name) or 0  # a counter never incremented is absent
 
-    read_balance = (PREDICTIONS, inputs.count_in(counter("predictions_read"), "--predictions", "predictions"), {
+    read_balance = (PREDICTIONS, inputs.count_in(counter("predictions_read"), "--predictions", PREDICTIONS), {
         "selectable": selectable, "above_max_prob": counter("above_max_prob"),
         "dead_letter": summary["dead_letter_by_split"].get(PREDICTIONS, 0)})
     balances = [read_balance]

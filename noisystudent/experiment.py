@@ -26,6 +26,8 @@ import os
 import typing
 from typing import Any, Sequence
 
+from noisystudent import splits
+
 SHIPPED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "experiments")
 # Fields each loop step sets itself (where its inputs and outputs are, which teacher, the seed).
 KIND_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false", list: "a list",
@@ -44,8 +46,8 @@ class Experiment:
     models: list[str]  # the teacher, then one student per iteration (equal or larger)
     preset: str = "digits"  # the trainer's recipe (trainer/config.py PRESETS)
     seeds: list[int] = dataclasses.field(default_factory=lambda: [0])
-    labeled_split: str = "labeled"
-    unlabeled_split: str = "unlabeled"
+    labeled_split: str = splits.LABELED
+    unlabeled_split: str = splits.UNLABELED
     eval_split: str = ""  # "": the preset's
     ceiling: bool = True  # benchmark: the supervised ceiling and the student's model on the labels alone
     title: str = ""

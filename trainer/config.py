@@ -11,6 +11,8 @@ import dataclasses
 import os
 from typing import Optional, Sequence
 
+from noisystudent import splits
+
 MODES = ("supervised", "offline", "online")
 INPUT_NOISE = ("none", "svhn", "imagenet")
 MAX_MAGNITUDE = 30.0  # RandAugment; the original's help: "usually best values are in the range [5, 30]"
@@ -32,11 +34,11 @@ class TrainConfig:
                                   "Student TF checkpoint (its head is skipped when the class count differs)")
     train_head_only: bool = _f(False, "fine-tune only the classifier (with init_checkpoint)")
     labeled_data: str = _f("", "dataset dir (with summary.json) or glob of image records")
-    labeled_split: str = _f("labeled", "split of labeled_data to train on")
+    labeled_split: str = _f(splits.LABELED, "split of labeled_data to train on")
     unlabeled_data: str = _f("", "offline: the selection job's output; online: image records")
-    unlabeled_split: str = _f("train", "split of unlabeled_data")
+    unlabeled_split: str = _f(splits.PSEUDO_LABELED, "split of unlabeled_data")
     eval_data: str = _f("", "dataset dir or glob evaluated at the end (default: labeled_data)")
-    eval_split: str = _f("test", "split of eval_data")
+    eval_split: str = _f(splits.TEST, "split of eval_data")
     eval_center_crop: bool = _f(False, "evaluate on the original's ImageNet crop (central size/(size+32) of "
                                        "the shorter side, bicubic) instead of the whole image")
     num_classes: int = _f(0, "0: read from labeled_data's summary.json")
@@ -161,7 +163,7 @@ PRESETS: dict[str, dict] = {
                    steps_per_epoch=50, optimizer="adam", learning_rate=0.008, warmup_steps=20,
                    weight_decay=5e-5, label_smoothing=0.1, randaugment_ops=2, randaugment_magnitude=3,
                    randaugment_translate_const=4, randaugment_cutout_const=4, stochastic_depth_rate=0.1,
-                   labeled_split="labeled", eval_split="test",
+                   labeled_split=splits.LABELED, eval_split=splits.TEST,
                    shuffle_buffer=2000),
     # The original's SVHN recipe (google-research/noisystudent local_scripts/svhn/run.sh and main.py;
     # docs/recipes.md lists every value with its line).
@@ -181,7 +183,7 @@ PRESETS: dict[str, dict] = {
                      label_smoothing=0.1, randaugment_ops=2, randaugment_magnitude=27,
                      input_noise="imagenet",
                      stochastic_depth_rate=0.2, ema_momentum=0.9999, labeled_split="train",
-                     eval_split="validation", eval_center_crop=True, label_type="soft", temperature=1.0,
+                     eval_split=splits.VALIDATION, eval_center_crop=True, label_type="soft", temperature=1.0,
                      mode="online", precision="float32"),
 }
 

@@ -33,7 +33,7 @@ from typing import Optional, Sequence
 
 import tensorflow as tf
 
-from noisystudent import run_layout
+from noisystudent import run_layout, splits
 from noisystudent.app import ceiling as ceiling_lib
 from noisystudent.app import loop
 
@@ -253,7 +253,7 @@ EXPERIMENT_FLAGS = ("--data", "--models", "--seeds", "--preset", "--num_image", 
 
 def from_experiment(experiment, run_dir: str) -> BenchmarkConfig:
     """An experiment (noisystudent/experiment.py) over its seeds, with the references."""
-    if (experiment.labeled_split, experiment.unlabeled_split) != ("labeled", "unlabeled") and experiment.ceiling:
+    if (experiment.labeled_split, experiment.unlabeled_split) != (splits.LABELED, splits.UNLABELED) and experiment.ceiling:
         raise ValueError("the benchmark's references (the ceiling, the student's model on the labels alone) read "
                          "the 'labeled' and 'unlabeled' splits: set ceiling=False in the experiment, or run "
                          "`noisystudent loop --config` on it")

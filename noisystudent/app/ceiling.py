@@ -27,14 +27,14 @@ from typing import Optional
 
 import tensorflow as tf
 
-from noisystudent import dataset_dir, records, run_layout
+from noisystudent import dataset_dir, records, run_layout, splits
 from noisystudent.errors import RecordAccountingError
 
 NUM_SHARDS = 4
 
 
-def write_ceiling_data(data: str, out: str, labeled_split: str = "labeled",
-                       unlabeled_split: str = "unlabeled") -> dataset_dir.DatasetSummary:
+def write_ceiling_data(data: str, out: str, labeled_split: str = splits.LABELED,
+                       unlabeled_split: str = splits.UNLABELED) -> dataset_dir.DatasetSummary:
     """labeled + unlabeled-with-its-true-class as one `labeled` split in `out`; every record accounted.
 
     Refuses (naming the record) a dataset whose unlabeled images keep no true class."""
@@ -42,7 +42,7 @@ def write_ceiling_data(data: str, out: str, labeled_split: str = "labeled",
         return dataset_dir.load_summary(out)
     source = dataset_dir.load_summary(data)
     tf.io.gfile.makedirs(out)
-    paths = [dataset_dir.shard_path(out, "labeled", i, NUM_SHARDS) for i in range(NUM_SHARDS)]
+    paths = [dataset_dir.shard_path(out, splits.LABELED, i, NUM_SHARDS) for i in range(NUM_SHARDS)]
     counts: collections.Counter = collections.Counter()
     read = 0
     with _Writers(paths) as writers:
@@ -63,10 +63,10 @@ def write_ceiling_data(data: str, out: str, labeled_split: str = "labeled",
         raise RecordAccountingError(
             f"ceiling data from {data}: read {read} records, its summary.json counts {expected}")
     dataset_dir.write_summary(out, {
-        "splits": {"labeled": {"records": read, "files": [posixpath.basename(p) for p in paths],
+        "splits": {splits.LABELED: {"records": read, "files": [posixpath.basename(p) for p in paths],
                                "labels": {str(k): v for k, v in sorted(counts.items())}}},
         "num_classes": source.num_classes, "class_names": source.class_names, "derived_from": data,
-        "accounting": {"labeled": {"input": expected, "written": read, "dead_letter": 0}},
+        "accounting": {splits.LABELED: {"input": expected, "written": read, "dead_letter": 0}},
         "note": f"{labeled_split} + {unlabeled_split} with its hidden true classes: the supervised ceiling"})
     return dataset_dir.load_summary(out)
 
@@ -98,7 +98,7 @@ def _recipe(preset: str, data: str, seed: int, train_args: tuple[str, ...], trai
     """The loop's teacher recipe on `data`'s labeled split (preset, then the user's flags and overrides)."""
     from trainer.config import get_config, with_flags
 
-    config = with_flags(get_config(preset, labeled_data=data, labeled_split="labeled",
+    config = with_flags(get_config(preset, labeled_data=data, labeled_split=splits.LABELED,
                                    eval_split=eval_split or get_config(preset).eval_split, seed=seed), train_args)
     return dataclasses.replace(config, **{**(train_overrides or {}), "mode": "supervised"})
 
@@ -129,7 +129,7 @@ def train_ceiling(data: str, seed_dir: str, seed: int, model: str, preset: str, 
     report = _train_or_reuse(dataclasses.replace(
         config, labeled_data=ceiling_data.location, eval_data=config.eval_data or data, model=model,
         output_dir=posixpath.join(seed_dir, run_layout.CEILING), batch_size=images_per_student_step(config)))
-    return {**report, "labeled": ceiling_data.split("labeled").records}
+    return {**report, "labeled": ceiling_data.split(splits.LABELED).records}
 
 
 def train_labeled_only(data: str, seed_dir: str, seed: int, model: str, preset: str,
@@ -142,7 +142,7 @@ def train_labeled_only(data: str, seed_dir: str, seed: int, model: str, preset: 
     config = _recipe(preset, data, seed, train_args, train_overrides, eval_split)
     report = _train_or_reuse(dataclasses.replace(config, model=model,
                                                  output_dir=posixpath.join(seed_dir, run_layout.LABELED_ONLY)))
-    return {**report, "labeled": dataset_dir.load_summary(data).split("labeled").records}
+    return {**report, "labeled": dataset_dir.load_summary(data).split(splits.LABELED).records}
 
 
 def _progress_seconds(model_dir: str) -> Optional[float]:

@@ -29,7 +29,7 @@ from typing import Callable, Optional, Sequence
 
 import tensorflow as tf
 
-from noisystudent import dataset_dir, run_layout
+from noisystudent import dataset_dir, run_layout, splits
 
 log = logging.getLogger(__name__)
 MANIFEST = run_layout.MANIFEST
@@ -41,8 +41,8 @@ class LoopConfig:
     run_dir: str
     models: list[str]
     preset: str = "digits"
-    labeled_split: str = "labeled"
-    unlabeled_split: str = "unlabeled"
+    labeled_split: str = splits.LABELED
+    unlabeled_split: str = splits.UNLABELED
     eval_split: str = ""  # "": the preset's (test for digits and svhn, validation for imagenet)
     num_image: int = 0  # per class; 0 = the unlabeled split's size / classes
     min_threshold: Optional[float] = None  # None: select's default
@@ -72,8 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--models",
                         help="Comma-separated: the teacher, then one student per iteration (equal or larger).")
     parser.add_argument("--preset", default="digits", help="Trainer preset (digits, svhn, imagenet).")
-    parser.add_argument("--labeled_split", default="labeled")
-    parser.add_argument("--unlabeled_split", default="unlabeled")
+    parser.add_argument("--labeled_split", default=splits.LABELED)
+    parser.add_argument("--unlabeled_split", default=splits.UNLABELED)
     parser.add_argument("--eval_split", default="", help="Split the models are evaluated on (default: the preset's).")
     parser.add_argument("--num_image", type=int, default=0,
                         help="Pseudo-labeled images per class (default: unlabeled images / classes).")
