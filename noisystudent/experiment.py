@@ -27,6 +27,7 @@ import typing
 from typing import Any, Sequence
 
 from noisystudent import splits
+from trainer.config import DEFAULT_PRESET
 
 SHIPPED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "experiments")
 # Fields each loop step sets itself (where its inputs and outputs are, which teacher, the seed).
@@ -44,7 +45,7 @@ class Experiment:
 
     data: str  # dataset dir; "{seed}" picks one per seed, "{run_dir}" the run's own folder
     models: list[str]  # the teacher, then one student per iteration (equal or larger)
-    preset: str = "digits"  # the trainer's recipe (trainer/config.py PRESETS)
+    preset: str = DEFAULT_PRESET  # the trainer's recipe (trainer/config.py PRESETS)
     seeds: list[int] = dataclasses.field(default_factory=lambda: [0])
     labeled_split: str = splits.LABELED
     unlabeled_split: str = splits.UNLABELED

@@ -1,5 +1,6 @@
 """One experiment, one file: shipped experiments resolve, dotted overrides, refusals; the demo is its file."""
 
+import dataclasses
 import json
 
 import pytest
@@ -69,8 +70,19 @@ def test_an_experiment_file_is_checked_against_each_stages_fields(tmp_path):
 def test_the_demo_is_its_experiment_file_with_the_settings_it_had():
     """What `noisystudent demo` ran before its experiment file, field for field (the same figures)."""
     cfg = benchmark.from_experiment(experiment.load("digits_demo"), "runs/demo")
-    assert cfg == benchmark.BenchmarkConfig(
+    assert cfg.experiment == experiment.resolved(experiment.load("digits_demo"))  # what each manifest records
+    assert dataclasses.replace(cfg, experiment={}) == benchmark.BenchmarkConfig(
         data="runs/demo/seed{seed}/data", run_dir="runs/demo", models=["cnn-small"] * 3, seeds=[0, 1, 2],
         preset="digits", ceiling=True, title="Noisy Student on digits", train_overrides={"verbose": 0})
     one = loop.from_experiment(experiment.load("mnist_benchmark"), "runs/x", 1)
     assert one.data == "runs/mnist/l10/data-seed1" and one.train_overrides["train_steps"] == 2000
+
+
+def test_a_run_dir_is_not_resumed_under_a_changed_experiment():
+    """The manifest records the resolved experiment; check_same_run refuses another one."""
+    first = loop.from_experiment(experiment.load("svhn"), "runs/svhn", 0)
+    changed = loop.from_experiment(experiment.override(experiment.load("svhn"), [("select.num_image", "1000")]),
+                                   "runs/svhn", 0)
+    loop.check_same_run(json.loads(json.dumps(dataclasses.asdict(first))), dataclasses.asdict(first), "m.json")
+    with pytest.raises(ValueError, match="m.json records a run with other settings .*experiment"):
+        loop.check_same_run(json.loads(json.dumps(dataclasses.asdict(first))), dataclasses.asdict(changed), "m.json")

@@ -157,6 +157,7 @@ class TrainConfig:
         need(self.num_train_images >= 0, "num_train_images", "must be >= 0")
 
 
+DEFAULT_PRESET = "digits"  # what loop, benchmark and experiments train with unless told
 PRESETS: dict[str, dict] = {
     # The demo: 32x32 digits, a small CNN, a few hundred steps on 2 CPU cores.
     "digits": dict(model="cnn-small", image_size=32, batch_size=32, unlabel_ratio=3, train_steps=400,
@@ -227,6 +228,13 @@ def config_from_args(argv: Optional[Sequence[str]] = None) -> TrainConfig:
     args = build_parser().parse_args(argv)
     overrides = {k: v for k, v in vars(args).items() if k != "preset" and v is not None}
     return get_config(args.preset, **overrides)
+
+
+def recipe(preset: str, train_args: Sequence[str] = (), overrides: Optional[dict] = None, **fields) -> TrainConfig:
+    """What the loop and its references train with: the preset with `fields` (data, splits, seed), then the
+    user's trainer flags (`--train_args`), then an experiment's `train` section (`overrides`)."""
+    config = with_flags(get_config(preset, **fields), train_args)
+    return dataclasses.replace(config, **(overrides or {}))
 
 
 def with_flags(config: TrainConfig, argv: Sequence[str]) -> TrainConfig:

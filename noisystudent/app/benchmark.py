@@ -34,6 +34,7 @@ from typing import Optional, Sequence
 import tensorflow as tf
 
 from noisystudent import run_layout, splits
+from trainer.config import DEFAULT_PRESET, PRESETS
 from noisystudent.app import ceiling as ceiling_lib
 from noisystudent.app import loop
 
@@ -47,7 +48,7 @@ class BenchmarkConfig:
     run_dir: str
     models: list[str]
     seeds: list[int]
-    preset: str = "digits"
+    preset: str = DEFAULT_PRESET
     num_image: int = 0  # the loop's default when 0
     min_threshold: Optional[float] = None
     ceiling: bool = True
@@ -57,6 +58,7 @@ class BenchmarkConfig:
     predict_args: tuple[str, ...] = ()
     predict_overrides: dict = dataclasses.field(default_factory=dict)  # an experiment's PredictConfig fields
     select_overrides: dict = dataclasses.field(default_factory=dict)  # an experiment's SelectConfig fields
+    experiment: dict = dataclasses.field(default_factory=dict)  # the resolved experiment (each loop's manifest)
     beam_args: tuple[str, ...] = ()
     title: str = ""
 
@@ -76,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--models", default="cnn-small,cnn-medium,cnn-medium",
                         help="The teacher, then one student per iteration (default cnn-small, then the larger "
                              "cnn-medium twice: docs/benchmarks.md).")
-    parser.add_argument("--preset", default="digits", help="Trainer preset (digits, svhn, imagenet).")
+    parser.add_argument("--preset", default=DEFAULT_PRESET, help=f"Trainer preset ({', '.join(PRESETS)}).")
     parser.add_argument("--num_image", type=int, default=0, help="Pseudo-labeled images per class (loop's default).")
     parser.add_argument("--min_threshold", type=float, default=None, help="Selection's lowest confidence.")
     parser.add_argument("--no_ceiling", action="store_true", help="Skip the supervised ceiling.")
@@ -217,7 +219,7 @@ def run_benchmark(cfg: BenchmarkConfig) -> dict:
             models=list(cfg.models), preset=cfg.preset, num_image=cfg.num_image, min_threshold=cfg.min_threshold,
             seed=seed, train_args=cfg.train_args, train_overrides=cfg.train_overrides, select_args=cfg.select_args,
             predict_args=cfg.predict_args, predict_overrides=cfg.predict_overrides,
-            select_overrides=cfg.select_overrides, beam_args=cfg.beam_args))
+            select_overrides=cfg.select_overrides, experiment=cfg.experiment, beam_args=cfg.beam_args))
         seconds[seed] = _step_seconds(loop_dir)
         log.info("seed %d: %s", seed, ", ".join(f"iter{r['iteration']} {100 * r['top1_accuracy']:.2f}%"
                                                 for r in per_seed[seed]))
@@ -253,6 +255,8 @@ EXPERIMENT_FLAGS = ("--data", "--models", "--seeds", "--preset", "--num_image", 
 
 def from_experiment(experiment, run_dir: str) -> BenchmarkConfig:
     """An experiment (noisystudent/experiment.py) over its seeds, with the references."""
+    from noisystudent import experiment as experiment_lib
+
     if (experiment.labeled_split, experiment.unlabeled_split) != (splits.LABELED, splits.UNLABELED) and experiment.ceiling:
         raise ValueError("the benchmark's references (the ceiling, the student's model on the labels alone) read "
                          "the 'labeled' and 'unlabeled' splits: set ceiling=False in the experiment, or run "
@@ -262,7 +266,8 @@ def from_experiment(experiment, run_dir: str) -> BenchmarkConfig:
         data=experiment.data.replace("{run_dir}", run_dir), run_dir=run_dir, models=list(experiment.models),
         seeds=list(experiment.seeds), preset=experiment.preset, num_image=select.pop("num_image", 0),
         ceiling=experiment.ceiling, train_overrides=dict(experiment.train),
-        predict_overrides=dict(experiment.predict), select_overrides=select, title=experiment.title)
+        predict_overrides=dict(experiment.predict), select_overrides=select, title=experiment.title,
+        experiment=experiment_lib.resolved(experiment))
 
 
 def run(argv: Optional[Sequence[str]] = None) -> dict:

@@ -96,11 +96,10 @@ def images_per_student_step(config) -> int:
 def _recipe(preset: str, data: str, seed: int, train_args: tuple[str, ...], train_overrides: Optional[dict],
             eval_split: str):
     """The loop's teacher recipe on `data`'s labeled split (preset, then the user's flags and overrides)."""
-    from trainer.config import get_config, with_flags
+    from trainer.config import get_config, recipe
 
-    config = with_flags(get_config(preset, labeled_data=data, labeled_split=splits.LABELED,
-                                   eval_split=eval_split or get_config(preset).eval_split, seed=seed), train_args)
-    return dataclasses.replace(config, **{**(train_overrides or {}), "mode": "supervised"})
+    return recipe(preset, train_args, {**(train_overrides or {}), "mode": "supervised"}, labeled_data=data,
+                  labeled_split=splits.LABELED, eval_split=eval_split or get_config(preset).eval_split, seed=seed)
 
 
 def _train_or_reuse(config) -> dict:

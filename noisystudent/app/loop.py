@@ -30,6 +30,7 @@ from typing import Callable, Optional, Sequence
 import tensorflow as tf
 
 from noisystudent import dataset_dir, run_layout, splits
+from trainer.config import DEFAULT_PRESET, PRESETS
 
 log = logging.getLogger(__name__)
 MANIFEST = run_layout.MANIFEST
@@ -40,7 +41,7 @@ class LoopConfig:
     data: str
     run_dir: str
     models: list[str]
-    preset: str = "digits"
+    preset: str = DEFAULT_PRESET
     labeled_split: str = splits.LABELED
     unlabeled_split: str = splits.UNLABELED
     eval_split: str = ""  # "": the preset's (test for digits and svhn, validation for imagenet)
@@ -53,6 +54,7 @@ class LoopConfig:
     predict_args: tuple[str, ...] = ()  # predict's flags; the center crop follows the preset's eval_center_crop
     predict_overrides: dict = dataclasses.field(default_factory=dict)  # PredictConfig fields (an experiment's)
     select_overrides: dict = dataclasses.field(default_factory=dict)  # SelectConfig fields (an experiment's)
+    experiment: dict = dataclasses.field(default_factory=dict)  # the resolved experiment it came from (manifest)
     beam_args: tuple[str, ...] = ()
 
 
@@ -71,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--run_dir", help="Where every step writes; re-run to resume.")
     parser.add_argument("--models",
                         help="Comma-separated: the teacher, then one student per iteration (equal or larger).")
-    parser.add_argument("--preset", default="digits", help="Trainer preset (digits, svhn, imagenet).")
+    parser.add_argument("--preset", default=DEFAULT_PRESET, help=f"Trainer preset ({', '.join(PRESETS)}).")
     parser.add_argument("--labeled_split", default=splits.LABELED)
     parser.add_argument("--unlabeled_split", default=splits.UNLABELED)
     parser.add_argument("--eval_split", default="", help="Split the models are evaluated on (default: the preset's).")
@@ -184,10 +186,8 @@ def run_loop(cfg: LoopConfig) -> list[dict]:
         raise ValueError(f"--data {cfg.data}: its summary.json names no num_classes")
     num_image = cfg.num_image or max(1, summary.split(cfg.unlabeled_split).records // summary.num_classes)
     manifest = Manifest(cfg.run_dir, dataclasses.asdict(cfg))
-    base = train_config.with_flags(train_config.get_config(
-        cfg.preset, labeled_data=cfg.data, labeled_split=cfg.labeled_split, eval_split=eval_split,
-        seed=cfg.seed), cfg.train_args)
-    base = dataclasses.replace(base, **cfg.train_overrides)
+    base = train_config.recipe(cfg.preset, cfg.train_args, cfg.train_overrides, labeled_data=cfg.data,
+                               labeled_split=cfg.labeled_split, eval_split=eval_split, seed=cfg.seed)
     select_overrides = {} if cfg.min_threshold is None else {"min_threshold": cfg.min_threshold}
     rows = []
 
@@ -269,14 +269,18 @@ def format_table(rows: list[dict]) -> str:
 
 
 def from_experiment(experiment, run_dir: str, seed: int) -> LoopConfig:
-    """The loop of one seed of an experiment (noisystudent/experiment.py)."""
+    """The loop of one seed of an experiment (noisystudent/experiment.py); the manifest records the
+    resolved experiment, so a re-run under another one is refused (check_same_run)."""
+    from noisystudent import experiment as experiment_lib
+
     select = dict(experiment.select)
     return LoopConfig(
         data=experiment.data.replace("{seed}", str(seed)).replace("{run_dir}", run_dir), run_dir=run_dir,
         models=list(experiment.models), preset=experiment.preset, labeled_split=experiment.labeled_split,
         unlabeled_split=experiment.unlabeled_split, eval_split=experiment.eval_split,
         num_image=select.pop("num_image", 0), seed=seed, train_overrides=dict(experiment.train),
-        predict_overrides=dict(experiment.predict), select_overrides=select)
+        predict_overrides=dict(experiment.predict), select_overrides=select,
+        experiment=experiment_lib.resolved(experiment))
 
 
 def run_experiment_flags(parser: argparse.ArgumentParser, argv: Sequence[str], given: Sequence[str]):
