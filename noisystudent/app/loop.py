@@ -125,7 +125,7 @@ def check_same_run(previous: dict, config: dict, path: str) -> None:
     config = json.loads(json.dumps(config))  # tuples as the manifest stores them
     defaults = json.loads(json.dumps({f.name: f.default for f in dataclasses.fields(LoopConfig)
                                       if f.default is not dataclasses.MISSING}))
-    changed = [f"{k}: {previous.get(k)!r} -> {config.get(k)!r}" for k in sorted(set(previous) | set(config))
+    changed = [_difference(k, previous.get(k), config.get(k)) for k in sorted(set(previous) | set(config))
                if k not in ("run_dir", "models") and previous.get(k) != config.get(k)
                and not (k not in previous and config.get(k) == defaults.get(k))]  # a field added since
     old, new = previous.get("models", []), config.get("models", [])
@@ -135,6 +135,14 @@ def check_same_run(previous: dict, config: dict, path: str) -> None:
         raise ValueError(f"{path} records a run with other settings ({'; '.join(changed)}): its finished steps "
                          "would be reused under the new ones. Use a new --run_dir, or delete the old one to "
                          "start over.")
+
+
+def _difference(name: str, old, new) -> str:
+    """`name: old -> new`; for dicts (an experiment, its sections) only the dotted keys that differ."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return "; ".join(_difference(f"{name}.{k}", old.get(k), new.get(k)) for k in sorted(set(old) | set(new))
+                         if old.get(k) != new.get(k))
+    return f"{name}: {old!r} -> {new!r}"
 
 
 def _step(manifest: Manifest, name: str, marker: str, fn: Callable[[], dict], **info) -> dict:
