@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from noisystudent import experiment
+from noisystudent.app import experiment
 from noisystudent.app import benchmark, cli, loop
 
 SHIPPED = ("digits_demo", "mnist_benchmark", "svhn", "imagenet_b7_l2")
@@ -54,7 +54,7 @@ def test_a_bad_override_is_one_line_naming_it(argv, message, capsys):
 
 def test_an_experiment_file_is_checked_against_each_stages_fields(tmp_path):
     path = tmp_path / "mine.py"
-    path.write_text("from noisystudent.experiment import Experiment\n\n"
+    path.write_text("from noisystudent.app.experiment import Experiment\n\n"
                     "def get_config():\n"
                     "    return Experiment(data='d', models=['cnn-small', 'cnn-small'], select={'min_treshold': 0.5})\n")
     with pytest.raises(ValueError, match="experiment field 'select.min_treshold': SelectConfig has no such field"):

@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="noisystudent benchmark", description=__doc__.split("\n\n")[0],
                                      epilog=__doc__.split("\n\n", 2)[2], formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--config", default="", help="An experiment file, or a shipped one by name "
-                                                      "(noisystudent/experiment.py); --config.FIELD VALUE overrides.")
+                                                      "(noisystudent/app/experiment.py); --config.FIELD VALUE overrides.")
     parser.add_argument("--print_config", action="store_true", help="Print the resolved experiment as JSON and exit.")
     parser.add_argument("--data", help="Dataset dir (labeled, unlabeled, test); '{seed}' in it is replaced by each seed.")
     parser.add_argument("--run_dir", help="Where every run writes; benchmark.json/.md at its top.")
@@ -254,8 +254,8 @@ EXPERIMENT_FLAGS = ("--data", "--models", "--seeds", "--preset", "--num_image", 
 
 
 def from_experiment(experiment, run_dir: str) -> BenchmarkConfig:
-    """An experiment (noisystudent/experiment.py) over its seeds, with the references."""
-    from noisystudent import experiment as experiment_lib
+    """An experiment (noisystudent/app/experiment.py) over its seeds, with the references."""
+    from noisystudent.app import experiment as experiment_lib
 
     if (experiment.labeled_split, experiment.unlabeled_split) != (splits.LABELED, splits.UNLABELED) and experiment.ceiling:
         raise ValueError("the benchmark's references (the ceiling, the student's model on the labels alone) read "
@@ -276,7 +276,7 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     if any(a == "--config" or a.startswith("--config=") for a in argv):
-        from noisystudent import experiment as experiment_lib
+        from noisystudent.app import experiment as experiment_lib
 
         experiment, args = loop.run_experiment_flags(parser, argv, EXPERIMENT_FLAGS)
         if args.print_config:

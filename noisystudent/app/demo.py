@@ -21,7 +21,8 @@ from typing import Optional, Sequence
 import tensorflow as tf
 
 from beam_pipelines import ingest_digits
-from noisystudent import experiment, run_layout
+from noisystudent import run_layout
+from noisystudent.app import experiment
 from noisystudent.app import benchmark
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(argv: Optional[Sequence[str]] = None) -> dict:
-    """The shipped digits_demo experiment (noisystudent/experiments/) with this command's flags on top:
+    """The shipped digits_demo experiment (noisystudent/app/experiments/) with this command's flags on top:
     ingest the digits once per seed (its own labeled subset), then `noisystudent benchmark` on them."""
     args = build_parser().parse_args(argv)
     seeds = benchmark.parse_seeds(args.seeds)

@@ -64,7 +64,7 @@ EXPERIMENT_FLAGS = ("--data", "--models", "--preset", "--labeled_split", "--unla
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="noisystudent loop", description=__doc__.split("\n\n")[0],
-                                     epilog="Or one experiment file: --config F (noisystudent/experiment.py) with "
+                                     epilog="Or one experiment file: --config F (noisystudent/app/experiment.py) with "
                                             "--config.FIELD VALUE overrides and --print_config.")
     parser.add_argument("--config", default="", help="An experiment file, or a shipped one by name (digits_demo, "
                                                       "mnist_benchmark, svhn, imagenet_b7_l2); runs its first seed.")
@@ -277,9 +277,9 @@ def format_table(rows: list[dict]) -> str:
 
 
 def from_experiment(experiment, run_dir: str, seed: int) -> LoopConfig:
-    """The loop of one seed of an experiment (noisystudent/experiment.py); the manifest records the
+    """The loop of one seed of an experiment (noisystudent/app/experiment.py); the manifest records the
     resolved experiment, so a re-run under another one is refused (check_same_run)."""
-    from noisystudent import experiment as experiment_lib
+    from noisystudent.app import experiment as experiment_lib
 
     select = dict(experiment.select)
     return LoopConfig(
@@ -294,7 +294,7 @@ def from_experiment(experiment, run_dir: str, seed: int) -> LoopConfig:
 def run_experiment_flags(parser: argparse.ArgumentParser, argv: Sequence[str], given: Sequence[str]):
     """(the experiment, the parsed flags) of `--config F [--config.X V ...]`, refusing the shorthand flags
     beside it (each setting has one place)."""
-    from noisystudent import experiment as experiment_lib
+    from noisystudent.app import experiment as experiment_lib
 
     rest, pairs = experiment_lib.split_config_flags(argv)
     args = parser.parse_args(rest)
@@ -311,7 +311,7 @@ def run(argv: Optional[Sequence[str]] = None) -> list[dict]:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     if any(a == "--config" or a.startswith("--config=") for a in argv):
-        from noisystudent import experiment as experiment_lib
+        from noisystudent.app import experiment as experiment_lib
 
         experiment, args = run_experiment_flags(parser, argv, EXPERIMENT_FLAGS)
         if args.print_config:

@@ -11,7 +11,7 @@ labelling the unlabeled images for the next.
 - select: min_threshold 0.3, num_image 130,000 per class (filter_unlabel.sh:36, 39).
 """
 
-from noisystudent.experiment import Experiment
+from noisystudent.app.experiment import Experiment
 
 
 def get_config() -> Experiment:

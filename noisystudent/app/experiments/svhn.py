@@ -10,7 +10,7 @@ EfficientNet-B0 teacher labels `extra`, an EfficientNet-B0 student trains on `tr
 - select: min_threshold 0.3, num_image 53,113 (filter_unlabel.sh:36, 39).
 """
 
-from noisystudent.experiment import Experiment
+from noisystudent.app.experiment import Experiment
 
 
 def get_config() -> Experiment:

@@ -1,7 +1,7 @@
 """The demo (`noisystudent demo`): a cnn-small teacher and two cnn-small students on scikit-learn's
 bundled digits, 10 labels per class, three seeds, each with its own labeled subset under the run dir."""
 
-from noisystudent.experiment import Experiment
+from noisystudent.app.experiment import Experiment
 
 
 def get_config() -> Experiment:

@@ -2,7 +2,7 @@
 cnn-medium twice, 2,000 steps each, three seeds, each seed its own ingested split
 (`noisystudent ingest-idx ... --labels_per_class 10 --seed S --output_dir runs/mnist/l10/data-seedS`)."""
 
-from noisystudent.experiment import Experiment
+from noisystudent.app.experiment import Experiment
 
 
 def get_config() -> Experiment:

@@ -2,7 +2,7 @@
 
 An experiment file is a Python module whose `get_config()` returns an `Experiment`:
 
-    from noisystudent.experiment import Experiment
+    from noisystudent.app.experiment import Experiment
 
     def get_config() -> Experiment:
         return Experiment(data="runs/mnist/data-seed{seed}", models=["cnn-small", "cnn-medium", "cnn-medium"],
@@ -12,7 +12,7 @@ An experiment file is a Python module whose `get_config()` returns an `Experimen
 `train`, `predict` and `select` hold fields of the trainer's TrainConfig (over the preset), predict's
 PredictConfig and select's SelectConfig: each knob keeps the one name and default its stage gives it,
 and an unknown name or a wrong type is refused with the dotted name. `noisystudent loop|benchmark
---config F` runs it (F: a file, or the name of one shipped in noisystudent/experiments/); any field
+--config F` runs it (F: a file, or the name of one shipped in noisystudent/app/experiments/); any field
 can be changed on the command line by its dotted name (`--config.select.num_image 1000`,
 `--config.seeds 0,1`); `--print_config` prints the resolved experiment as JSON and exits.
 """
@@ -98,7 +98,7 @@ def check_fields(section: str, values: dict, config_class: type) -> None:
 
 
 def load(name_or_path: str) -> Experiment:
-    """`get_config()` of an experiment file, or of one shipped under noisystudent/experiments/ by name."""
+    """`get_config()` of an experiment file, or of one shipped under noisystudent/app/experiments/ by name."""
     path = name_or_path
     if not os.path.exists(path):
         shipped = os.path.join(SHIPPED_DIR, f"{name_or_path}.py")

@@ -1,0 +1,1 @@
+"""Shipped experiments (noisystudent/app/experiment.py): `noisystudent loop|benchmark --config NAME`."""

@@ -1,1 +1,0 @@
-"""Shipped experiments (noisystudent/experiment.py): `noisystudent loop|benchmark --config NAME`."""
