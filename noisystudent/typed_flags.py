@@ -33,11 +33,17 @@ def _base_type(annotation) -> type:
     return args[0] if typing.get_origin(annotation) is typing.Union and len(args) == 1 else annotation
 
 
+def field_types(cls: type) -> dict[str, type]:
+    """Each field of the dataclass `cls` -> its type (Optional[X] as X)."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: _base_type(hints[f.name]) for f in dataclasses.fields(cls)}
+
+
 def add_flags(parser: argparse.ArgumentParser, cls: type) -> argparse.ArgumentParser:
     """One --flag per field of the dataclass `cls`, typed and documented from the field."""
-    hints = typing.get_type_hints(cls)
+    types = field_types(cls)
     for field in dataclasses.fields(cls):
-        kind = _base_type(hints[field.name])
+        kind = types[field.name]
         help_text = field.metadata.get("help", "")
         name = f"--{field.name}"
         if kind is bool:
@@ -67,13 +73,11 @@ def override(config: T, argv: Sequence[str], prog: str = "") -> T:
     if not argv:
         return config
     parser = argparse.ArgumentParser(prog=prog or type(config).__name__, argument_default=argparse.SUPPRESS)
-    hints = typing.get_type_hints(type(config))
-    for field in dataclasses.fields(config):
-        kind = _base_type(hints[field.name])
+    for name, kind in field_types(type(config)).items():
         if kind is bool:
-            parser.add_argument(f"--{field.name}", action="store_true")
+            parser.add_argument(f"--{name}", action="store_true")
         else:
-            parser.add_argument(f"--{field.name}", type=_TYPES[kind])
+            parser.add_argument(f"--{name}", type=_TYPES[kind])
     namespace, unknown = parser.parse_known_args(list(argv))
     if unknown:
         raise ValueError(f"{parser.prog}: unknown flag(s) {' '.join(unknown)}")

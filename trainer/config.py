@@ -204,7 +204,8 @@ def get_config(preset: Optional[str] = None, **overrides) -> TrainConfig:
     return TrainConfig(**values)
 
 
-def _parse_bool(text: str) -> bool:
+def parse_bool(text: str) -> bool:
+    """true/false (also 1/0, yes/no, on/off), as the trainer's boolean flags take them."""
     if text.lower() in ("1", "true", "yes", "on"):
         return True
     if text.lower() in ("0", "false", "no", "off"):
@@ -218,7 +219,7 @@ def build_parser(prog: str = "python -m trainer.task") -> argparse.ArgumentParse
         epilog="Presets: " + ", ".join(PRESETS) + ". Flags override the preset's fields.")
     parser.add_argument("--preset", choices=sorted(PRESETS), help="start from a dataset preset")
     for f in dataclasses.fields(TrainConfig):
-        kind = _parse_bool if f.type in ("bool", bool) else {"int": int, "float": float}.get(f.type, str)
+        kind = parse_bool if f.type in ("bool", bool) else {"int": int, "float": float}.get(f.type, str)
         parser.add_argument(f"--{f.name}", type=kind, default=None,
                             help=f"{f.metadata['help']} (default {f.default!r})")
     return parser

@@ -347,21 +347,25 @@ def write_trained_model(config: TrainConfig, info: DataInfo, student: keras.Mode
     return report
 
 
-def host_copy(config: TrainConfig, info: DataInfo, student: keras.Model) -> keras.Model:
-    """The trained weights in a network on this host's devices only (the trained one spans every host's)."""
-    keras.distribution.set_distribution(None)
+def rebuilt(config: TrainConfig, info: DataInfo, student: keras.Model) -> keras.Model:
+    """The student's weights (this host's copy of each) in a new network, built under the current
+    precision policy and distribution."""
     copy = build_student(config, info.num_classes, int(student.input_shape[1]))
     for target, source in zip(copy.weights, student.weights):
         target.assign(cluster_lib.local_value(source))
     return copy
 
 
+def host_copy(config: TrainConfig, info: DataInfo, student: keras.Model) -> keras.Model:
+    """The trained weights in a network on this host's devices only (the trained one spans every host's)."""
+    keras.distribution.set_distribution(None)
+    return rebuilt(config, info, student)
+
+
 def float32_copy(config: TrainConfig, info: DataInfo, student: keras.Model) -> keras.Model:
     """The same weights in a float32 network: what is saved, exported and served on any device."""
     keras.mixed_precision.set_global_policy("float32")
-    copy = build_student(config, info.num_classes, int(student.input_shape[1]))
-    copy.set_weights(student.get_weights())
-    return copy
+    return rebuilt(config, info, student)
 
 
 def finetune_at_resolution(config: TrainConfig, info: DataInfo, student: keras.Model,

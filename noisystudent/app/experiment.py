@@ -19,15 +19,16 @@ can be changed on the command line by its dotted name (`--config.select.num_imag
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import importlib.util
 import json
 import os
-import typing
 from typing import Any, Sequence
 
 from noisystudent import splits
-from trainer.config import DEFAULT_PRESET
+from noisystudent.typed_flags import field_types
+from trainer.config import DEFAULT_PRESET, parse_bool
 
 SHIPPED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "experiments")
 # Fields each loop step sets itself (where its inputs and outputs are, which teacher, the seed).
@@ -71,19 +72,9 @@ def _stage_classes() -> dict[str, type]:
     return {"train": TrainConfig, "predict": PredictConfig, "select": SelectConfig}
 
 
-def _field_types(config_class: type) -> dict[str, type]:
-    hints = typing.get_type_hints(config_class)
-    return {f.name: _base(hints[f.name]) for f in dataclasses.fields(config_class)}
-
-
-def _base(annotation) -> type:
-    args = [a for a in typing.get_args(annotation) if a is not type(None)]
-    return args[0] if typing.get_origin(annotation) is typing.Union and len(args) == 1 else annotation
-
-
 def check_fields(section: str, values: dict, config_class: type) -> None:
     """Every key a field of `config_class` the experiment may set, every value of its type."""
-    types = _field_types(config_class)
+    types = field_types(config_class)
     for name, value in values.items():
         if name not in types:
             raise ValueError(f"experiment field '{section}.{name}': {config_class.__name__} has no such field")
@@ -120,23 +111,19 @@ def load(name_or_path: str) -> Experiment:
 
 def _parse(text: str, kind: type, dotted: str) -> Any:
     try:
-        if kind is bool:
-            if text.lower() not in ("true", "false", "1", "0"):
-                raise ValueError
-            return text.lower() in ("true", "1")
-        return kind(text)
-    except ValueError:
+        return parse_bool(text) if kind is bool else kind(text)
+    except (ValueError, argparse.ArgumentTypeError):
         raise ValueError(f"--config.{dotted} {text!r}: expected {KIND_NAMES[kind]}") from None
 
 
 def override(experiment: Experiment, pairs: Sequence[tuple[str, str]]) -> Experiment:
     """Apply `--config.a.b value` pairs: a top-level field, or a stage's field (`select.num_image`)."""
-    top = _field_types(Experiment)
+    top = field_types(Experiment)
     changes: dict[str, Any] = {}
     for dotted, text in pairs:
         head, _, rest = dotted.partition(".")
         if head in ("train", "predict", "select") and rest:
-            kind = _field_types(_stage_classes()[head]).get(rest)
+            kind = field_types(_stage_classes()[head]).get(rest)
             if kind is None:
                 raise ValueError(f"--config.{dotted}: {_stage_classes()[head].__name__} has no field {rest!r}")
             changes.setdefault(head, dict(getattr(experiment, head)))[rest] = _parse(text, kind, dotted)
@@ -182,10 +169,10 @@ def resolved(experiment: Experiment) -> dict:
     out = {k: v for k, v in dataclasses.asdict(experiment).items() if k not in ("train", "predict", "select")}
     out["eval_split"] = experiment.eval_split or recipe["eval_split"]
     out["train"] = {k: v for k, v in recipe.items() if k not in PER_RUN_FIELDS["train"]}
-    predict_defaults = {f.name: f.default for f in dataclasses.fields(stages["predict"])
-                        if f.default is not dataclasses.MISSING and f.name not in PER_RUN_FIELDS["predict"]}
-    out["predict"] = {**predict_defaults, "center_crop": recipe["eval_center_crop"], **experiment.predict}
-    select_defaults = {f.name: f.default for f in dataclasses.fields(stages["select"])
-                       if f.default is not dataclasses.MISSING and f.name not in PER_RUN_FIELDS["select"]}
-    out["select"] = {**select_defaults, "num_image": 0, **experiment.select}
+    def defaults(section: str) -> dict:
+        return {f.name: f.default for f in dataclasses.fields(stages[section])
+                if f.default is not dataclasses.MISSING and f.name not in PER_RUN_FIELDS[section]}
+
+    out["predict"] = {**defaults("predict"), "center_crop": recipe["eval_center_crop"], **experiment.predict}
+    out["select"] = {**defaults("select"), "num_image": 0, **experiment.select}
     return json.loads(json.dumps(out))
