@@ -137,7 +137,7 @@ class ReadIdxChunk(beam.DoFn):
         labels = read_slice(getattr(c, f"{which}_labels"), label_header, (), start, stop)
         for offset, (pixels, label) in enumerate(zip(images, labels)):
             index, label = start + offset, int(label)
-            split = splits.TEST if which == "test" else splits.LABELED if self._labeled[index] else splits.UNLABELED
+            split = splits.TEST if which == splits.TEST else splits.LABELED if self._labeled[index] else splits.UNLABELED
             stored = records.UNLABELED if split == splits.UNLABELED else label
             hidden = label if split == splits.UNLABELED and not c.drop_true_labels else None
             image_id = f"{c.dataset_name}/{which}/{index:06d}"
@@ -159,12 +159,12 @@ def run_config(config: IngestIdxConfig, beam_args: Sequence[str] = (), save_main
     if is_dry_run(normalise_beam_args(beam_args)):
         raise ValueError("ingest-idx reads the label files to split them: it has no dry run")
     layout = {which: check_pair(getattr(config, f"{which}_images"), getattr(config, f"{which}_labels"), which)
-              for which in ("train", "test")}
-    train_labels = read_slice(config.train_labels, layout["train"][3], (), 0, layout["train"][1])
+              for which in (splits.TRAIN, splits.TEST)}
+    train_labels = read_slice(config.train_labels, layout[splits.TRAIN][3], (), 0, layout[splits.TRAIN][1])
     labeled = choose_labeled(train_labels, config.labels_per_class, config.seed)
-    sizes = {splits.LABELED: int(labeled.sum()), splits.UNLABELED: int((~labeled).sum()), splits.TEST: layout["test"][1]}
+    sizes = {splits.LABELED: int(labeled.sum()), splits.UNLABELED: int((~labeled).sum()), splits.TEST: layout[splits.TEST][1]}
     num_shards = {s: out.shards_for(n, config.records_per_shard) for s, n in sizes.items() if n}
-    work = [(which, start, min(start + CHUNK, layout[which][1])) for which in ("train", "test")
+    work = [(which, start, min(start + CHUNK, layout[which][1])) for which in (splits.TRAIN, splits.TEST)
             for start in range(0, layout[which][1], CHUNK)]
     num_classes = int(train_labels.max()) + 1
 
@@ -177,7 +177,7 @@ def run_config(config: IngestIdxConfig, beam_args: Sequence[str] = (), save_main
     def finish(summary: dict, result) -> dict:
         out.check_accounting(config.output_dir, summary, {s: n for s, n in sizes.items() if n})
         summary.update(dataset=config.dataset_name, num_classes=num_classes,
-                       class_names=[str(c) for c in range(num_classes)], image_size=layout["train"][0][0],
+                       class_names=[str(c) for c in range(num_classes)], image_size=layout[splits.TRAIN][0][0],
                        seed=config.seed, labels_per_class=config.labels_per_class,
                        sources={f: getattr(config, f) for f in ("train_images", "train_labels", "test_images",
                                                                  "test_labels")},

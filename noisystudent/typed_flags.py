@@ -4,9 +4,13 @@
     class SelectConfig:
         predictions: str = flag(help="...")              # no default: a required flag
         min_threshold: float = flag(0.3, help="...")     # --min_threshold, type float
-        stats_only: bool = flag(False, help="...")       # --stats_only, a switch
+        stats_only: bool = flag(False, help="...")       # --stats_only (a switch) or --stats_only false
 
     config, rest = parse(SelectConfig, parser, argv)    # rest: the flags the job does not own
+    given(SelectConfig, ["--min_threshold", "0.5"])      # {"min_threshold": 0.5}: only the flags given
+
+A boolean flag alone means true, and takes a value too (`--saved_model false`), so a field that
+defaults to true can be turned off: one rule for every job's flags and the trainer's.
 
 A job's `run_config(config)` is its typed entry (the loop and the demo call it); its
 `run(argv)` parses flags with `parse` and calls it.
@@ -39,20 +43,40 @@ def field_types(cls: type) -> dict[str, type]:
     return {f.name: _base_type(hints[f.name]) for f in dataclasses.fields(cls)}
 
 
-def add_flags(parser: argparse.ArgumentParser, cls: type) -> argparse.ArgumentParser:
-    """One --flag per field of the dataclass `cls`, typed and documented from the field."""
+def parse_bool(text: str) -> bool:
+    """true/false (also 1/0, yes/no, on/off): what a boolean flag takes."""
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+
+
+def add_flags(parser: argparse.ArgumentParser, cls: type, only_given: bool = False,
+              default_note: str = "") -> argparse.ArgumentParser:
+    """One --flag per field of the dataclass `cls`, typed and documented from the field.
+
+    only_given: no flag is required and none has a default in the namespace (argparse.SUPPRESS), so it
+    holds only what the user gave, to lay over another config (a preset; a loop step's own settings).
+    default_note: said after each default in the help (e.g. "unless the preset sets it")."""
     types = field_types(cls)
     for field in dataclasses.fields(cls):
         kind = types[field.name]
         help_text = field.metadata.get("help", "")
-        name = f"--{field.name}"
+        if field.default not in (dataclasses.MISSING, None, ""):
+            help_text += f" (default {str(field.default).lower() if kind is bool else field.default}{default_note})"
+        options: dict[str, Any] = {"help": help_text}
         if kind is bool:
-            parser.add_argument(name, action="store_true", help=help_text)
-        elif field.default is dataclasses.MISSING:
-            parser.add_argument(name, type=_TYPES[kind], required=True, help=help_text)
+            options.update(nargs="?", const=True, type=parse_bool, metavar="true|false")
         else:
-            shown = "" if field.default in (None, "") else f" (default {field.default})"
-            parser.add_argument(name, type=_TYPES[kind], default=field.default, help=help_text + shown)
+            options["type"] = _TYPES[kind]
+        if only_given:
+            options["default"] = argparse.SUPPRESS
+        elif field.default is dataclasses.MISSING:
+            options["required"] = True
+        else:
+            options["default"] = field.default
+        parser.add_argument(f"--{field.name}", **options)
     return parser
 
 
@@ -67,18 +91,16 @@ def parse(cls: type[T], parser: argparse.ArgumentParser,
     return from_namespace(cls, namespace), rest
 
 
-def override(config: T, argv: Sequence[str], prog: str = "") -> T:
-    """`config` with the flags in `argv` applied on top (e.g. a loop's --select_args); every flag
-    must be one of the config's."""
-    if not argv:
-        return config
-    parser = argparse.ArgumentParser(prog=prog or type(config).__name__, argument_default=argparse.SUPPRESS)
-    for name, kind in field_types(type(config)).items():
-        if kind is bool:
-            parser.add_argument(f"--{name}", action="store_true")
-        else:
-            parser.add_argument(f"--{name}", type=_TYPES[kind])
+def given(cls: type, argv: Sequence[str], prog: str = "") -> dict[str, Any]:
+    """The fields the flags in `argv` set (typed), e.g. of a loop's --select_args; every flag must be one
+    of the config's."""
+    parser = add_flags(argparse.ArgumentParser(prog=prog or cls.__name__), cls, only_given=True)
     namespace, unknown = parser.parse_known_args(list(argv))
     if unknown:
         raise ValueError(f"{parser.prog}: unknown flag(s) {' '.join(unknown)}")
-    return dataclasses.replace(config, **vars(namespace))
+    return vars(namespace)
+
+
+def override(config: T, argv: Sequence[str], prog: str = "") -> T:
+    """`config` with the flags in `argv` applied on top; every flag must be one of the config's."""
+    return dataclasses.replace(config, **given(type(config), argv, prog)) if argv else config

@@ -1,6 +1,5 @@
 """One experiment, one file: shipped experiments resolve, dotted overrides, refusals; the demo is its file."""
 
-import dataclasses
 import json
 
 import pytest
@@ -45,11 +44,41 @@ def test_any_field_is_overridden_by_its_dotted_name(capsys):
     (["--config.select.nope", "1"], "SelectConfig has no field 'nope'"),
     (["--config.select.num_image", "many"], "--config.select.num_image 'many': expected an integer"),
     (["--config.colour", "red"], "--config.colour: not a field of the experiment"),
-    (["--models", "a,b"], "--models with --config: set them in the experiment or as --config.FIELD VALUE"),
+    (["--num_image", "5", "--config.select.num_image", "6"],
+     "--num_image and --config.select.num_image both set select.num_image: give it once"),
+    (["--min_threshold", "0.4", "--select_args", "--min_threshold 0.5"],
+     "--min_threshold and --select_args '--min_threshold' both set select.min_threshold: give it once"),
+    (["--train_args", "--mode online"], "'train.mode': the loop sets it for each step"),
+    (["--predict_args", "--nope 1"], "--predict_args: unknown flag(s) --nope"),
 ])
 def test_a_bad_override_is_one_line_naming_it(argv, message, capsys):
     assert cli.main(["loop", "--config", "svhn", *argv, "--print_config"]) == 1
     assert message in capsys.readouterr().err
+
+
+def test_the_loops_flags_are_shorthand_for_the_experiments_fields(capsys):
+    """Over a file, or over the defaults: each flag sets the field its --config.X spelling would."""
+    argv = ["--models", "efficientnet-b0,efficientnet-b2", "--num_image", "900", "--min_threshold", "0.5",
+            "--seed", "7", "--eval_split", "validation", "--train_args", "--train_steps 50 --saved_model false",
+            "--predict_args", "--precision bfloat16", "--select_args=--no_upsample", "--print_config"]
+    assert cli.main(["loop", "--config", "svhn", *argv]) == 0
+    short = json.loads(capsys.readouterr().out)
+    assert cli.main(["loop", "--config", "svhn", "--config.models", "efficientnet-b0,efficientnet-b2",
+                     "--config.select.num_image", "900", "--config.select.min_threshold", "0.5", "--config.seeds", "7",
+                     "--config.eval_split", "validation", "--config.train.train_steps", "50",
+                     "--config.train.saved_model", "false", "--config.predict.precision", "bfloat16",
+                     "--config.select.no_upsample", "true", "--print_config"]) == 0
+    assert short == json.loads(capsys.readouterr().out)
+    assert short["seeds"] == [7] and short["train"]["saved_model"] is False and short["select"]["no_upsample"] is True
+    assert short["train"]["optimizer"] == "rmsprop"  # the rest is the file's
+    # Without --config the flags lay over the Experiment dataclass's defaults: one spelling of each default.
+    assert cli.main(["loop", "--data", "d", "--print_config"]) == 0
+    defaults = json.loads(capsys.readouterr().out)
+    assert defaults == experiment.resolved(experiment.Experiment(data="d"))
+    assert defaults["models"] == ["cnn-small", "cnn-medium", "cnn-medium"] and defaults["preset"] == "digits"
+    assert defaults["select"]["min_threshold"] == 0.3 and defaults["select"]["num_image"] == 0
+    assert cli.main(["loop", "--run_dir", "r"]) == 1
+    assert "--data is required (or --config F" in capsys.readouterr().err
 
 
 def test_an_experiment_file_is_checked_against_each_stages_fields(tmp_path):
@@ -67,23 +96,24 @@ def test_an_experiment_file_is_checked_against_each_stages_fields(tmp_path):
         experiment.load("no_such_experiment")
 
 
-def test_the_demo_is_its_experiment_file_with_the_settings_it_had():
-    """What `noisystudent demo` ran before its experiment file, field for field (the same figures)."""
-    cfg = benchmark.from_experiment(experiment.load("digits_demo"), "runs/demo")
-    assert cfg.experiment == experiment.resolved(experiment.load("digits_demo"))  # what each manifest records
-    assert dataclasses.replace(cfg, experiment={}) == benchmark.BenchmarkConfig(
-        data="runs/demo/seed{seed}/data", run_dir="runs/demo", models=["cnn-small"] * 3, seeds=[0, 1, 2],
-        preset="digits", ceiling=True, title="Noisy Student on digits", train_overrides={"verbose": 0})
-    one = loop.from_experiment(experiment.load("mnist_benchmark"), "runs/x", 1)
-    assert one.data == "runs/mnist/l10/data-seed1" and one.train_overrides["train_steps"] == 2000
+def test_the_demo_and_the_mnist_benchmark_are_their_experiment_files_with_the_settings_they_had():
+    """What `noisystudent demo` and bench/mnist_benchmark.sh ran before their files, field for field."""
+    demo = experiment.resolved(experiment.load("digits_demo"))
+    assert (demo["models"], demo["seeds"], demo["preset"], demo["ceiling"]) == (["cnn-small"] * 3, [0, 1, 2],
+                                                                                  "digits", True)
+    assert demo["train"] == {**experiment.resolved(experiment.Experiment(data="d"))["train"], "verbose": 0}
+    assert benchmark.BenchmarkConfig(experiment.load("digits_demo"), "runs/demo").data_for(1) == "runs/demo/seed1/data"
+    mnist = experiment.load("mnist_benchmark")
+    assert mnist.models == ["cnn-small", "cnn-medium", "cnn-medium"] and mnist.seeds == [0, 1, 2]
+    assert loop.LoopConfig(mnist, "runs/x", 1).data() == "runs/mnist/l10/data-seed1"
+    assert experiment.resolved(mnist)["train"]["train_steps"] == 2000
 
 
 def test_a_run_dir_is_not_resumed_under_a_changed_experiment():
     """The manifest records the resolved experiment; check_same_run refuses another one."""
-    first = loop.from_experiment(experiment.load("svhn"), "runs/svhn", 0)
-    changed = loop.from_experiment(experiment.override(experiment.load("svhn"), [("select.num_image", "1000")]),
-                                   "runs/svhn", 0)
-    loop.check_same_run(json.loads(json.dumps(dataclasses.asdict(first))), dataclasses.asdict(first), "m.json")
-    with pytest.raises(ValueError, match=r"other settings \(experiment.select.num_image: 53113 -> 1000; "
-                                         r"num_image: 53113 -> 1000\)"):
-        loop.check_same_run(json.loads(json.dumps(dataclasses.asdict(first))), dataclasses.asdict(changed), "m.json")
+    first = loop.LoopConfig(experiment.load("svhn"), "runs/svhn", 0).manifest_config()
+    changed = loop.LoopConfig(experiment.override(experiment.load("svhn"), [("select.num_image", "1000")]),
+                              "runs/svhn", 0).manifest_config()
+    loop.check_same_run(json.loads(json.dumps(first)), first, "m.json")
+    with pytest.raises(ValueError, match=r"other settings \(select.num_image: 53113 -> 1000\)"):
+        loop.check_same_run(json.loads(json.dumps(first)), changed, "m.json")

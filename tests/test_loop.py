@@ -1,15 +1,15 @@
 """`noisystudent loop`: two iterations on tiny data, a manifest, and resuming after a crash."""
 
-import dataclasses
 import json
 
 import pytest
 
 from noisystudent.app import loop
+from noisystudent.app.experiment import Experiment
 from tests.digits_data import make_digits_dataset
 
-TINY = ("--image_size", "16", "--batch_size", "16", "--unlabel_ratio", "2", "--train_steps", "20",
-        "--steps_per_epoch", "10", "--warmup_steps", "0", "--randaugment_ops", "1", "--verbose", "0")
+TINY = {"image_size": 16, "batch_size": 16, "unlabel_ratio": 2, "train_steps": 20, "steps_per_epoch": 10,
+        "warmup_steps": 0, "randaugment_ops": 1, "verbose": 0}
 
 
 @pytest.fixture(scope="module")
@@ -17,10 +17,14 @@ def data(tmp_path_factory):
     return make_digits_dataset(tmp_path_factory.mktemp("digits"), labels_per_class=5, test_size=200)
 
 
-def _config(data, run_dir):
+def _experiment(data, **fields):
     # A 20-step teacher is barely confident: keep every prediction so the students have data.
-    return loop.LoopConfig(data=data, run_dir=str(run_dir), models=["cnn-small"] * 3, num_image=60,
-                           min_threshold=0.0, train_args=TINY)
+    return Experiment(**{"data": data, "models": ["cnn-small"] * 3, "select": {"num_image": 60, "min_threshold": 0.0},
+                         "train": TINY, **fields})
+
+
+def _config(data, run_dir, **fields):
+    return loop.LoopConfig(_experiment(data, **fields), str(run_dir))
 
 
 def test_two_iterations_write_a_manifest_and_resume_without_redoing(data, tmp_path, monkeypatch):
@@ -60,53 +64,54 @@ def test_two_iterations_write_a_manifest_and_resume_without_redoing(data, tmp_pa
     # The same run dir with other settings is refused before anything runs: its finished students would
     # otherwise be reused as if trained under the new settings.
     before = (tmp_path / loop.MANIFEST).read_text()
-    changed = dataclasses.replace(_config(data, tmp_path), models=["cnn-small", "cnn-medium", "cnn-medium"],
-                                  num_image=30)
-    with pytest.raises(ValueError, match=r"manifest.json records a run with other settings \(num_image: 60 -> 30; "
-                                         r"models: .*cnn-medium.*\).*new --run_dir"):
+    changed = _config(data, tmp_path, models=["cnn-small", "cnn-medium", "cnn-medium"],
+                      select={"num_image": 30, "min_threshold": 0.0})
+    with pytest.raises(ValueError, match=r"manifest.json records a run with other settings \(select.num_image: 60 -> "
+                                         r"30; models: .*cnn-medium.*\).*new --run_dir"):
         loop.run_loop(changed)
     assert (tmp_path / loop.MANIFEST).read_text() == before
 
 
-def test_resume_allows_more_or_fewer_iterations_and_another_run_dir_spelling():
-    old = dataclasses.asdict(loop.LoopConfig(data="d", run_dir="runs/a", models=["cnn-small"] * 3))
-    old = json.loads(json.dumps(old))
+def test_resume_allows_more_or_fewer_iterations_another_run_dir_spelling_and_other_beam_flags():
+    def recorded(run_dir="runs/a", models=("cnn-small",) * 3, beam_args=(), **fields):
+        return loop.LoopConfig(Experiment(data="d", models=list(models), **fields), run_dir,
+                               beam_args=beam_args).manifest_config()
+
+    old = json.loads(json.dumps(recorded()))
     for models, run_dir in ((["cnn-small"] * 4, "runs/a"), (["cnn-small"] * 2, "runs/a/"), (["cnn-small"] * 3, "./runs/a")):
-        loop.check_same_run(old, dataclasses.asdict(loop.LoopConfig(data="d", run_dir=run_dir, models=models)), "m")
-    with pytest.raises(ValueError, match=r"train_args: \[\] -> \['--train_steps', '9'\]"):
-        loop.check_same_run(old, dataclasses.asdict(loop.LoopConfig(
-            data="d", run_dir="runs/a", models=["cnn-small"] * 3, train_args=("--train_steps", "9"))), "m")
+        loop.check_same_run(old, recorded(run_dir, models), "m")
+    loop.check_same_run(old, recorded(beam_args=("--direct_num_workers=2",)), "m")
+    with pytest.raises(ValueError, match=r"\(train.train_steps: 400 -> 9\)"):
+        loop.check_same_run(old, recorded(train={"train_steps": 9}), "m")
+    # A field the project added since the old run: only a value other than its default is a change.
+    older = {**old, "train": {k: v for k, v in old["train"].items() if k != "ema_momentum"}}
+    loop.check_same_run(older, recorded(), "m")
+    with pytest.raises(ValueError, match=r"train.ema_momentum: \(absent\) -> 0.9"):
+        loop.check_same_run(older, recorded(train={"ema_momentum": 0.9}), "m")
 
 
 def test_loop_needs_a_student_and_the_splits(data, tmp_path):
     with pytest.raises(ValueError, match="at least one student"):
-        loop.run_loop(loop.LoopConfig(data=data, run_dir=str(tmp_path), models=["cnn-small"]))
+        _experiment(data, models=["cnn-small"])
     with pytest.raises(ValueError, match="no split 'extra'"):
-        loop.run_loop(loop.LoopConfig(data=data, run_dir=str(tmp_path), models=["cnn-small"] * 2,
-                                      unlabeled_split="extra"))
+        loop.run_loop(_config(data, tmp_path, unlabeled_split="extra"))
 
 
-def test_the_predict_step_labels_with_the_recipes_eval_crop_and_takes_predict_args(data, tmp_path):
+def test_the_predict_step_labels_with_the_recipes_eval_crop_and_takes_predict_settings(data, tmp_path):
     """Under the imagenet preset the teacher labels the center crop it was evaluated on (the original's
-    predict.sh); --predict_args reaches predict's own flags."""
+    predict.sh); the experiment's predict section (the loop's --predict_args) reaches predict's own fields."""
     from trainer.config import get_config
 
-    cfg = dataclasses.replace(_config(data, tmp_path), preset="imagenet",
-                              predict_args=("--precision", "bfloat16", "--prob_format", "top_k:3"))
+    cfg = _config(data, tmp_path, preset="imagenet", predict={"precision": "bfloat16", "prob_format": "top_k:3"})
     step = loop.predict_step_config(cfg, get_config("imagenet"), "t/model.keras", str(tmp_path / "p"), "iter0:t")
     assert step.center_crop and step.precision == "bfloat16" and step.prob_format == "top_k:3"
     assert not loop.predict_step_config(_config(data, tmp_path), get_config("digits"), "t", "p", "t").center_crop
-    from_file = dataclasses.replace(_config(data, tmp_path), predict_overrides={"center_crop": False,
-                                                                                "batch_size": 64})
+    from_file = _config(data, tmp_path, predict={"center_crop": False, "batch_size": 64})
     step = loop.predict_step_config(from_file, get_config("imagenet"), "t", "p", "t")
     assert not step.center_crop and step.batch_size == 64  # an experiment's predict section wins over the recipe
 
 
-def test_the_presets_eval_split_is_kept_and_one_threshold_is_given_once(data, tmp_path):
-    imagenet = dataclasses.replace(_config(data, tmp_path / "a"), preset="imagenet")
+def test_the_presets_eval_split_is_kept(data, tmp_path):
     with pytest.raises(ValueError, match="no split 'validation', the imagenet preset's eval split .*pass --eval_split"):
-        loop.run_loop(imagenet)
-    twice = dataclasses.replace(_config(data, tmp_path / "b"), select_args=("--min_threshold", "0.5"))
-    with pytest.raises(ValueError, match="both set the selection's threshold"):
-        loop.run_loop(twice)
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()  # refused before writing anything
+        loop.run_loop(_config(data, tmp_path / "a", preset="imagenet"))
+    assert not (tmp_path / "a").exists()  # refused before writing anything

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from noisystudent.app import loop, report
+from noisystudent.app.experiment import Experiment
 from tests.digits_data import make_digits_dataset
 
 TINY = {"image_size": 16, "batch_size": 16, "unlabel_ratio": 2, "train_steps": 20, "steps_per_epoch": 10,
@@ -21,8 +22,8 @@ TINY = {"image_size": 16, "batch_size": 16, "unlabel_ratio": 2, "train_steps": 2
 def run_dir(tmp_path_factory):
     data = make_digits_dataset(tmp_path_factory.mktemp("digits"), labels_per_class=5, test_size=200)
     out = tmp_path_factory.mktemp("run")
-    loop.run_loop(loop.LoopConfig(data=data, run_dir=str(out), models=["cnn-small"] * 2, num_image=60,
-                                  min_threshold=0.0, train_overrides=TINY))
+    loop.run_loop(loop.LoopConfig(Experiment(data=data, models=["cnn-small"] * 2, train=TINY,
+                                             select={"num_image": 60, "min_threshold": 0.0}), str(out)))
     return out
 
 

@@ -5,7 +5,7 @@ import argparse
 import pytest
 
 from beam_pipelines.select import SelectConfig, build_parser
-from noisystudent.typed_flags import override, parse
+from noisystudent.typed_flags import given, override, parse
 
 
 def test_flags_are_generated_from_the_config_with_its_defaults_and_types():
@@ -28,3 +28,17 @@ def test_override_applies_a_users_extra_flags_and_refuses_unknown_ones():
         override(base, ["--nope", "1"], "--select_args")
     with pytest.raises((SystemExit, argparse.ArgumentError)):
         override(base, ["--num_image", "many"])
+
+
+def test_a_boolean_flag_is_a_switch_that_also_takes_a_value_for_every_job_and_the_trainer():
+    """One generator: `--stats_only` alone is true; `--saved_model false` turns off a field that defaults on."""
+    from trainer.config import config_from_args
+
+    assert given(SelectConfig, ["--stats_only"]) == {"stats_only": True}
+    assert given(SelectConfig, ["--stats_only", "false", "--max_prob", "1"]) == {"stats_only": False, "max_prob": 1.0}
+    config = config_from_args(["--preset", "digits", "--labeled_data", "d", "--saved_model", "false",
+                               "--allow_smaller_student", "--randaugment_cutout_op", "no"])
+    assert (config.saved_model, config.allow_smaller_student, config.randaugment_cutout_op) == (False, True, False)
+    assert config.train_steps == 400 and config.batch_size == 32  # the preset's, where no flag is given
+    with pytest.raises(SystemExit):
+        config_from_args(["--saved_model", "maybe"])

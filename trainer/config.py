@@ -12,98 +12,95 @@ import os
 from typing import Optional, Sequence
 
 from noisystudent import splits
+from noisystudent.typed_flags import add_flags, flag
 
 MODES = ("supervised", "offline", "online")
 INPUT_NOISE = ("none", "svhn", "imagenet")
 MAX_MAGNITUDE = 30.0  # RandAugment; the original's help: "usually best values are in the range [5, 30]"
 
 
-def _f(default, help_text: str):
-    return dataclasses.field(default=default, metadata={"help": help_text})
-
-
 @dataclasses.dataclass
 class TrainConfig:
     # What to train, on what
-    mode: str = _f("supervised", "supervised (the first teacher) | offline (stored pseudo labels) "
+    mode: str = flag("supervised", help="supervised (the first teacher) | offline (stored pseudo labels) "
                                  "| online (a frozen teacher labels each batch)")
-    model: str = _f("cnn-small", "student network name (model/ registry)")
-    teacher: str = _f("", "online mode: the teacher's .keras file; also used to check sizes")
-    allow_smaller_student: bool = _f(False, "accept a student smaller than its teacher")
-    init_checkpoint: str = _f("", "start from weights: a .keras file, or an original EfficientNet / Noisy "
+    model: str = flag("cnn-small", help="student network name (model/ registry)")
+    teacher: str = flag("", help="online mode: the teacher's .keras file; also used to check sizes")
+    allow_smaller_student: bool = flag(False, help="accept a student smaller than its teacher")
+    init_checkpoint: str = flag("", help="start from weights: a .keras file, or an original EfficientNet / Noisy "
                                   "Student TF checkpoint (its head is skipped when the class count differs)")
-    train_head_only: bool = _f(False, "fine-tune only the classifier (with init_checkpoint)")
-    labeled_data: str = _f("", "dataset dir (with summary.json) or glob of image records")
-    labeled_split: str = _f(splits.LABELED, "split of labeled_data to train on")
-    unlabeled_data: str = _f("", "offline: the selection job's output; online: image records")
-    unlabeled_split: str = _f(splits.PSEUDO_LABELED, "split of unlabeled_data")
-    eval_data: str = _f("", "dataset dir or glob evaluated at the end (default: labeled_data)")
-    eval_split: str = _f(splits.TEST, "split of eval_data")
-    eval_center_crop: bool = _f(False, "evaluate on the original's ImageNet crop (central size/(size+32) of "
+    train_head_only: bool = flag(False, help="fine-tune only the classifier (with init_checkpoint)")
+    labeled_data: str = flag("", help="dataset dir (with summary.json) or glob of image records")
+    labeled_split: str = flag(splits.LABELED, help="split of labeled_data to train on")
+    unlabeled_data: str = flag("", help="offline: the selection job's output; online: image records")
+    unlabeled_split: str = flag(splits.PSEUDO_LABELED, help="split of unlabeled_data")
+    eval_data: str = flag("", help="dataset dir or glob evaluated at the end (default: labeled_data)")
+    eval_split: str = flag(splits.TEST, help="split of eval_data")
+    eval_center_crop: bool = flag(False, help="evaluate on the original's ImageNet crop (central size/(size+32) of "
                                        "the shorter side, bicubic) instead of the whole image")
-    num_classes: int = _f(0, "0: read from labeled_data's summary.json")
-    image_size: int = _f(32, "square input side; images are resized to it")
-    normalization: str = _f("imagenet", "EfficientNet input mean/std: imagenet | svhn (the original's "
+    num_classes: int = flag(0, help="0: read from labeled_data's summary.json")
+    image_size: int = flag(32, help="square input side; images are resized to it")
+    normalization: str = flag("imagenet", help="EfficientNet input mean/std: imagenet | svhn (the original's "
                                         "task_info.py)")
-    small_image_model: bool = _f(False, "EfficientNet: stride 1 in its 2nd and 3rd stages, as the original "
+    small_image_model: bool = flag(False, help="EfficientNet: stride 1 in its 2nd and 3rd stages, as the original "
                                         "for 32-px images (final feature map 4x4 instead of 1x1)")
     # Optimisation
-    batch_size: int = _f(128, "labeled images per step (per replica group)")
-    unlabel_ratio: int = _f(5, "pseudo-labeled images per labeled image in a step")
-    train_steps: int = _f(1000, "optimizer steps in total")
-    steps_per_epoch: int = _f(100, "steps between checkpoints, logs and evaluation (a Keras epoch; the "
+    batch_size: int = flag(128, help="labeled images per step (per replica group)")
+    unlabel_ratio: int = flag(5, help="pseudo-labeled images per labeled image in a step")
+    train_steps: int = flag(1000, help="optimizer steps in total")
+    steps_per_epoch: int = flag(100, help="steps between checkpoints, logs and evaluation (a Keras epoch; the "
                                    "LR schedule counts epochs of the labeled data, not these)")
-    optimizer: str = _f("sgd", "sgd (Nesterov momentum 0.9) | rmsprop (the EfficientNet recipe) | adam")
-    learning_rate: float = _f(0.1, "base LR per 256 labeled images; scaled by batch_size/256")
-    lr_schedule: str = _f("cosine", "cosine | exponential (x0.97 every decay_epochs, staircase, the original's)")
-    num_train_images: int = _f(0, "labeled images in one epoch of the LR schedule; 0 = the labeled split's "
+    optimizer: str = flag("sgd", help="sgd (Nesterov momentum 0.9) | rmsprop (the EfficientNet recipe) | adam")
+    learning_rate: float = flag(0.1, help="base LR per 256 labeled images; scaled by batch_size/256")
+    lr_schedule: str = flag("cosine", help="cosine | exponential (x0.97 every decay_epochs, staircase, the original's)")
+    num_train_images: int = flag(0, help="labeled images in one epoch of the LR schedule; 0 = the labeled split's "
                                   "size from summary.json (the original's num_train_images)")
-    decay_epochs: float = _f(2.4, "exponential: epochs of the labeled data per x0.97 decay")
-    final_base_lr: float = _f(0.0, "exponential: if > 0, decay_epochs is set so the base LR decays to this "
+    decay_epochs: float = flag(2.4, help="exponential: epochs of the labeled data per x0.97 decay")
+    final_base_lr: float = flag(0.0, help="exponential: if > 0, decay_epochs is set so the base LR decays to this "
                                    "at the end (the original's SVHN script: 0.0002)")
-    warmup_epochs: float = _f(0.0, "linear warm-up from 0, in epochs of the labeled data (the original: 5)")
-    warmup_steps: int = _f(0, "linear warm-up, in steps (instead of warmup_epochs)")
-    weight_decay: float = _f(1e-4, "L2 on all weights but BatchNorm's (sum(w^2)/2 scaled)")
-    label_smoothing: float = _f(0.1, "on the labeled cross-entropy")
-    tpu: str = _f("auto", "auto (use a TPU when the VM has one) | none")
-    precision: str = _f("auto", "float32 | bfloat16 (Keras mixed precision: bfloat16 compute, float32 weights, "
+    warmup_epochs: float = flag(0.0, help="linear warm-up from 0, in epochs of the labeled data (the original: 5)")
+    warmup_steps: int = flag(0, help="linear warm-up, in steps (instead of warmup_epochs)")
+    weight_decay: float = flag(1e-4, help="L2 on all weights but BatchNorm's (sum(w^2)/2 scaled)")
+    label_smoothing: float = flag(0.1, help="on the labeled cross-entropy")
+    tpu: str = flag("auto", help="auto (use a TPU when the VM has one) | none")
+    precision: str = flag("auto", help="float32 | bfloat16 (Keras mixed precision: bfloat16 compute, float32 weights, "
                                 "softmax and loss) | auto (bfloat16 on TPUs, else float32); model.keras and "
                                 "the SavedModel are saved in float32 either way")
-    ema_momentum: float = _f(0.0, "EMA decay of the weights and BatchNorm statistics, evaluated and exported "
+    ema_momentum: float = flag(0.0, help="EMA decay of the weights and BatchNorm statistics, evaluated and exported "
                                   "(0 = off; the original: 0.9999, warmed up as min(d, (1+n)/(10+n)))")
     # The method
-    label_type: str = _f("hard", "hard (argmax, the original's default) | soft")
-    temperature: float = _f(1.0, "soft labels: q^(1/T), renormalised (T < 1 sharpens)")
-    unlabeled_weight: float = _f(-1.0, "weight of the unlabeled CE; -1 = unlabel_ratio (the original)")
+    label_type: str = flag("hard", help="hard (argmax, the original's default) | soft")
+    temperature: float = flag(1.0, help="soft labels: q^(1/T), renormalised (T < 1 sharpens)")
+    unlabeled_weight: float = flag(-1.0, help="weight of the unlabeled CE; -1 = unlabel_ratio (the original)")
     # Noise
-    randaugment_ops: int = _f(2, "RandAugment: ops per image (0 = no RandAugment)")
-    randaugment_magnitude: float = _f(5.0, "RandAugment magnitude M, the original's scale (10 = its 'max' level; "
+    randaugment_ops: int = flag(2, help="RandAugment: ops per image (0 = no RandAugment)")
+    randaugment_magnitude: float = flag(5.0, help="RandAugment magnitude M, the original's scale (10 = its 'max' level; "
                                            "0..30 accepted, B7 used 27)")
-    randaugment_translate_const: int = _f(100, "RandAugment translation at M = 10, in pixels (the original: "
+    randaugment_translate_const: int = flag(100, help="RandAugment translation at M = 10, in pixels (the original: "
                                                "100; image_size // 8 for 32-px images)")
-    randaugment_cutout_const: int = _f(40, "RandAugment cutout half-side at M = 10, in pixels (the original: "
+    randaugment_cutout_const: int = flag(40, help="RandAugment cutout half-side at M = 10, in pixels (the original: "
                                            "40; image_size // 8 for 32-px images)")
-    randaugment_cutout_op: bool = _f(True, "Cutout among RandAugment's ops (the original's --cutout_op, on)")
-    augment_labeled: bool = _f(True, "apply the input noise to labeled images too")
-    input_noise: str = _f("none", "noise besides RandAugment: none | svhn (after it: cutout of side size/2 "
+    randaugment_cutout_op: bool = flag(True, help="Cutout among RandAugment's ops (the original's --cutout_op, on)")
+    augment_labeled: bool = flag(True, help="apply the input noise to labeled images too")
+    input_noise: str = flag("none", help="noise besides RandAugment: none | svhn (after it: cutout of side size/2 "
                                   "filled with 128, then a reflect-pad-4 random crop) | imagenet (before it: "
                                   "Inception crop, bicubic resize, random flip)")
-    dropout_rate: float = _f(-1.0, "before the classifier; -1 = the model's default")
-    stochastic_depth_rate: float = _f(0.2, "stochastic depth: block i of N drops with this x i / N (the "
+    dropout_rate: float = flag(-1.0, help="before the classifier; -1 = the model's default")
+    stochastic_depth_rate: float = flag(0.2, help="stochastic depth: block i of N drops with this x i / N (the "
                                             "original's; the last block just under it)")
-    bn_momentum: float = _f(-1.0, "BatchNorm momentum; -1 = the model's default")
+    bn_momentum: float = flag(-1.0, help="BatchNorm momentum; -1 = the model's default")
     # FixRes fine-tuning on un-augmented labeled data
-    finetune_steps: int = _f(0, "0 = none; else steps at finetune_image_size without noise")
-    finetune_image_size: int = _f(0, "0 = image_size")
+    finetune_steps: int = flag(0, help="0 = none; else steps at finetune_image_size without noise")
+    finetune_image_size: int = flag(0, help="0 = image_size")
     # Where things go (AIP_* variables from Vertex AI override the defaults)
-    output_dir: str = _f("runs/train", "model, eval.json and (by default) checkpoints and logs")
-    checkpoint_dir: str = _f("", "default: $AIP_CHECKPOINT_DIR or <output_dir>/checkpoints")
-    tensorboard_dir: str = _f("", "default: $AIP_TENSORBOARD_LOG_DIR or <output_dir>/logs")
-    saved_model: bool = _f(True, "also export saved_model/ (serving signatures; needs TensorFlow); false: "
+    output_dir: str = flag("runs/train", help="model, eval.json and (by default) checkpoints and logs")
+    checkpoint_dir: str = flag("", help="default: $AIP_CHECKPOINT_DIR or <output_dir>/checkpoints")
+    tensorboard_dir: str = flag("", help="default: $AIP_TENSORBOARD_LOG_DIR or <output_dir>/logs")
+    saved_model: bool = flag(True, help="also export saved_model/ (serving signatures; needs TensorFlow); false: "
                                  "model.keras only, what predict, classify and the next iteration read")
-    seed: int = _f(0, "seed of initialisation and input order")
-    shuffle_buffer: int = _f(10000, "tf.data shuffle buffer (records)")
-    verbose: int = _f(2, "Keras fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch")
+    seed: int = flag(0, help="seed of initialisation and input order")
+    shuffle_buffer: int = flag(10000, help="tf.data shuffle buffer (records)")
+    verbose: int = flag(2, help="Keras fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch")
 
     def resolved_unlabeled_weight(self) -> float:
         return float(self.unlabel_ratio) if self.unlabeled_weight < 0 else self.unlabeled_weight
@@ -175,7 +172,7 @@ PRESETS: dict[str, dict] = {
                  label_smoothing=0.1, label_type="soft", temperature=1.0, randaugment_ops=2,
                  randaugment_magnitude=5, randaugment_translate_const=4, randaugment_cutout_const=4,
                  input_noise="svhn", stochastic_depth_rate=0.2, ema_momentum=0.9999,
-                 labeled_split="train", eval_split="test", mode="online", precision="float32"),
+                 labeled_split=splits.TRAIN, eval_split=splits.TEST, mode="online", precision="float32"),
     # ImageNet as the original's scripts run it (main.py defaults; local_scripts/imagenet/train.sh for
     # B7): batch 4096, 350 epochs of the labeled data (109,474 steps).
     "imagenet": dict(model="efficientnet-b7", image_size=600, batch_size=4096, unlabel_ratio=3,
@@ -183,7 +180,7 @@ PRESETS: dict[str, dict] = {
                      lr_schedule="exponential", warmup_epochs=5.0, decay_epochs=2.4, weight_decay=1e-5,
                      label_smoothing=0.1, randaugment_ops=2, randaugment_magnitude=27,
                      input_noise="imagenet",
-                     stochastic_depth_rate=0.2, ema_momentum=0.9999, labeled_split="train",
+                     stochastic_depth_rate=0.2, ema_momentum=0.9999, labeled_split=splits.TRAIN,
                      eval_split=splits.VALIDATION, eval_center_crop=True, label_type="soft", temperature=1.0,
                      mode="online", precision="float32"),
 }
@@ -204,46 +201,24 @@ def get_config(preset: Optional[str] = None, **overrides) -> TrainConfig:
     return TrainConfig(**values)
 
 
-def parse_bool(text: str) -> bool:
-    """true/false (also 1/0, yes/no, on/off), as the trainer's boolean flags take them."""
-    if text.lower() in ("1", "true", "yes", "on"):
-        return True
-    if text.lower() in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
-
-
 def build_parser(prog: str = "python -m trainer.task") -> argparse.ArgumentParser:
+    """--preset, then one flag per TrainConfig field (noisystudent/typed_flags.py), each laid over the preset."""
     parser = argparse.ArgumentParser(
         prog=prog, description="Train a teacher or a noisy student (Keras 3).",
         epilog="Presets: " + ", ".join(PRESETS) + ". Flags override the preset's fields.")
     parser.add_argument("--preset", choices=sorted(PRESETS), help="start from a dataset preset")
-    for f in dataclasses.fields(TrainConfig):
-        kind = parse_bool if f.type in ("bool", bool) else {"int": int, "float": float}.get(f.type, str)
-        parser.add_argument(f"--{f.name}", type=kind, default=None,
-                            help=f"{f.metadata['help']} (default {f.default!r})")
-    return parser
+    return add_flags(parser, TrainConfig, only_given=True, default_note=" unless the preset sets it")
 
 
 def config_from_args(argv: Optional[Sequence[str]] = None) -> TrainConfig:
-    args = build_parser().parse_args(argv)
-    overrides = {k: v for k, v in vars(args).items() if k != "preset" and v is not None}
-    return get_config(args.preset, **overrides)
+    overrides = vars(build_parser().parse_args(argv))
+    return get_config(overrides.pop("preset"), **overrides)
 
 
-def recipe(preset: str, train_args: Sequence[str] = (), overrides: Optional[dict] = None, **fields) -> TrainConfig:
-    """What the loop and its references train with: the preset with `fields` (data, splits, seed), then the
-    user's trainer flags (`--train_args`), then an experiment's `train` section (`overrides`)."""
-    config = with_flags(get_config(preset, **fields), train_args)
-    return dataclasses.replace(config, **(overrides or {}))
-
-
-def with_flags(config: TrainConfig, argv: Sequence[str]) -> TrainConfig:
-    """`config` with trainer flags (e.g. a loop's --train_args) applied on top; --preset is not one."""
-    args, unknown = build_parser().parse_known_args(list(argv))
-    if unknown or args.preset:
-        raise ValueError(f"trainer flags: {'--preset is set by the caller' if args.preset else 'unknown flag(s) '}"
-                         f"{' '.join(unknown)}")
-    config = dataclasses.replace(config, **{k: v for k, v in vars(args).items() if k != "preset" and v is not None})
+def recipe(preset: str, overrides: Optional[dict] = None, **fields) -> TrainConfig:
+    """What the loop and its references train with: the preset with `fields` (data, splits, seed), then an
+    experiment's `train` section (`overrides`: the loop's --train_args land there)."""
+    config = dataclasses.replace(get_config(preset, **fields), **(overrides or {}))
     config.validate()
     return config
+

@@ -26,7 +26,7 @@ import keras
 import tensorflow as tf
 
 from model import build_model, count_params
-from noisystudent import dataset_dir, records
+from noisystudent import dataset_dir, records, run_layout
 from noisystudent.errors import DamagedInputError, op_message
 from noisystudent.teacher import check_class_count, load_keras_model, load_keras_teacher
 from trainer import cluster as cluster_lib, data, evaluate
@@ -331,10 +331,10 @@ def write_trained_model(config: TrainConfig, info: DataInfo, student: keras.Mode
     report = evaluate.evaluate_model(student, eval_ds, info.class_names)
     report.update(model=config.model, mode=config.mode, eval_data=eval_location, eval_split=config.eval_split,
                   steps=config.train_steps, train_seconds=round(time.time() - start, 1))
-    evaluate.write_report(report, posixpath.join(model_dir, "eval.json"))
+    evaluate.write_report(report, posixpath.join(model_dir, run_layout.EVAL_FILE))
     with tf.io.gfile.GFile(posixpath.join(model_dir, "history.json"), "w") as f:
         json.dump({k: [float(x) for x in v] for k, v in history.history.items()}, f)
-    keras_path = posixpath.join(model_dir, "model.keras")
+    keras_path = posixpath.join(model_dir, run_layout.MODEL_FILE)
     student = float32_copy(config, info, student) if precision == "bfloat16" else student
     student.save(keras_path)
     export_dir = posixpath.join(model_dir, "saved_model")

@@ -34,73 +34,37 @@ from typing import Optional, Sequence
 import tensorflow as tf
 
 from noisystudent import run_layout, splits
-from trainer.config import DEFAULT_PRESET, PRESETS
 from noisystudent.app import ceiling as ceiling_lib
+from noisystudent.app import experiment as experiment_lib
 from noisystudent.app import loop
+from noisystudent.app.experiment import Experiment
 
 log = logging.getLogger(__name__)
 RESULTS_JSON, RESULTS_MD = "benchmark.json", "benchmark.md"
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class BenchmarkConfig:
-    data: str  # a dataset dir; "{seed}" in it is replaced by each seed
+    """An experiment (noisystudent/app/experiment.py) over its seeds, with the references, in one directory."""
+
+    experiment: Experiment
     run_dir: str
-    models: list[str]
-    seeds: list[int]
-    preset: str = DEFAULT_PRESET
-    num_image: int = 0  # the loop's default when 0
-    min_threshold: Optional[float] = None
-    ceiling: bool = True
-    train_args: tuple[str, ...] = ()
-    train_overrides: dict = dataclasses.field(default_factory=dict)
-    select_args: tuple[str, ...] = ()
-    predict_args: tuple[str, ...] = ()
-    predict_overrides: dict = dataclasses.field(default_factory=dict)  # an experiment's PredictConfig fields
-    select_overrides: dict = dataclasses.field(default_factory=dict)  # an experiment's SelectConfig fields
-    experiment: dict = dataclasses.field(default_factory=dict)  # the resolved experiment (each loop's manifest)
     beam_args: tuple[str, ...] = ()
-    title: str = ""
+
+    def loop(self, seed: int) -> loop.LoopConfig:
+        return loop.LoopConfig(self.experiment, run_layout.loop_dir(self.run_dir, seed), seed, self.beam_args)
 
     def data_for(self, seed: int) -> str:
-        return self.data.replace("{seed}", str(seed))
+        return self.experiment.data.replace("{seed}", str(seed)).replace("{run_dir}", self.run_dir)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="noisystudent benchmark", description=__doc__.split("\n\n")[0],
                                      epilog=__doc__.split("\n\n", 2)[2], formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--config", default="", help="An experiment file, or a shipped one by name "
-                                                      "(noisystudent/app/experiment.py); --config.FIELD VALUE overrides.")
-    parser.add_argument("--print_config", action="store_true", help="Print the resolved experiment as JSON and exit.")
-    parser.add_argument("--data", help="Dataset dir (labeled, unlabeled, test); '{seed}' in it is replaced by each seed.")
+    experiment_lib.add_flags(parser, benchmark=True)
     parser.add_argument("--run_dir", help="Where every run writes; benchmark.json/.md at its top.")
-    parser.add_argument("--seeds", default="0,1,2", help="Comma-separated seeds (default 0,1,2).")
-    parser.add_argument("--models", default="cnn-small,cnn-medium,cnn-medium",
-                        help="The teacher, then one student per iteration (default cnn-small, then the larger "
-                             "cnn-medium twice: docs/benchmarks.md).")
-    parser.add_argument("--preset", default=DEFAULT_PRESET, help=f"Trainer preset ({', '.join(PRESETS)}).")
-    parser.add_argument("--num_image", type=int, default=0, help="Pseudo-labeled images per class (loop's default).")
-    parser.add_argument("--min_threshold", type=float, default=None, help="Selection's lowest confidence.")
-    parser.add_argument("--no_ceiling", action="store_true", help="Skip the supervised ceiling.")
-    parser.add_argument("--train_args", default="", help="Trainer flags for every model, e.g. '--train_steps 2000'.")
-    parser.add_argument("--select_args", default="", help="Extra selection flags.")
-    parser.add_argument("--predict_args", default="", help="Extra predict flags (the loop's --predict_args).")
     parser.add_argument("--beam_args", default="", help="Beam flags for predict/select.")
-    parser.add_argument("--title", default="", help="The table's title (default: 'Noisy Student on <data>').")
     return parser
-
-
-def parse_seeds(text: str) -> list[int]:
-    """'0,1,2' -> [0, 1, 2]; a clear error for an empty list, a non-integer or a repeated seed."""
-    try:
-        seeds = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise ValueError(f"--seeds {text!r}: expected comma-separated integers, e.g. 0,1,2") from None
-    if not seeds:
-        raise ValueError(f"--seeds {text!r}: give at least one seed, e.g. 0,1,2")
-    if len(set(seeds)) != len(seeds):
-        raise ValueError(f"--seeds {text!r}: a seed is repeated")
-    return seeds
 
 
 def _spread(values: list[float]) -> dict:
@@ -196,49 +160,47 @@ def _step_seconds(loop_dir: str) -> float:
 
 def _labeled_only(cfg: BenchmarkConfig, seconds: dict[int, float]) -> dict:
     """The last student's model trained as the teacher was (labeled split alone), per seed."""
-    accs, labeled = [], 0
-    for seed in cfg.seeds:
-        log.info("seed %d: %s on the labels alone (the larger student's own reference)", seed, cfg.models[-1])
-        r = ceiling_lib.train_labeled_only(cfg.data_for(seed), run_layout.seed_dir(cfg.run_dir, seed), seed,
-                                           cfg.models[-1], cfg.preset, cfg.train_args, cfg.train_overrides)
+    accs, labeled, model = [], 0, cfg.experiment.models[-1]
+    for seed in cfg.experiment.seeds:
+        log.info("seed %d: %s on the labels alone (the larger student's own reference)", seed, model)
+        r = ceiling_lib.train_labeled_only(cfg.experiment, cfg.data_for(seed), run_layout.seed_dir(cfg.run_dir, seed),
+                                           seed)
         accs.append(r["top1_accuracy"])
         labeled = r["labeled"]
         seconds[seed] += r["seconds"]
-    return {"model": cfg.models[-1], "labeled": labeled, **_spread(accs)}
+    return {"model": model, "labeled": labeled, **_spread(accs)}
 
 
 def run_benchmark(cfg: BenchmarkConfig) -> dict:
     """Every seed's loop, then every seed's ceiling; writes benchmark.json and benchmark.md."""
+    exp = cfg.experiment
+    if (exp.labeled_split, exp.unlabeled_split) != (splits.LABELED, splits.UNLABELED) and exp.ceiling:
+        raise ValueError(f"the benchmark's references (the ceiling, the student's model on the labels alone) read "
+                         f"the {splits.LABELED!r} and {splits.UNLABELED!r} splits: pass --no_ceiling (ceiling=False "
+                         "in an experiment), or run `noisystudent loop` on it")
     start = time.time()
     per_seed, seconds = {}, {}
-    for seed in cfg.seeds:
-        loop_dir = run_layout.loop_dir(cfg.run_dir, seed)
-        log.info("seed %d: teacher + %d student iterations on %s", seed, len(cfg.models) - 1, cfg.data_for(seed))
-        per_seed[seed] = loop.run_loop(loop.LoopConfig(
-            data=cfg.data_for(seed), run_dir=loop_dir,
-            models=list(cfg.models), preset=cfg.preset, num_image=cfg.num_image, min_threshold=cfg.min_threshold,
-            seed=seed, train_args=cfg.train_args, train_overrides=cfg.train_overrides, select_args=cfg.select_args,
-            predict_args=cfg.predict_args, predict_overrides=cfg.predict_overrides,
-            select_overrides=cfg.select_overrides, experiment=cfg.experiment, beam_args=cfg.beam_args))
-        seconds[seed] = _step_seconds(loop_dir)
+    for seed in exp.seeds:
+        loop_cfg = cfg.loop(seed)
+        log.info("seed %d: teacher + %d student iterations on %s", seed, len(exp.models) - 1, loop_cfg.data())
+        per_seed[seed] = loop.run_loop(loop_cfg)
+        seconds[seed] = _step_seconds(loop_cfg.run_dir)
         log.info("seed %d: %s", seed, ", ".join(f"iter{r['iteration']} {100 * r['top1_accuracy']:.2f}%"
                                                 for r in per_seed[seed]))
     ceiling = None
-    if cfg.ceiling:
+    if exp.ceiling:
         accs, labeled = [], 0
-        for seed in cfg.seeds:
+        for seed in exp.seeds:
             log.info("seed %d: supervised ceiling (every training label)", seed)
-            c = ceiling_lib.train_ceiling(cfg.data_for(seed), run_layout.seed_dir(cfg.run_dir, seed), seed,
-                                          cfg.models[-1], cfg.preset, cfg.train_args, cfg.train_overrides)
+            c = ceiling_lib.train_ceiling(exp, cfg.data_for(seed), run_layout.seed_dir(cfg.run_dir, seed), seed)
             accs.append(c["top1_accuracy"])
             labeled = c["labeled"]
             seconds[seed] += c["seconds"]
-        ceiling = {"model": cfg.models[-1], "labeled": labeled, **_spread(accs)}
-    alone = _labeled_only(cfg, seconds) if cfg.models[-1] != cfg.models[0] else None
+        ceiling = {"model": exp.models[-1], "labeled": labeled, **_spread(accs)}
+    alone = _labeled_only(cfg, seconds) if exp.ceiling and exp.models[-1] != exp.models[0] else None
     rows = aggregate(per_seed)
-    result = {"title": cfg.title, "data": cfg.data, "seeds": cfg.seeds, "models": cfg.models, "preset": cfg.preset,
-              "train_args": list(cfg.train_args), "select_args": list(cfg.select_args),
-              "predict_args": list(cfg.predict_args), "rows": rows,
+    result = {"title": exp.title, "data": exp.data, "seeds": exp.seeds, "models": exp.models, "preset": exp.preset,
+              "experiment": experiment_lib.resolved(exp), "rows": rows,
               "ceiling": ceiling, "labeled_only": alone, "summary": summarise(rows, ceiling, alone),
               "per_seed": per_seed, "seconds": round(time.time() - start, 1),
               "seconds_per_seed": {k: round(v, 1) for k, v in seconds.items()}}
@@ -249,54 +211,16 @@ def run_benchmark(cfg: BenchmarkConfig) -> dict:
     return result
 
 
-EXPERIMENT_FLAGS = ("--data", "--models", "--seeds", "--preset", "--num_image", "--min_threshold", "--no_ceiling",
-                    "--train_args", "--select_args", "--predict_args", "--title")
-
-
-def from_experiment(experiment, run_dir: str) -> BenchmarkConfig:
-    """An experiment (noisystudent/app/experiment.py) over its seeds, with the references."""
-    from noisystudent.app import experiment as experiment_lib
-
-    if (experiment.labeled_split, experiment.unlabeled_split) != (splits.LABELED, splits.UNLABELED) and experiment.ceiling:
-        raise ValueError("the benchmark's references (the ceiling, the student's model on the labels alone) read "
-                         "the 'labeled' and 'unlabeled' splits: set ceiling=False in the experiment, or run "
-                         "`noisystudent loop --config` on it")
-    select = dict(experiment.select)
-    return BenchmarkConfig(
-        data=experiment.data.replace("{run_dir}", run_dir), run_dir=run_dir, models=list(experiment.models),
-        seeds=list(experiment.seeds), preset=experiment.preset, num_image=select.pop("num_image", 0),
-        ceiling=experiment.ceiling, train_overrides=dict(experiment.train),
-        predict_overrides=dict(experiment.predict), select_overrides=select, title=experiment.title,
-        experiment=experiment_lib.resolved(experiment))
-
-
 def run(argv: Optional[Sequence[str]] = None) -> dict:
     import sys
 
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    if any(a == "--config" or a.startswith("--config=") for a in argv):
-        from noisystudent.app import experiment as experiment_lib
-
-        experiment, args = loop.run_experiment_flags(parser, argv, EXPERIMENT_FLAGS)
-        if args.print_config:
-            print(json.dumps(experiment_lib.resolved(experiment), indent=2))
-            return {}
-        if not args.run_dir:
-            raise ValueError("--run_dir: where the experiment's runs write")
-        result = run_benchmark(from_experiment(experiment, args.run_dir))
-        print(format_markdown(result))
-        return result
-    args = parser.parse_args(argv)
-    for flag in ("data", "run_dir"):
-        if not getattr(args, flag):
-            parser.error(f"--{flag} is required (or --config F)")
-    models = [m.strip() for m in args.models.split(",") if m.strip()]
-    result = run_benchmark(BenchmarkConfig(
-        data=args.data, run_dir=args.run_dir, models=models, seeds=parse_seeds(args.seeds), preset=args.preset,
-        num_image=args.num_image, min_threshold=args.min_threshold, ceiling=not args.no_ceiling,
-        train_args=tuple(args.train_args.split()), select_args=tuple(args.select_args.split()),
-        predict_args=tuple(args.predict_args.split()), beam_args=tuple(args.beam_args.split()), title=args.title))
+    experiment, args = experiment_lib.parse_flags(build_parser(), list(sys.argv[1:] if argv is None else argv))
+    if args.print_config:
+        print(json.dumps(experiment_lib.resolved(experiment), indent=2))
+        return {}
+    if not args.run_dir:
+        raise ValueError("--run_dir: where the benchmark's runs write")
+    result = run_benchmark(BenchmarkConfig(experiment, args.run_dir, tuple(args.beam_args.split())))
     print(format_markdown(result))
     print(f"\nresults: {posixpath.join(args.run_dir, RESULTS_JSON)}, {posixpath.join(args.run_dir, RESULTS_MD)}")
     return result

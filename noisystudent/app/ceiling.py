@@ -93,13 +93,13 @@ def images_per_student_step(config) -> int:
     return config.batch_size * (1 + config.unlabel_ratio)
 
 
-def _recipe(preset: str, data: str, seed: int, train_args: tuple[str, ...], train_overrides: Optional[dict],
-            eval_split: str):
-    """The loop's teacher recipe on `data`'s labeled split (preset, then the user's flags and overrides)."""
+def _recipe(experiment, data: str, seed: int):
+    """The loop's teacher recipe on `data`'s labeled split (the experiment's preset and train section)."""
     from trainer.config import get_config, recipe
 
-    return recipe(preset, train_args, {**(train_overrides or {}), "mode": "supervised"}, labeled_data=data,
-                  labeled_split=splits.LABELED, eval_split=eval_split or get_config(preset).eval_split, seed=seed)
+    return recipe(experiment.preset, {**experiment.train, "mode": "supervised"}, labeled_data=data,
+                  labeled_split=splits.LABELED, eval_split=experiment.eval_split or get_config(experiment.preset).eval_split,
+                  seed=seed)
 
 
 def _train_or_reuse(config) -> dict:
@@ -109,7 +109,7 @@ def _train_or_reuse(config) -> dict:
     from trainer import task
 
     start = time.time()
-    report_path = posixpath.join(config.output_dir, "eval.json")
+    report_path = posixpath.join(config.output_dir, run_layout.EVAL_FILE)
     if tf.io.gfile.exists(report_path):
         with tf.io.gfile.GFile(report_path) as f:
             report = json.load(f)
@@ -120,26 +120,25 @@ def _train_or_reuse(config) -> dict:
             or _progress_seconds(config.output_dir) or round(time.time() - start, 1)}
 
 
-def train_ceiling(data: str, seed_dir: str, seed: int, model: str, preset: str, train_args: tuple[str, ...] = (),
-                  train_overrides: Optional[dict] = None, eval_split: str = "") -> dict:
-    """Train (or reuse) the ceiling in seed_dir/ceiling; {"top1_accuracy", "labeled", "seconds" (training)}."""
-    ceiling_data = write_ceiling_data(data, posixpath.join(seed_dir, "ceiling_data"))
-    config = _recipe(preset, data, seed, train_args, train_overrides, eval_split)
+def train_ceiling(experiment, data: str, seed_dir: str, seed: int) -> dict:
+    """Train (or reuse) the ceiling of the experiment's last student model in seed_dir/ceiling;
+    {"top1_accuracy", "labeled", "seconds" (training)}."""
+    ceiling_data = write_ceiling_data(data, posixpath.join(seed_dir, run_layout.CEILING_DATA))
+    config = _recipe(experiment, data, seed)
     report = _train_or_reuse(dataclasses.replace(
-        config, labeled_data=ceiling_data.location, eval_data=config.eval_data or data, model=model,
+        config, labeled_data=ceiling_data.location, eval_data=config.eval_data or data, model=experiment.models[-1],
         output_dir=posixpath.join(seed_dir, run_layout.CEILING), batch_size=images_per_student_step(config)))
     return {**report, "labeled": ceiling_data.split(splits.LABELED).records}
 
 
-def train_labeled_only(data: str, seed_dir: str, seed: int, model: str, preset: str,
-                       train_args: tuple[str, ...] = (), train_overrides: Optional[dict] = None,
-                       eval_split: str = "") -> dict:
-    """`model` as a teacher would be trained: the labeled split alone, in seed_dir/labeled_only.
+def train_labeled_only(experiment, data: str, seed_dir: str, seed: int) -> dict:
+    """The experiment's last student model as a teacher would be trained: the labeled split alone, in
+    seed_dir/labeled_only.
 
     The reference for a student larger than its teacher: what the larger model gets without pseudo-labels,
     so the method's gain is told apart from the model's."""
-    config = _recipe(preset, data, seed, train_args, train_overrides, eval_split)
-    report = _train_or_reuse(dataclasses.replace(config, model=model,
+    config = _recipe(experiment, data, seed)
+    report = _train_or_reuse(dataclasses.replace(config, model=experiment.models[-1],
                                                  output_dir=posixpath.join(seed_dir, run_layout.LABELED_ONLY)))
     return {**report, "labeled": dataset_dir.load_summary(data).split(splits.LABELED).records}
 

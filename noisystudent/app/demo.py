@@ -13,7 +13,6 @@ the table gives the mean and spread over seeds.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import posixpath
 from typing import Optional, Sequence
@@ -21,7 +20,7 @@ from typing import Optional, Sequence
 import tensorflow as tf
 
 from beam_pipelines import ingest_digits
-from noisystudent import run_layout
+from noisystudent import dataset_dir, run_layout
 from noisystudent.app import experiment
 from noisystudent.app import benchmark
 
@@ -29,13 +28,16 @@ log = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="noisystudent demo", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="noisystudent demo", description=__doc__.split("\n\n")[0],
+                                     epilog="The rest is the shipped digits_demo experiment "
+                                            "(noisystudent/app/experiments/digits_demo.py).")
     parser.add_argument("--run_dir", default="runs/demo", help="Where every step writes (default runs/demo).")
-    parser.add_argument("--seeds", default="0,1,2", help="Comma-separated seeds (default 0,1,2).")
-    parser.add_argument("--iterations", type=int, default=2, help="Student iterations (default 2).")
-    parser.add_argument("--model", default="cnn-small", help="Teacher and students (default cnn-small).")
-    parser.add_argument("--labels_per_class", type=int, default=10)
-    parser.add_argument("--train_steps", type=int, default=0, help="Override the digits preset's steps.")
+    parser.add_argument("--seeds", help="Comma-separated seeds (default: the experiment's, 0,1,2).")
+    parser.add_argument("--iterations", type=int, help="Student iterations (default: the experiment's, 2).")
+    parser.add_argument("--model", help="Teacher and students (default: the experiment's, cnn-small).")
+    parser.add_argument("--labels_per_class", type=int,
+                        help="Labeled digits per class (default: ingest-digits', 10).")
+    parser.add_argument("--train_steps", type=int, help="Override the digits preset's steps.")
     parser.add_argument("--no_ceiling", action="store_true",
                         help="Skip the supervised ceiling (the same model trained on every label).")
     return parser
@@ -45,18 +47,25 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
     """The shipped digits_demo experiment (noisystudent/app/experiments/) with this command's flags on top:
     ingest the digits once per seed (its own labeled subset), then `noisystudent benchmark` on them."""
     args = build_parser().parse_args(argv)
-    seeds = benchmark.parse_seeds(args.seeds)
     demo = experiment.load("digits_demo")
-    demo = dataclasses.replace(demo, seeds=seeds, models=[args.model] * (args.iterations + 1),
-                               ceiling=demo.ceiling and not args.no_ceiling,
-                               train={**demo.train, **({"train_steps": args.train_steps} if args.train_steps else {})})
-    cfg = benchmark.from_experiment(demo, args.run_dir)
+    values = {"ceiling": False} if args.no_ceiling else {}
+    if args.seeds is not None:
+        values["seeds"] = experiment.parse_value("seeds", args.seeds, "--seeds")
+    if args.model or args.iterations is not None:
+        values["models"] = [args.model or demo.models[0]] * (
+            (len(demo.models) - 1 if args.iterations is None else args.iterations) + 1)
+    if args.train_steps:
+        values["train.train_steps"] = args.train_steps
+    demo = experiment.apply(demo, values)
+    seeds = demo.seeds
+    cfg = benchmark.BenchmarkConfig(demo, args.run_dir)
     for seed in seeds:
         data_dir = cfg.data_for(seed)
-        if not tf.io.gfile.exists(posixpath.join(data_dir, "summary.json")):
+        if not tf.io.gfile.exists(posixpath.join(data_dir, dataset_dir.SUMMARY_FILE)):
             log.info("seed %d: ingesting the bundled digits into %s", seed, data_dir)
             ingest_digits.run_config(ingest_digits.IngestDigitsConfig(
-                data_dir, labels_per_class=args.labels_per_class, seed=seed))
+                data_dir, seed=seed, **({} if args.labels_per_class is None else
+                                        {"labels_per_class": args.labels_per_class})))
     result = benchmark.run_benchmark(cfg)
     plots = [posixpath.join(run_layout.step_dir(run_layout.loop_dir(args.run_dir, seeds[0]), 1, run_layout.PSEUDO), p)
              for p in ("histograms.png", "samples.png")]

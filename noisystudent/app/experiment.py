@@ -15,6 +15,11 @@ and an unknown name or a wrong type is refused with the dotted name. `noisystude
 --config F` runs it (F: a file, or the name of one shipped in noisystudent/app/experiments/); any field
 can be changed on the command line by its dotted name (`--config.select.num_image 1000`,
 `--config.seeds 0,1`); `--print_config` prints the resolved experiment as JSON and exits.
+
+The loop's and the benchmark's other flags are shorthand for the same fields, laid over the file (or,
+without --config, over this dataclass's defaults): `--data` is `--config.data`, `--num_image` is
+`--config.select.num_image`, `--train_args "--train_steps 30"` is `--config.train.train_steps 30`.
+One field given twice (`--min_threshold` and `--select_args "--min_threshold ..."`) is refused.
 """
 
 from __future__ import annotations
@@ -27,13 +32,14 @@ import os
 from typing import Any, Sequence
 
 from noisystudent import splits
-from noisystudent.typed_flags import field_types
-from trainer.config import DEFAULT_PRESET, parse_bool
+from noisystudent.typed_flags import field_types, given, parse_bool
+from trainer.config import DEFAULT_PRESET, PRESETS
 
 SHIPPED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "experiments")
 # Fields each loop step sets itself (where its inputs and outputs are, which teacher, the seed).
 KIND_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false", list: "a list",
               dict: "a dict"}
+STAGES = ("train", "predict", "select")
 PER_RUN_FIELDS = {"predict": ("input", "split", "model", "output_dir", "teacher_name", "overwrite", "seed"),
                   "select": ("predictions", "output_dir", "overwrite", "seed"),
                   "train": ("labeled_data", "labeled_split", "eval_split", "unlabeled_data", "unlabeled_split",
@@ -45,9 +51,11 @@ class Experiment:
     """The method on one dataset: the data, the models per iteration and each stage's settings."""
 
     data: str  # dataset dir; "{seed}" picks one per seed, "{run_dir}" the run's own folder
-    models: list[str]  # the teacher, then one student per iteration (equal or larger)
+    # the teacher, then one student per iteration (equal or larger); by default the larger student of
+    # docs/benchmarks.md
+    models: list[str] = dataclasses.field(default_factory=lambda: ["cnn-small", "cnn-medium", "cnn-medium"])
     preset: str = DEFAULT_PRESET  # the trainer's recipe (trainer/config.py PRESETS)
-    seeds: list[int] = dataclasses.field(default_factory=lambda: [0])
+    seeds: list[int] = dataclasses.field(default_factory=lambda: [0, 1, 2])  # the loop runs the first
     labeled_split: str = splits.LABELED
     unlabeled_split: str = splits.UNLABELED
     eval_split: str = ""  # "": the preset's
@@ -109,36 +117,57 @@ def load(name_or_path: str) -> Experiment:
     return experiment
 
 
-def _parse(text: str, kind: type, dotted: str) -> Any:
+def _parse(text: str, kind: type, spelled: str) -> Any:
     try:
         return parse_bool(text) if kind is bool else kind(text)
     except (ValueError, argparse.ArgumentTypeError):
-        raise ValueError(f"--config.{dotted} {text!r}: expected {KIND_NAMES[kind]}") from None
+        raise ValueError(f"{spelled} {text!r}: expected {KIND_NAMES[kind]}") from None
+
+
+def parse_value(dotted: str, text: str, spelled: str = "") -> Any:
+    """The typed value of `--config.<dotted> <text>` (or of the flag `spelled`): a top-level field, or a
+    stage's (`select.num_image`)."""
+    spelled = spelled or f"--config.{dotted}"
+    head, _, rest = dotted.partition(".")
+    if head in STAGES and rest:
+        kind = field_types(_stage_classes()[head]).get(rest)
+        if kind is None:
+            raise ValueError(f"{spelled}: {_stage_classes()[head].__name__} has no field {rest!r}")
+        return _parse(text, kind, spelled)
+    top = field_types(Experiment)
+    if head not in top or rest or head in STAGES:
+        raise ValueError(f"{spelled}: not a field of the experiment (fields: {', '.join(top)}; stage fields as "
+                         "train.X, predict.X, select.X)")
+    if head == "models":
+        return [m.strip() for m in text.split(",") if m.strip()]
+    if head == "seeds":
+        try:
+            seeds = [int(s) for s in text.split(",") if s.strip()]
+        except ValueError:
+            raise ValueError(f"{spelled} {text!r}: expected comma-separated integers, e.g. 0,1,2") from None
+        if not seeds:
+            raise ValueError(f"{spelled} {text!r}: give at least one seed, e.g. 0,1,2")
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"{spelled} {text!r}: a seed is repeated")
+        return seeds
+    return _parse(text, top[head], spelled)
+
+
+def apply(experiment: Experiment, values: dict[str, Any]) -> Experiment:
+    """`experiment` with typed values set by dotted name (`{"select.num_image": 1000, "seeds": [0]}`)."""
+    changes: dict[str, Any] = {}
+    for dotted, value in values.items():
+        head, _, rest = dotted.partition(".")
+        if rest:
+            changes.setdefault(head, dict(getattr(experiment, head)))[rest] = value
+        else:
+            changes[head] = value
+    return dataclasses.replace(experiment, **changes)
 
 
 def override(experiment: Experiment, pairs: Sequence[tuple[str, str]]) -> Experiment:
     """Apply `--config.a.b value` pairs: a top-level field, or a stage's field (`select.num_image`)."""
-    top = field_types(Experiment)
-    changes: dict[str, Any] = {}
-    for dotted, text in pairs:
-        head, _, rest = dotted.partition(".")
-        if head in ("train", "predict", "select") and rest:
-            kind = field_types(_stage_classes()[head]).get(rest)
-            if kind is None:
-                raise ValueError(f"--config.{dotted}: {_stage_classes()[head].__name__} has no field {rest!r}")
-            changes.setdefault(head, dict(getattr(experiment, head)))[rest] = _parse(text, kind, dotted)
-        elif head in top and not rest and head not in ("train", "predict", "select"):
-            kind = top[head]
-            if head == "models":
-                changes[head] = [m.strip() for m in text.split(",") if m.strip()]
-            elif head == "seeds":
-                changes[head] = [_parse(s, int, dotted) for s in text.split(",") if s.strip()]
-            else:
-                changes[head] = _parse(text, kind, dotted)
-        else:
-            raise ValueError(f"--config.{dotted}: not a field of the experiment (fields: "
-                             f"{', '.join(top)}; stage fields as train.X, predict.X, select.X)")
-    return dataclasses.replace(experiment, **changes)
+    return apply(experiment, {dotted: parse_value(dotted, text) for dotted, text in pairs})
 
 
 def split_config_flags(argv: Sequence[str]) -> tuple[list[str], list[tuple[str, str]]]:
@@ -166,7 +195,7 @@ def resolved(experiment: Experiment) -> dict:
 
     stages = _stage_classes()
     recipe = dataclasses.asdict(get_config(experiment.preset, **experiment.train))
-    out = {k: v for k, v in dataclasses.asdict(experiment).items() if k not in ("train", "predict", "select")}
+    out = {k: v for k, v in dataclasses.asdict(experiment).items() if k not in STAGES}
     out["eval_split"] = experiment.eval_split or recipe["eval_split"]
     out["train"] = {k: v for k, v in recipe.items() if k not in PER_RUN_FIELDS["train"]}
     def defaults(section: str) -> dict:
@@ -176,3 +205,98 @@ def resolved(experiment: Experiment) -> dict:
     out["predict"] = {**defaults("predict"), "center_crop": recipe["eval_center_crop"], **experiment.predict}
     out["select"] = {**defaults("select"), "num_image": 0, **experiment.select}
     return json.loads(json.dumps(out))
+
+
+# The loop's and the benchmark's shorthand flags: flag -> (the experiment field it sets, its help).
+SHORTHAND = {
+    "data": ("data", "Dataset dir with labeled, unlabeled and test splits; '{seed}' in it picks one per seed."),
+    "models": ("models", "Comma-separated: the teacher, then one student per iteration (equal or larger)."),
+    "preset": ("preset", f"Trainer preset ({', '.join(PRESETS)})."),
+    "labeled_split": ("labeled_split", "Split the teacher and the students learn labels from."),
+    "unlabeled_split": ("unlabeled_split", "Split the teacher labels."),
+    "eval_split": ("eval_split", "Split the models are evaluated on ('': the preset's)."),
+    "num_image": ("select.num_image", "Pseudo-labeled images per class (0: unlabeled images / classes)."),
+    "min_threshold": ("select.min_threshold", "Selection's lowest confidence."),
+}
+STAGE_FLAGS = {"train_args": "train", "predict_args": "predict", "select_args": "select"}
+STAGE_FLAG_HELP = {"train": "Trainer flags, e.g. '--train_steps 600' (each sets train.X).",
+                   "predict": "Predict flags, e.g. '--precision bfloat16 --prob_format top_k:5' (the center crop "
+                              "follows the preset: on with imagenet, as the original's predict.sh).",
+                   "select": "Selection flags, e.g. '--max_prob 1.0'."}
+
+
+def _default_text(dotted: str, defaults: dict) -> str:
+    """' (default X)' from the resolved default experiment, for a flag's help."""
+    head, _, rest = dotted.partition(".")
+    value = defaults[head][rest] if rest else defaults[head]
+    value = ",".join(map(str, value)) if isinstance(value, list) else value
+    return "" if value in (None, "") else f" (default {value})"
+
+
+def add_flags(parser: argparse.ArgumentParser, benchmark: bool) -> argparse.ArgumentParser:
+    """--config, --print_config and the shorthand flags (none with a default of its own: the experiment's
+    shows in the help). The loop takes one --seed; the benchmark --seeds, --title and --no_ceiling."""
+    names = ", ".join(sorted(f[:-3] for f in os.listdir(SHIPPED_DIR) if f.endswith(".py") and f != "__init__.py"))
+    parser.add_argument("--config", default="", help=f"An experiment file, or a shipped one by name ({names}); "
+                                                      "--config.FIELD VALUE overrides any field.")
+    parser.add_argument("--print_config", action="store_true", help="Print the resolved experiment as JSON and exit.")
+    defaults = resolved(Experiment(data=""))
+    for flag, (dotted, help_text) in SHORTHAND.items():
+        kind = int if dotted == "select.num_image" else float if dotted == "select.min_threshold" else str
+        parser.add_argument(f"--{flag}", type=kind, default=argparse.SUPPRESS,
+                            help=help_text + _default_text(dotted, defaults))
+    if benchmark:
+        parser.add_argument("--seeds", default=argparse.SUPPRESS, help="Comma-separated seeds" + _default_text("seeds", defaults))
+        parser.add_argument("--title", default=argparse.SUPPRESS, help="The table's title (default: 'Noisy Student "
+                                                                       "on <data>').")
+        parser.add_argument("--no_ceiling", action="store_true", default=argparse.SUPPRESS,
+                            help="Skip the references (the supervised ceiling; the student's model on the labels "
+                                 "alone).")
+    else:
+        parser.add_argument("--seed", type=int, default=argparse.SUPPRESS,
+                            help="The seed (default: the experiment's first, 0).")
+    for flag, section in STAGE_FLAGS.items():
+        parser.add_argument(f"--{flag}", default=argparse.SUPPRESS, help=STAGE_FLAG_HELP[section])
+    return parser
+
+
+def from_flags(args: argparse.Namespace, pairs: Sequence[tuple[str, str]]) -> Experiment:
+    """The experiment the flags name: --config's file (or the defaults), the shorthand flags, then the
+    `--config.X` pairs."""
+    given_values = vars(args)
+    values: dict[str, Any] = {}
+    source: dict[str, str] = {}
+
+    def put(dotted: str, value: Any, spelled: str) -> None:
+        if dotted in values:
+            raise ValueError(f"{source[dotted]} and {spelled} both set {dotted}: give it once")
+        values[dotted], source[dotted] = value, spelled
+
+    for flag, (dotted, _) in SHORTHAND.items():
+        if flag in given_values:
+            put(dotted, parse_value(dotted, given_values[flag], f"--{flag}") if dotted == "models"
+                else given_values[flag], f"--{flag}")
+    if "seed" in given_values:
+        put("seeds", [given_values["seed"]], "--seed")
+    if "seeds" in given_values:
+        put("seeds", parse_value("seeds", given_values["seeds"], "--seeds"), "--seeds")
+    if "title" in given_values:
+        put("title", given_values["title"], "--title")
+    if "no_ceiling" in given_values:
+        put("ceiling", False, "--no_ceiling")
+    for flag, section in STAGE_FLAGS.items():
+        for name, value in given(_stage_classes()[section], given_values.get(flag, "").split(), f"--{flag}").items():
+            put(f"{section}.{name}", value, f"--{flag} '--{name}'")
+    for dotted, text in pairs:
+        put(dotted, parse_value(dotted, text), f"--config.{dotted}")
+    experiment = apply(load(args.config) if args.config else Experiment(data=""), values)
+    if not experiment.data:
+        raise ValueError("--data is required (or --config F, an experiment file)")
+    return experiment
+
+
+def parse_flags(parser: argparse.ArgumentParser, argv: Sequence[str]) -> tuple[Experiment, argparse.Namespace]:
+    """(the experiment, the parsed flags) of a loop's or a benchmark's command line."""
+    rest, pairs = split_config_flags(argv)
+    args = parser.parse_args(rest)
+    return from_flags(args, pairs), args

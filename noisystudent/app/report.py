@@ -57,9 +57,9 @@ def _pct(value: Optional[float]) -> str:
 def _models_section(manifest: dict) -> str:
     rows, per_class = [], {}
     for name, step in manifest["steps"].items():
-        if not name.endswith(("/teacher", "/student")) or "output" not in step:
+        if not name.endswith(("/" + run_layout.TEACHER, "/" + run_layout.STUDENT)) or "output" not in step:
             continue
-        report = _read_json(posixpath.join(step["output"], "eval.json")) or {}
+        report = _read_json(posixpath.join(step["output"], run_layout.EVAL_FILE)) or {}
         rows.append([name, report.get("model", ""), report.get("mode", ""), _pct(report.get("top1_accuracy")),
                      report.get("num_examples", "")])
         per_class[name] = {c: v["accuracy"] for c, v in report.get("per_class", {}).items()}
@@ -71,7 +71,7 @@ def _models_section(manifest: dict) -> str:
 
 def _selection_section(run_dir: str, manifest: dict) -> str:
     parts = []
-    for name in sorted(n for n in manifest["steps"] if n.endswith("/select")):
+    for name in sorted(n for n in manifest["steps"] if n.endswith("/" + run_layout.SELECT_STEP)):
         iteration = name.split("/")[0]
         pseudo = run_layout.iteration_step_dir(run_dir, iteration, run_layout.PSEUDO)
         stats = _read_json(posixpath.join(pseudo, dataset_dir.STATS_FILE))
@@ -109,15 +109,15 @@ def _timings_section(manifest: dict) -> str:
 def _lineage_section(run_dir: str, manifest: dict) -> str:
     rows = []
     for name, step in manifest["steps"].items():
-        iteration = name.split("/")[0]
-        if name.endswith("/predict"):
+        iteration, _, step_kind = name.partition("/")
+        if step_kind == run_layout.PREDICT_STEP:
             rows.append([name, step.get("teacher", ""),
                          run_layout.iteration_step_dir(run_dir, iteration, run_layout.PREDICTIONS)])
-        elif name.endswith("/select"):
+        elif step_kind == run_layout.SELECT_STEP:
             rows.append([name, step.get("predictions", ""), run_layout.iteration_step_dir(run_dir, iteration, run_layout.PSEUDO)])
-        elif name.endswith("/student"):
+        elif step_kind == run_layout.STUDENT:
             rows.append([name, run_layout.iteration_step_dir(run_dir, iteration, run_layout.PSEUDO), step.get("output", "")])
-        elif name.endswith("/teacher"):
+        elif step_kind == run_layout.TEACHER:
             rows.append([name, manifest["config"].get("data", ""), step.get("output", "")])
     return _table(["step", "from", "to"], rows)
 

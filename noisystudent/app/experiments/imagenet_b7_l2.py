@@ -11,12 +11,13 @@ labelling the unlabeled images for the next.
 - select: min_threshold 0.3, num_image 130,000 per class (filter_unlabel.sh:36, 39).
 """
 
+from noisystudent import splits
 from noisystudent.app.experiment import Experiment
 
 
 def get_config() -> Experiment:
     return Experiment(data="runs/imagenet/data", models=["efficientnet-b7"] + ["efficientnet-l2"] * 3,
-                      preset="imagenet", labeled_split="train", unlabeled_split="unlabeled", ceiling=False,
+                      preset="imagenet", labeled_split=splits.TRAIN, unlabeled_split=splits.UNLABELED, ceiling=False,
                       title="Noisy Student on ImageNet: B7 -> L2 x3",
                       predict={"precision": "float32", "prob_format": "float32"},
                       select={"min_threshold": 0.3, "num_image": 130000})

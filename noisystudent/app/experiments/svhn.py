@@ -10,12 +10,13 @@ EfficientNet-B0 teacher labels `extra`, an EfficientNet-B0 student trains on `tr
 - select: min_threshold 0.3, num_image 53,113 (filter_unlabel.sh:36, 39).
 """
 
+from noisystudent import splits
 from noisystudent.app.experiment import Experiment
 
 
 def get_config() -> Experiment:
     return Experiment(data="runs/svhn/data", models=["efficientnet-b0", "efficientnet-b0"], preset="svhn",
-                      labeled_split="train", unlabeled_split="extra", eval_split="test", ceiling=False,
+                      labeled_split=splits.TRAIN, unlabeled_split=splits.EXTRA, eval_split=splits.TEST, ceiling=False,
                       title="Noisy Student on SVHN (the original's run)",
                       predict={"precision": "float32", "prob_format": "float32"},
                       select={"min_threshold": 0.3, "num_image": 53113})
