@@ -117,3 +117,9 @@ def test_a_run_dir_is_not_resumed_under_a_changed_experiment():
     loop.check_same_run(json.loads(json.dumps(first)), first, "m.json")
     with pytest.raises(ValueError, match=r"other settings \(select.num_image: 53113 -> 1000\)"):
         loop.check_same_run(json.loads(json.dumps(first)), changed, "m.json")
+
+
+def test_a_benchmarks_run_dir_in_the_data_is_the_benchmarks_not_each_loops():
+    cfg = benchmark.BenchmarkConfig(experiment.load("digits_demo"), "runs/demo")
+    assert cfg.loop(2).data() == cfg.data_for(2) == "runs/demo/seed2/data"
+    assert cfg.loop(2).run_dir == "runs/demo/seed2/loop"

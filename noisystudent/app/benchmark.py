@@ -52,7 +52,9 @@ class BenchmarkConfig:
     beam_args: tuple[str, ...] = ()
 
     def loop(self, seed: int) -> loop.LoopConfig:
-        return loop.LoopConfig(self.experiment, run_layout.loop_dir(self.run_dir, seed), seed, self.beam_args)
+        """One seed's loop; "{run_dir}" in the data is the benchmark's run dir, not the loop's."""
+        experiment = dataclasses.replace(self.experiment, data=self.experiment.data.replace("{run_dir}", self.run_dir))
+        return loop.LoopConfig(experiment, run_layout.loop_dir(self.run_dir, seed), seed, self.beam_args)
 
     def data_for(self, seed: int) -> str:
         return self.experiment.data.replace("{seed}", str(seed)).replace("{run_dir}", self.run_dir)
