@@ -22,6 +22,9 @@ WORKER_REQUIRES = [
     "numpy>=1.26",
     "scipy>=1.11",  # SVHN .mat files
     "pillow>=10",  # decoding and checking user images
+    # The ImageNet-C corruptions (noisystudent/corruptions.py): tfds' functions import both lazily.
+    "opencv-python-headless>=4.8",
+    "scikit-image>=0.22",
 ]
 LAUNCHER_REQUIRES = [
     "tfx-bsl>=1.21,<1.22",

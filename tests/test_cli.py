@@ -15,7 +15,7 @@ EXPECTED_COMMANDS = {
     "ingest-folder": "--unlabeled_dir", "predict": "--precision", "select": "--num_image",
     "train": "--preset", "classify": "--top_k", "features": "--layer", "dataflow": "--max_workers",
     "submit-training": "--tpu", "report": "run_dir", "ingest-idx": "--train_labels",
-    "benchmark": "--no_ceiling",
+    "benchmark": "--no_ceiling", "evaluate": "--fgsm_epsilons",
 }
 
 

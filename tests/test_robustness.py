@@ -1,0 +1,125 @@
+"""Robustness: ImageNet-C corruptions (tfds' functions, deterministic per image) and `noisystudent evaluate`
+(clean, corrupted, mCE against a reference, FGSM) on a digits model trained here."""
+
+import json
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+from noisystudent import corruptions
+from noisystudent.app import cli, evaluate
+from tests.digits_data import make_digits_dataset
+
+
+@pytest.fixture(scope="module")
+def digit_pixels():
+    """Ten real digits at 32 px, RGB uint8 (how the models see them)."""
+    from PIL import Image
+
+    digits = load_digits()
+    return [np.asarray(Image.fromarray((digits.images[i] * 255 / 16).astype(np.uint8)).resize((32, 32))
+                       .convert("RGB")) for i in range(10)]
+
+
+@pytest.mark.parametrize("name", list(corruptions.CORRUPTIONS))
+def test_each_corruption_changes_the_image_keeps_it_uint8_and_is_deterministic_per_image(name, digit_pixels):
+    image = digit_pixels[3]
+    for severity in (1, 5):
+        out = corruptions.corrupt(image, name, severity, seed=0, image_id="digits/3")
+        assert out.dtype == np.uint8 and out.shape == image.shape
+        assert not np.array_equal(out, image), (name, severity)
+        assert np.array_equal(out, corruptions.corrupt(image, name, severity, seed=0, image_id="digits/3"))
+    # Severity 5 moves the pixels further than severity 1, on average over the digits; but ImageNet-C's
+    # elastic_transform, whose severity 1 is a large smooth warp (a big shift, the digit intact) and 5 a
+    # small local one, orders its severities by what they do to recognition, not by pixel distance.
+    change = {s: np.mean([np.abs(corruptions.corrupt(p, name, s, 0, f"d/{i}").astype(int) - p).mean()
+                          for i, p in enumerate(digit_pixels)]) for s in (1, 5)}
+    assert (change[5] > change[1]) == (name != "elastic_transform"), (name, change)
+
+
+def test_random_corruptions_draw_per_image_and_seed_and_the_left_out_ones_say_why(digit_pixels):
+    image = digit_pixels[0]
+    a = corruptions.corrupt(image, "impulse_noise", 3, seed=0, image_id="a")
+    assert not np.array_equal(a, corruptions.corrupt(image, "impulse_noise", 3, seed=0, image_id="b"))
+    assert not np.array_equal(a, corruptions.corrupt(image, "impulse_noise", 3, seed=1, image_id="a"))
+    with pytest.raises(ValueError, match="frost is left out: it needs ImageNet-C's frost photographs"):
+        corruptions.parse_names("gaussian_noise,frost")
+    with pytest.raises(ValueError, match="no corruption 'blurry'"):
+        corruptions.parse_names("blurry")
+    assert corruptions.parse_names("contrast,gaussian_noise") == ["gaussian_noise", "contrast"]  # ImageNet-C order
+    with pytest.raises(ValueError, match="severities are 1 to 5"):
+        corruptions.parse_severities("0,3")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A cnn-small trained on 100 digits per class (16 px: quick), and an untrained one."""
+    import keras
+
+    from model import build_model
+    from noisystudent import dataset_dir, records
+
+    root = tmp_path_factory.mktemp("robust")
+    data = make_digits_dataset(root / "data", labels_per_class=100, test_size=300)
+    from noisystudent.host_images import model_input
+
+    parsed = [records.parse_image_record(r) for r in dataset_dir.iter_split_records(data, "labeled")]
+    x = np.stack([model_input(r.encoded, 16) for r in parsed]).astype(np.float32)
+    y = np.array([r.label for r in parsed])
+    keras.utils.set_random_seed(0)
+    model = build_model("cnn-small", 10, input_shape=(16, 16, 3))
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
+    model.fit(x, y, batch_size=64, epochs=15, verbose=0)
+    model.save(str(root / "trained.keras"))
+    build_model("cnn-small", 10, input_shape=(16, 16, 3)).save(str(root / "untrained.keras"))
+    return data, str(root / "trained.keras"), str(root / "untrained.keras"), root
+
+
+def test_evaluate_writes_clean_corrupted_fgsm_and_an_mce_of_one_against_itself(trained, capsys):
+    data, model, _, root = trained
+    out = root / "self"
+    argv = ["evaluate", "--model", model, "--reference", model, "--data", data, "--output_dir", str(out),
+            "--corruptions", "gaussian_noise,defocus_blur,contrast", "--severities", "1,3,5",
+            "--fgsm_epsilons", "0,4,32", "--batch_size", "128"]
+    assert cli.main(argv) == 0
+    result = json.loads((out / evaluate.RESULTS_JSON).read_text())
+    assert result["num_images"] == 300 and result["clean"]["top1"] > 0.8, result["clean"]
+    assert set(result["corruptions"]) == {"gaussian_noise", "defocus_blur", "contrast"}
+    assert set(result["corruptions"]["contrast"]) == {"1", "3", "5"}
+    # A model against itself: every corruption's error ratio, and their mean, is exactly 1.
+    assert result["mce"] == pytest.approx(1.0) and all(v == pytest.approx(1.0) for v in result["ce"].values())
+    # Error grows with severity on average over the corruptions.
+    mean_at = {s: np.mean([v[s]["top1"] for v in result["corruptions"].values()]) for s in ("1", "3", "5")}
+    assert mean_at["1"] > mean_at["5"] and result["mean_corrupted_top1"] < result["clean"]["top1"]
+    # FGSM: a step of 0 pixels is the clean accuracy; a large one costs accuracy.
+    assert result["fgsm"]["0"]["top1"] == result["clean"]["top1"]
+    assert result["fgsm"]["32"]["top1"] < result["fgsm"]["4"]["top1"] <= result["clean"]["top1"]
+    printed = capsys.readouterr().out
+    assert "| gaussian_noise |" in printed and "mCE relative to the reference: 1.000" in printed
+    # Re-running gives the same figures: the corruptions are a function of (seed, image id).
+    assert cli.main(argv) == 0
+    again = json.loads((out / evaluate.RESULTS_JSON).read_text())
+    assert {k: again[k] for k in ("clean", "corruptions", "fgsm", "ce")} == \
+        {k: result[k] for k in ("clean", "corruptions", "fgsm", "ce")}
+
+
+def test_a_better_model_has_an_mce_below_one_against_a_worse_reference(trained):
+    data, model, untrained, root = trained
+    result = evaluate.run_config(evaluate.EvaluateConfig(
+        model=model, reference=untrained, data=data, output_dir=str(root / "vs"), corruptions="shot_noise,pixelate",
+        severities="2,4", fgsm_epsilons="", max_images=120))
+    assert result["num_images"] == 120 and result["fgsm"] == {}
+    assert result["mce"] < 1 and result["reference_scores"]["clean"]["top1"] < result["clean"]["top1"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--corruptions", "frost"], "frost is left out"),
+    (["--severities", "6"], "severities are 1 to 5"),
+    (["--fgsm_epsilons", "a"], "--fgsm_epsilons 'a': expected comma-separated numbers"),
+    (["--split", "unlabeled"], "evaluate needs labeled images"),
+])
+def test_bad_evaluate_flags_are_one_line(argv, message, trained, capsys):
+    data, model, _, root = trained
+    assert cli.main(["evaluate", "--model", model, "--data", data, "--output_dir", str(root / "bad"), *argv]) == 1
+    assert message in capsys.readouterr().err
