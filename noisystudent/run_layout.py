@@ -6,6 +6,7 @@
     <benchmark run_dir>/seed<S>/labeled_only/      the last student's model on the labels alone
     <benchmark run_dir>/seed<S>/ceiling_data/      the ceiling's training data (every label)
     <loop run_dir>/manifest.json
+    <loop run_dir>/robustness.json                 every model of the seed, corrupted and FGSM (benchmark)
     <loop run_dir>/iter0/teacher/                  the supervised teacher
     <loop run_dir>/iter<i>/predictions/            its teacher's labels on the unlabeled split
     <loop run_dir>/iter<i>/pseudo/                 the selection (select's stats.json, plots)
@@ -18,6 +19,7 @@ import posixpath
 
 MANIFEST = "manifest.json"
 MODEL_FILE, EVAL_FILE = "model.keras", "eval.json"  # in a trained model's folder (the trainer writes them)
+ROBUSTNESS_FILE = "robustness.json"  # in a loop dir: its models on corrupted and FGSM images (benchmark)
 TEACHER, PREDICTIONS, PSEUDO, STUDENT = "teacher", "predictions", "pseudo", "student"
 PREDICT_STEP, SELECT_STEP = "predict", "select"  # manifest step names (iter<i>/predict); the others: TEACHER, STUDENT
 CEILING, LABELED_ONLY = "ceiling", "labeled_only"  # a benchmark seed's references, beside its loop

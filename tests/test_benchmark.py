@@ -38,7 +38,9 @@ def test_benchmark_slice_on_idx_files_writes_the_table_with_ceiling_and_precisio
     for seed in (0, 1):
         ingest(files, tmp_path / f"data-seed{seed}", seed=seed)
     argv = ["benchmark", "--data", str(tmp_path / "data-seed{seed}"), "--run_dir", str(tmp_path / "bench"),
-            "--seeds", "0,1", "--models", "cnn-small,cnn-medium", "--train_args", "--train_steps 30 --verbose 0"]
+            "--seeds", "0,1", "--models", "cnn-small,cnn-medium", "--train_args", "--train_steps 30 --verbose 0",
+            "--robustness", "--evaluate_args",
+            "--corruptions gaussian_noise,contrast --severities 1,5 --fgsm_epsilons 0,16 --max_images 100"]
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
     result = json.loads((tmp_path / "bench" / "benchmark.json").read_text())
@@ -71,10 +73,23 @@ def test_benchmark_slice_on_idx_files_writes_the_table_with_ceiling_and_precisio
                  "| - | cnn-medium | labeled only (no pseudo-labels) | 100 |", "the method's own gain",
                  "gain of the last student", "of 2 seeds", "kept pseudo-labels that match"):
         assert text in markdown and text in out
+    # Robustness: every model of each seed (teacher, student, both references) on the same corrupted and
+    # FGSM images, mCE against the seed's teacher, in the table and in each seed's report.html.
+    robust = result["robustness"]
+    assert set(robust["models"]) == {"iter0", "iter1", "labeled_only", "ceiling"} and robust["num_images"] == 100
+    assert robust["models"]["iter0"]["mce"]["per_seed_top1"] == [1.0, 1.0]  # the teacher against itself
+    assert robust["models"]["iter1"]["fgsm"]["0"] == robust["models"]["iter1"]["clean"]
+    assert set(result["summary"]["robustness_gain"]) == {"clean", "corrupted", "fgsm_0", "fgsm_16"}
+    for text in ("### Robustness: 100 test images", "| mCE vs teacher |", "FGSM 16 px",
+                 "the last student over the equally noised teacher: clean"):
+        assert text in markdown, text
+    page = (tmp_path / "bench" / "seed1" / "loop" / "report.html").read_text()
+    assert 'id="robustness"' in page and "FGSM 16 px" in page and 'alt="top-1 per corruption"' in page
     # Re-running resumes: every step is done, nothing trains again, the same table comes back.
     assert cli.main(argv) == 0
     again = json.loads((tmp_path / "bench" / "benchmark.json").read_text())
     assert again["rows"] == result["rows"] and again["ceiling"] == result["ceiling"]
+    assert again["robustness"] == result["robustness"]  # robustness.json reused, its settings the same
     # Compute time comes from what each step recorded, so a resumed run still reports it.
     assert again["seconds_per_seed"] == result["seconds_per_seed"] and min(again["seconds_per_seed"].values()) > 1
 

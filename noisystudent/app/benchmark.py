@@ -33,7 +33,7 @@ from typing import Optional, Sequence
 
 import tensorflow as tf
 
-from noisystudent import run_layout, splits
+from noisystudent import corruptions, dataset_dir, run_layout, splits
 from noisystudent.app import ceiling as ceiling_lib
 from noisystudent.app import experiment as experiment_lib
 from noisystudent.app import loop
@@ -93,9 +93,11 @@ def aggregate(per_seed: dict[int, list[dict]]) -> list[dict]:
     return rows
 
 
-def summarise(rows: list[dict], ceiling: Optional[dict], alone: Optional[dict] = None) -> dict:
+def summarise(rows: list[dict], ceiling: Optional[dict], alone: Optional[dict] = None,
+              robustness: Optional[dict] = None) -> dict:
     """Gain of the last student, share of the gap closed, and whether it beat the teacher on every seed;
-    with `alone` (the last student's model on the labels alone), the same against that model."""
+    with `alone` (the last student's model on the labels alone), the same against that model; with
+    `robustness`, the last student's gain over the teacher on clean, corrupted and FGSM images."""
     teacher, last = rows[0], rows[-1]
     wins = sum(s > t for t, s in zip(teacher["per_seed_top1"], last["per_seed_top1"]))
     result = {"gain": last["mean_top1"] - teacher["mean_top1"], "seeds_beating_teacher": wins,
@@ -107,6 +109,15 @@ def summarise(rows: list[dict], ceiling: Optional[dict], alone: Optional[dict] =
         if ceiling and ceiling["mean_top1"] > alone["mean_top1"]:
             result["gap_closed_over_labeled_only"] = (result["gain_over_labeled_only"]
                                                       / (ceiling["mean_top1"] - alone["mean_top1"]))
+    if robustness:
+        models = robustness["models"]
+        first, last = models[run_layout.iteration(0)], models[run_layout.iteration(len(rows) - 1)]
+        gains = {"clean": last["clean"]["mean_top1"] - first["clean"]["mean_top1"]}
+        if "mean_corrupted" in last:
+            gains["corrupted"] = last["mean_corrupted"]["mean_top1"] - first["mean_corrupted"]["mean_top1"]
+        for eps in last["fgsm"]:
+            gains[f"fgsm_{eps}"] = last["fgsm"][eps]["mean_top1"] - first["fgsm"][eps]["mean_top1"]
+        result["robustness_gain"] = gains
     return result
 
 
@@ -147,11 +158,46 @@ def format_markdown(result: dict) -> str:
         if "gap_closed_over_labeled_only" in s:
             text += f", {100 * s['gap_closed_over_labeled_only']:.0f}% of that model's gap to its ceiling"
         lines.append(text)
+    if result.get("robustness"):
+        lines += [""] + format_robustness(result)
     per_seed = ", ".join(f"seed {k}: {v:.0f} s" for k, v in result["seconds_per_seed"].items())
     total = sum(result["seconds_per_seed"].values())
     lines.append(f"- compute time {total:.0f} s, per seed (every step of its loop and its references, as each step "
                  f"recorded it: resumed runs too): {per_seed}")
     return "\n".join(lines)
+
+
+def format_robustness(result: dict) -> list[str]:
+    """The robustness table: per model, clean / mean corrupted / FGSM top-1 and mCE against the teacher."""
+    rob, rows = result["robustness"], result["rows"]
+    settings, models = rob["settings"], rob["models"]
+    teacher = models[run_layout.iteration(0)]
+    epsilons = list(teacher["fgsm"])
+    severities = settings["severities"]
+    lines = [f"### Robustness: {rob['num_images']:,} {settings['split']} images; corruptions {settings['corruptions']} "
+             f"at severities {severities} (noisystudent/corruptions.py); FGSM at {', '.join(epsilons) or 'none'} px",
+             "", "| iteration | model | role | clean top-1 | mean corrupted top-1 | mCE vs teacher | "
+             + "".join(f"FGSM {e} px | " for e in epsilons), "|---|---|---|---|---|---:|" + "---|" * len(epsilons)]
+
+    def cell(spread: Optional[dict], scale: float = 100, digits: int = 2) -> str:
+        return "" if not spread else f"{scale * spread['mean_top1']:.{digits}f} +- {scale * spread['stdev_top1']:.{digits}f}"
+
+    named = [(str(r["iteration"]), r["model"], r["role"], run_layout.iteration(r["iteration"])) for r in rows]
+    for reference, role in ((run_layout.LABELED_ONLY, "labeled only (no pseudo-labels)"),
+                            (run_layout.CEILING, "ceiling (all labels)")):
+        if reference in models:
+            named.append(("-", (result.get("labeled_only") if reference == run_layout.LABELED_ONLY
+                                else result.get("ceiling") or {}).get("model", ""), role, reference))
+    for it, model, role, key in named:
+        m = models[key]
+        lines.append(f"| {it} | {model} | {role} | {cell(m['clean'])} | {cell(m.get('mean_corrupted'))} | "
+                     f"{cell(m.get('mce'), 1, 3)} | " + "".join(f"{cell(m['fgsm'][e])} | " for e in epsilons))
+    gains = result["summary"].get("robustness_gain", {})
+    parts = [f"clean {100 * gains['clean']:+.2f}"] + ([f"corrupted {100 * gains['corrupted']:+.2f}"]
+                                                    if "corrupted" in gains else [])
+    parts += [f"FGSM {e} px {100 * gains[f'fgsm_{e}']:+.2f}" for e in epsilons]
+    lines += ["", "- the last student over the equally noised teacher: " + ", ".join(parts) + " points"]
+    return lines
 
 
 def _step_seconds(loop_dir: str) -> float:
@@ -171,6 +217,67 @@ def _labeled_only(cfg: BenchmarkConfig, seconds: dict[int, float]) -> dict:
         labeled = r["labeled"]
         seconds[seed] += r["seconds"]
     return {"model": model, "labeled": labeled, **_spread(accs)}
+
+
+def _models_of_seed(cfg: BenchmarkConfig, seed: int, iterations: int) -> dict[str, str]:
+    """role -> model.keras of one seed: iter0 (the teacher), iter1.., and the references that ran."""
+    loop_dir, seed_dir = run_layout.loop_dir(cfg.run_dir, seed), run_layout.seed_dir(cfg.run_dir, seed)
+    models = {run_layout.iteration(i): posixpath.join(
+        run_layout.step_dir(loop_dir, i, run_layout.TEACHER if i == 0 else run_layout.STUDENT), run_layout.MODEL_FILE)
+        for i in range(iterations)}
+    for reference in (run_layout.LABELED_ONLY, run_layout.CEILING):
+        path = posixpath.join(seed_dir, reference, run_layout.MODEL_FILE)
+        if tf.io.gfile.exists(path):
+            models[reference] = path
+    return models
+
+
+def _robustness_of_seed(cfg: BenchmarkConfig, seed: int, iterations: int) -> dict:
+    """Every model of a seed on the same clean, corrupted and FGSM images, mCE against the seed's teacher;
+    kept in <loop dir>/robustness.json (reused when its settings match) and shown in its report.html."""
+    from noisystudent.app import evaluate, report
+
+    exp = cfg.experiment
+    resolved = experiment_lib.resolved(exp)
+    settings = {**resolved["evaluate"], "split": resolved["eval_split"]}
+    models = _models_of_seed(cfg, seed, iterations)
+    path = posixpath.join(run_layout.loop_dir(cfg.run_dir, seed), run_layout.ROBUSTNESS_FILE)
+    if tf.io.gfile.exists(path):
+        kept = dataset_dir.read_json(path)
+        if kept.get("settings") == settings and set(kept.get("models", {})) == set(models):
+            return kept
+    names = corruptions.parse_names(settings["corruptions"])
+    severities = corruptions.parse_severities(settings["severities"])
+    epsilons = evaluate.parse_epsilons(settings["fgsm_epsilons"])
+    start = time.time()
+    images = evaluate.read_images(cfg.data_for(seed), settings["split"], settings["max_images"])
+    log.info("seed %d: robustness of %s on %d images", seed, ", ".join(models), len(images))
+    tallies = evaluate.score(images, {role: evaluate.Scorer(p, role) for role, p in models.items()}, names,
+                             severities, epsilons, settings["seed"], settings["center_crop"], settings["batch_size"])
+    teacher = evaluate.scores(tallies[run_layout.iteration(0)], names, severities, epsilons)
+    result = {"settings": settings, "num_images": len(images), "reference": run_layout.iteration(0),
+              "models": {role: evaluate.with_mce(evaluate.scores(t, names, severities, epsilons), teacher)
+                         for role, t in tallies.items()}, "seconds": round(time.time() - start, 1)}
+    with tf.io.gfile.GFile(path, "w") as f:
+        json.dump(result, f, indent=2)
+    report.write_report(run_layout.loop_dir(cfg.run_dir, seed))
+    return result
+
+
+def aggregate_robustness(per_seed: dict[int, dict]) -> dict:
+    """Per model role: clean, mean corrupted and FGSM top-1 and mCE against the teacher, mean +- sd over seeds."""
+    first = next(iter(per_seed.values()))
+    out = {}
+    for role in first["models"]:
+        at = [r["models"][role] for r in per_seed.values() if role in r["models"]]
+        row = {"clean": _spread([m["clean"]["top1"] for m in at])}
+        if "mean_corrupted_top1" in at[0]:
+            row["mean_corrupted"] = _spread([m["mean_corrupted_top1"] for m in at])
+        if at[0].get("mce") is not None:
+            row["mce"] = _spread([m["mce"] for m in at])
+        row["fgsm"] = {eps: _spread([m["fgsm"][eps]["top1"] for m in at]) for eps in at[0]["fgsm"]}
+        out[role] = row
+    return {"num_images": first["num_images"], "settings": first["settings"], "models": out}
 
 
 def run_benchmark(cfg: BenchmarkConfig) -> dict:
@@ -200,10 +307,17 @@ def run_benchmark(cfg: BenchmarkConfig) -> dict:
             seconds[seed] += c["seconds"]
         ceiling = {"model": exp.models[-1], "labeled": labeled, **_spread(accs)}
     alone = _labeled_only(cfg, seconds) if exp.ceiling and exp.models[-1] != exp.models[0] else None
+    robustness = None
+    if exp.robustness:
+        robust = {seed: _robustness_of_seed(cfg, seed, len(exp.models)) for seed in exp.seeds}
+        for seed, r in robust.items():
+            seconds[seed] += r["seconds"]
+        robustness = aggregate_robustness(robust)
     rows = aggregate(per_seed)
     result = {"title": exp.title, "data": exp.data, "seeds": exp.seeds, "models": exp.models, "preset": exp.preset,
               "experiment": experiment_lib.resolved(exp), "rows": rows,
-              "ceiling": ceiling, "labeled_only": alone, "summary": summarise(rows, ceiling, alone),
+              "ceiling": ceiling, "labeled_only": alone, "robustness": robustness,
+              "summary": summarise(rows, ceiling, alone, robustness),
               "per_seed": per_seed, "seconds": round(time.time() - start, 1),
               "seconds_per_seed": {k: round(v, 1) for k, v in seconds.items()}}
     with tf.io.gfile.GFile(posixpath.join(cfg.run_dir, RESULTS_JSON), "w") as f:

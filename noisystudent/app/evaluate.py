@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
                                              formatter_class=argparse.RawDescriptionHelpFormatter), EvaluateConfig)
 
 
-class _Scorer:
+class Scorer:
     """A model.keras as probabilities and as logits (FGSM's loss is computed from the logits, so a
     saturated softmax does not zero the gradient)."""
 
@@ -125,77 +125,58 @@ class _Tally:
         return self.top1[key] / self.count
 
 
-def _records(config: EvaluateConfig) -> list[records.ImageRecord]:
+def read_images(data: str, split: str, max_images: int = 0) -> list[records.ImageRecord]:
     """The split's labeled images, sorted by id (the first --max_images of them)."""
     import tensorflow as tf
 
     from noisystudent import dataset_dir
 
-    read = [records.parse_image_record(r) for path in dataset_dir.resolve_files(config.data, config.split)
+    read = [records.parse_image_record(r) for path in dataset_dir.resolve_files(data, split)
             for r in tf.data.TFRecordDataset(path).as_numpy_iterator()]
     unlabeled = [r.image_id for r in read if r.label == records.UNLABELED]
     if unlabeled:
-        raise ValueError(f"--data {config.data} split {config.split!r}: {len(unlabeled)} images have no label "
+        raise ValueError(f"--data {data} split {split!r}: {len(unlabeled)} images have no label "
                          f"(e.g. {unlabeled[0]}); evaluate needs labeled images")
     read.sort(key=lambda r: r.image_id)
-    return read[:config.max_images] if config.max_images else read
+    return read[:max_images] if max_images else read
 
 
-def run_config(config: EvaluateConfig) -> dict:
-    """Evaluate; returns what evaluate.json holds."""
-    import tensorflow as tf
-
+def score(images: Sequence[records.ImageRecord], scorers: dict[str, "Scorer"], names: Sequence[str],
+          severities: Sequence[int], epsilons: Sequence[float], seed: int = 0, center_crop: bool = False,
+          batch_size: int = 256) -> dict[str, _Tally]:
+    """Every scorer on the same images: clean, each corruption x severity (corrupted once, scored by all),
+    and FGSM (each model attacked through its own gradient)."""
     from noisystudent.host_images import model_input
 
-    config.validate()
-    names = corruptions.parse_names(config.corruptions)
-    severities = corruptions.parse_severities(config.severities)
-    epsilons = parse_epsilons(config.fgsm_epsilons)
-    scorers = {"model": _Scorer(config.model, "--model")}
-    if config.reference:
-        scorers["reference"] = _Scorer(config.reference, "--reference")
-        if scorers["reference"].size != scorers["model"].size:
-            raise ValueError(f"--reference {config.reference} takes {scorers['reference'].size}-px images, --model "
-                             f"{scorers['model'].size}-px: corrupt both on the same pixels")
-    size = scorers["model"].size
-    images = _records(config)
-    if not images:
-        raise ValueError(f"--data {config.data} split {config.split!r} holds no images")
-    conditions = 1 + len(names) * len(severities)
-    log.info("evaluate: %d images x %d conditions (clean, %d corruptions x %d severities) + FGSM at %s, %s",
-             len(images), conditions, len(names), len(severities), epsilons or "none", ", ".join(scorers))
+    size = next(iter(scorers.values())).size
+    for role, scorer in scorers.items():
+        if scorer.size != size:
+            raise ValueError(f"{role} takes {scorer.size}-px images, the others {size}-px: corruptions are scored "
+                             "on the same pixels")
     tallies = {role: _Tally() for role in scorers}
-    start, chunk = time.time(), max(config.batch_size, 1)
-    for begin in range(0, len(images), chunk):
-        part = images[begin:begin + chunk]
+    start = time.time()
+    for begin in range(0, len(images), batch_size):
+        part = images[begin:begin + batch_size]
         labels = np.array([r.label for r in part], np.int64)
-        pixels = np.stack([model_input(r.encoded, size, config.center_crop) for r in part])
+        pixels = np.stack([model_input(r.encoded, size, center_crop) for r in part])
         batches = {"clean": pixels}
         for name in names:
             for severity in severities:
                 batches[f"{name}/{severity}"] = np.stack([
-                    corruptions.corrupt(p, name, severity, config.seed, r.image_id) for p, r in zip(pixels, part)])
+                    corruptions.corrupt(p, name, severity, seed, r.image_id) for p, r in zip(pixels, part)])
         for role, scorer in scorers.items():
             tallies[role].count += len(part)
             for key, batch in batches.items():
-                tallies[role].add(key, scorer.probabilities(batch, config.batch_size), labels)
-        if epsilons:
-            for eps, moved in scorers["model"].fgsm(pixels.astype(np.float32), labels, epsilons).items():
-                tallies["model"].add(f"fgsm/{eps:g}", scorers["model"].probabilities(moved, config.batch_size), labels)
-        done = begin + len(part)
-        log.info("evaluate: %d/%d images (%.0f s)", done, len(images), time.time() - start)
-    result = summarise(tallies, names, severities, epsilons)
-    result.update(model=config.model, reference=config.reference or None, data=config.data, split=config.split,
-                  num_images=len(images), image_size=size, seed=config.seed, seconds=round(time.time() - start, 1))
-    tf.io.gfile.makedirs(config.output_dir)
-    with tf.io.gfile.GFile(posixpath.join(config.output_dir, RESULTS_JSON), "w") as f:
-        json.dump(result, f, indent=2)
-    with tf.io.gfile.GFile(posixpath.join(config.output_dir, RESULTS_MD), "w") as f:
-        f.write(format_markdown(result) + "\n")
-    return result
+                tallies[role].add(key, scorer.probabilities(batch, batch_size), labels)
+            if epsilons:
+                for eps, moved in scorer.fgsm(pixels.astype(np.float32), labels, epsilons).items():
+                    tallies[role].add(f"fgsm/{eps:g}", scorer.probabilities(moved, batch_size), labels)
+        log.info("evaluate: %d/%d images (%.0f s)", begin + len(part), len(images), time.time() - start)
+    return tallies
 
 
-def _block(tally: _Tally, names: Sequence[str], severities: Sequence[int]) -> dict:
+def scores(tally: _Tally, names: Sequence[str], severities: Sequence[int], epsilons: Sequence[float]) -> dict:
+    """One model's figures: clean, corruptions -> name -> severity -> top1, mean_corrupted_top1, fgsm."""
     out = {"clean": {"top1": tally.top1_of("clean")}, "corruptions": {}}
     if "clean" in tally.top5:
         out["clean"]["top5"] = tally.top5["clean"] / tally.count
@@ -204,6 +185,7 @@ def _block(tally: _Tally, names: Sequence[str], severities: Sequence[int]) -> di
     if names:
         out["mean_corrupted_top1"] = float(np.mean([v["top1"] for by_severity in out["corruptions"].values()
                                                     for v in by_severity.values()]))
+    out["fgsm"] = {f"{e:g}": {"top1": tally.top1_of(f"fgsm/{e:g}")} for e in epsilons}
     return out
 
 
@@ -218,17 +200,48 @@ def corruption_errors(model: dict, reference: dict) -> dict[str, Optional[float]
     return errors
 
 
-def summarise(tallies: dict[str, _Tally], names: Sequence[str], severities: Sequence[int],
-              epsilons: Sequence[float]) -> dict:
-    result = _block(tallies["model"], names, severities)
-    result["fgsm"] = {f"{e:g}": {"top1": tallies["model"].top1_of(f"fgsm/{e:g}")} for e in epsilons}
-    if "reference" in tallies:
-        reference = _block(tallies["reference"], names, severities)
-        result["reference_scores"] = reference
-        if names:
-            result["ce"] = corruption_errors(result, reference)
-            defined = [v for v in result["ce"].values() if v is not None]
-            result["mce"] = float(np.mean(defined)) if defined else None
+def with_mce(model: dict, reference: dict) -> dict:
+    """`model`'s scores with ce (per corruption) and mce against `reference`'s."""
+    if not model["corruptions"]:
+        return model
+    ce = corruption_errors(model, reference)
+    defined = [v for v in ce.values() if v is not None]
+    return {**model, "ce": ce, "mce": float(np.mean(defined)) if defined else None}
+
+
+def run_config(config: EvaluateConfig) -> dict:
+    """Evaluate; returns what evaluate.json holds."""
+    import tensorflow as tf
+
+    config.validate()
+    names = corruptions.parse_names(config.corruptions)
+    severities = corruptions.parse_severities(config.severities)
+    epsilons = parse_epsilons(config.fgsm_epsilons)
+    scorers = {"model": Scorer(config.model, "--model")}
+    if config.reference:
+        scorers["reference"] = Scorer(config.reference, "--reference")
+        if scorers["reference"].size != scorers["model"].size:
+            raise ValueError(f"--reference {config.reference} takes {scorers['reference'].size}-px images, --model "
+                             f"{scorers['model'].size}-px: both are scored on the same corrupted pixels")
+    images = read_images(config.data, config.split, config.max_images)
+    if not images:
+        raise ValueError(f"--data {config.data} split {config.split!r} holds no images")
+    log.info("evaluate: %d images x (clean + %d corruptions x %d severities) + FGSM at %s, %s", len(images),
+             len(names), len(severities), epsilons or "none", " and ".join(scorers))
+    start = time.time()
+    tallies = score(images, scorers, names, severities, epsilons, config.seed, config.center_crop, config.batch_size)
+    result = scores(tallies["model"], names, severities, epsilons)
+    if config.reference:
+        reference = scores(tallies["reference"], names, severities, epsilons)
+        result = {**with_mce(result, reference), "reference_scores": reference}
+    result.update(model=config.model, reference=config.reference or None, data=config.data, split=config.split,
+                  num_images=len(images), image_size=scorers["model"].size, seed=config.seed,
+                  seconds=round(time.time() - start, 1))
+    tf.io.gfile.makedirs(config.output_dir)
+    with tf.io.gfile.GFile(posixpath.join(config.output_dir, RESULTS_JSON), "w") as f:
+        json.dump(result, f, indent=2)
+    with tf.io.gfile.GFile(posixpath.join(config.output_dir, RESULTS_MD), "w") as f:
+        f.write(format_markdown(result) + "\n")
     return result
 
 

@@ -39,8 +39,9 @@ SHIPPED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "experime
 # Fields each loop step sets itself (where its inputs and outputs are, which teacher, the seed).
 KIND_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false", list: "a list",
               dict: "a dict"}
-STAGES = ("train", "predict", "select")
-PER_RUN_FIELDS = {"predict": ("input", "split", "model", "output_dir", "teacher_name", "overwrite", "seed"),
+STAGES = ("train", "predict", "select", "evaluate")
+PER_RUN_FIELDS = {"evaluate": ("model", "data", "output_dir", "reference", "split"),
+                  "predict": ("input", "split", "model", "output_dir", "teacher_name", "overwrite", "seed"),
                   "select": ("predictions", "output_dir", "overwrite", "seed"),
                   "train": ("labeled_data", "labeled_split", "eval_split", "unlabeled_data", "unlabeled_split",
                             "output_dir", "model", "mode", "teacher", "seed")}
@@ -60,10 +61,12 @@ class Experiment:
     unlabeled_split: str = splits.UNLABELED
     eval_split: str = ""  # "": the preset's
     ceiling: bool = True  # benchmark: the supervised ceiling and the student's model on the labels alone
+    robustness: bool = False  # benchmark: every model on corrupted and FGSM images (the evaluate section)
     title: str = ""
     train: dict = dataclasses.field(default_factory=dict)  # TrainConfig fields over the preset
     predict: dict = dataclasses.field(default_factory=dict)  # PredictConfig fields
     select: dict = dataclasses.field(default_factory=dict)  # SelectConfig fields; num_image 0: unlabeled/classes
+    evaluate: dict = dataclasses.field(default_factory=dict)  # EvaluateConfig fields (with robustness)
 
     def __post_init__(self):
         for section, config_class in _stage_classes().items():
@@ -75,9 +78,10 @@ class Experiment:
 def _stage_classes() -> dict[str, type]:
     from beam_pipelines.predict import PredictConfig
     from beam_pipelines.select import SelectConfig
+    from noisystudent.app.evaluate import EvaluateConfig
     from trainer.config import TrainConfig
 
-    return {"train": TrainConfig, "predict": PredictConfig, "select": SelectConfig}
+    return {"train": TrainConfig, "predict": PredictConfig, "select": SelectConfig, "evaluate": EvaluateConfig}
 
 
 def check_fields(section: str, values: dict, config_class: type) -> None:
@@ -137,7 +141,7 @@ def parse_value(dotted: str, text: str, spelled: str = "") -> Any:
     top = field_types(Experiment)
     if head not in top or rest or head in STAGES:
         raise ValueError(f"{spelled}: not a field of the experiment (fields: {', '.join(top)}; stage fields as "
-                         "train.X, predict.X, select.X)")
+                         "train.X, predict.X, select.X, evaluate.X)")
     if head == "models":
         return [m.strip() for m in text.split(",") if m.strip()]
     if head == "seeds":
@@ -190,7 +194,7 @@ def split_config_flags(argv: Sequence[str]) -> tuple[list[str], list[tuple[str, 
 
 def resolved(experiment: Experiment) -> dict:
     """The experiment as each stage will run it: the trainer's whole recipe (preset + overrides), predict's
-    and select's settings with their defaults filled in (the per-step paths left out)."""
+    select's and evaluate's settings with their defaults filled in (the per-step paths left out)."""
     from trainer.config import get_config
 
     stages = _stage_classes()
@@ -204,6 +208,7 @@ def resolved(experiment: Experiment) -> dict:
 
     out["predict"] = {**defaults("predict"), "center_crop": recipe["eval_center_crop"], **experiment.predict}
     out["select"] = {**defaults("select"), "num_image": 0, **experiment.select}
+    out["evaluate"] = {**defaults("evaluate"), "center_crop": recipe["eval_center_crop"], **experiment.evaluate}
     return json.loads(json.dumps(out))
 
 
@@ -218,11 +223,14 @@ SHORTHAND = {
     "num_image": ("select.num_image", "Pseudo-labeled images per class (0: unlabeled images / classes)."),
     "min_threshold": ("select.min_threshold", "Selection's lowest confidence."),
 }
-STAGE_FLAGS = {"train_args": "train", "predict_args": "predict", "select_args": "select"}
+STAGE_FLAGS = {"train_args": "train", "predict_args": "predict", "select_args": "select",
+               "evaluate_args": "evaluate"}  # evaluate_args: the benchmark's
 STAGE_FLAG_HELP = {"train": "Trainer flags, e.g. '--train_steps 600' (each sets train.X).",
                    "predict": "Predict flags, e.g. '--precision bfloat16 --prob_format top_k:5' (the center crop "
                               "follows the preset: on with imagenet, as the original's predict.sh).",
-                   "select": "Selection flags, e.g. '--max_prob 1.0'."}
+                   "select": "Selection flags, e.g. '--max_prob 1.0'.",
+                   "evaluate": "With --robustness: evaluate's flags, e.g. '--corruptions gaussian_noise,fog "
+                               "--max_images 1000' (noisystudent evaluate --help)."}
 
 
 def _default_text(dotted: str, defaults: dict) -> str:
@@ -252,11 +260,15 @@ def add_flags(parser: argparse.ArgumentParser, benchmark: bool) -> argparse.Argu
         parser.add_argument("--no_ceiling", action="store_true", default=argparse.SUPPRESS,
                             help="Skip the references (the supervised ceiling; the student's model on the labels "
                                  "alone).")
+        parser.add_argument("--robustness", action="store_true", default=argparse.SUPPRESS,
+                            help="Also every model on corrupted and FGSM images (noisystudent evaluate's measures; "
+                                 "mCE against the teacher).")
     else:
         parser.add_argument("--seed", type=int, default=argparse.SUPPRESS,
                             help="The seed (default: the experiment's first, 0).")
     for flag, section in STAGE_FLAGS.items():
-        parser.add_argument(f"--{flag}", default=argparse.SUPPRESS, help=STAGE_FLAG_HELP[section])
+        if benchmark or section != "evaluate":
+            parser.add_argument(f"--{flag}", default=argparse.SUPPRESS, help=STAGE_FLAG_HELP[section])
     return parser
 
 
@@ -284,6 +296,8 @@ def from_flags(args: argparse.Namespace, pairs: Sequence[tuple[str, str]]) -> Ex
         put("title", given_values["title"], "--title")
     if "no_ceiling" in given_values:
         put("ceiling", False, "--no_ceiling")
+    if "robustness" in given_values:
+        put("robustness", True, "--robustness")
     for flag, section in STAGE_FLAGS.items():
         for name, value in given(_stage_classes()[section], given_values.get(flag, "").split(), f"--{flag}").items():
             put(f"{section}.{name}", value, f"--{flag} '--{name}'")

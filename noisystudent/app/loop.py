@@ -61,7 +61,7 @@ def _for_seed(resolved: dict, run_dir: str, seed: int, data: str, beam_args: lis
             **{k: v for k, v in resolved.items() if k not in BENCHMARK_ONLY}, "data": data}
 
 
-BENCHMARK_ONLY = ("seeds", "title", "ceiling")  # experiment fields one seed's loop does not use
+BENCHMARK_ONLY = ("seeds", "title", "ceiling", "robustness", "evaluate")  # fields one seed's loop does not use
 NOT_COMPARED = ("run_dir", "beam_args", "models")  # another spelling, another runner; models: see below
 
 

@@ -24,7 +24,7 @@ import tensorflow as tf
 from noisystudent import dataset_dir, run_layout
 
 REPORT_FILE = "report.html"
-SECTIONS = ("models", "selection", "timings", "lineage")
+SECTIONS = ("models", "selection", "robustness", "timings", "lineage")
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:.5em 0 1.5em}
 td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
 img{max-width:100%;border:1px solid #ddd;margin:.3em 0}h2{border-bottom:2px solid #4a7ab5;padding-bottom:.2em}"""
@@ -106,6 +106,53 @@ def _timings_section(manifest: dict) -> str:
     return _table(["step", "status", "started", "seconds"], rows)
 
 
+def _robustness_chart(models: dict) -> str:
+    """Top-1 per corruption (mean over its severities), one bar per model: an embedded PNG."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(next(iter(models.values()))["corruptions"])
+    width = 0.8 / len(models)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.7 * len(names) * len(models) / 2 + 2), 3.2))
+    for k, (role, scores) in enumerate(models.items()):
+        means = [100 * sum(v["top1"] for v in scores["corruptions"][n].values()) / len(scores["corruptions"][n])
+                 for n in names]
+        ax.bar([i + k * width for i in range(len(names))], means, width, label=role)
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(names))], names, rotation=35, ha="right", fontsize=8)
+    ax.set_ylabel("top-1 (%), mean over severities")
+    ax.legend(fontsize=7, ncol=len(models))
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90)
+    plt.close(fig)
+    data = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return f'<img alt="top-1 per corruption" src="data:image/png;base64,{data}">'
+
+
+def _robustness_section(run_dir: str) -> str:
+    """robustness.json (written by `noisystudent benchmark --robustness`): a table and a per-corruption chart."""
+    found = _read_json(posixpath.join(run_dir, run_layout.ROBUSTNESS_FILE))
+    if found is None:
+        return ("<p>(not measured: <code>noisystudent benchmark --robustness</code> evaluates every model on "
+                "corrupted and FGSM images; <code>noisystudent evaluate</code> one model)</p>")
+    models = found["models"]
+    epsilons = list(next(iter(models.values()))["fgsm"])
+    rows = [[role, _pct(m["clean"]["top1"]), _pct(m.get("mean_corrupted_top1")),
+             "" if m.get("mce") is None else f"{m['mce']:.3f}"] + [_pct(m["fgsm"][e]["top1"]) for e in epsilons]
+            for role, m in models.items()]
+    settings = found["settings"]
+    text = (f"<p>{found['num_images']:,} {html.escape(settings['split'])} images; corruptions "
+            f"{html.escape(str(settings['corruptions']))} at severities {html.escape(str(settings['severities']))}; "
+            f"mCE against {html.escape(found['reference'])}</p>")
+    table = _table(["model", "clean top-1", "mean corrupted top-1", "mCE"] + [f"FGSM {e} px" for e in epsilons], rows)
+    chart = _robustness_chart(models) if next(iter(models.values()))["corruptions"] else ""
+    return text + table + chart
+
+
 def _lineage_section(run_dir: str, manifest: dict) -> str:
     rows = []
     for name, step in manifest["steps"].items():
@@ -132,10 +179,12 @@ def build_report(run_dir: str) -> str:
     body = {
         "models": _models_section(manifest),
         "selection": _selection_section(run_dir, manifest),
+        "robustness": _robustness_section(run_dir),
         "timings": _timings_section(manifest),
         "lineage": _lineage_section(run_dir, manifest),
     }
     headings = {"models": "Teacher and students", "selection": "Selection per iteration",
+                "robustness": "Robustness: corrupted and adversarial images",
                 "timings": "Steps and timings", "lineage": "Lineage"}
     sections = "".join(f'<section id="{key}"><h2>{headings[key]}</h2>{body[key]}</section>' for key in SECTIONS)
     return (f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
