@@ -115,3 +115,20 @@ def test_the_presets_eval_split_is_kept(data, tmp_path):
     with pytest.raises(ValueError, match="no split 'validation', the imagenet preset's eval split .*pass --eval_split"):
         loop.run_loop(_config(data, tmp_path / "a", preset="imagenet"))
     assert not (tmp_path / "a").exists()  # refused before writing anything
+
+
+def test_a_run_recorded_by_the_previous_manifest_format_resumes_under_the_same_experiment(tmp_path):
+    """Before the loop took an experiment whole, the manifest kept LoopConfig's flat fields and the resolved
+    experiment under "experiment"; such a run resumes, and is refused under another experiment."""
+    from noisystudent.app import experiment
+
+    mnist = experiment.load("mnist_benchmark")
+    older = {"data": "runs/mnist/l10/data-seed1", "run_dir": "r", "models": mnist.models, "preset": "digits",
+             "num_image": 0, "seed": 1, "train_args": [], "beam_args": [], "experiment": experiment.resolved(mnist)}
+    for exp, refused in ((mnist, None), (experiment.apply(mnist, {"select.num_image": 5}), "select.num_image: 0 -> 5")):
+        (tmp_path / loop.MANIFEST).write_text(json.dumps({"config": older, "steps": {}}))
+        if refused:
+            with pytest.raises(ValueError, match=refused):
+                loop.Manifest(str(tmp_path), loop.LoopConfig(exp, str(tmp_path), 1).manifest_config())
+        else:
+            loop.Manifest(str(tmp_path), loop.LoopConfig(exp, str(tmp_path), 1).manifest_config())

@@ -84,7 +84,7 @@ class Manifest:
         self.data = {"config": config, "steps": {}}
         if tf.io.gfile.exists(self.path):
             previous = dataset_dir.read_json(self.path)
-            check_same_run(previous.get("config", {}), config, self.path)
+            check_same_run(_from_older_manifest(previous.get("config", {})), config, self.path)
             self.data["steps"] = previous.get("steps", {})
         tf.io.gfile.makedirs(run_dir)
         self.save()
@@ -121,6 +121,15 @@ def check_same_run(previous: dict, config: dict, path: str) -> None:
         raise ValueError(f"{path} records a run with other settings ({'; '.join(changed)}): its finished steps "
                          "would be reused under the new ones. Use a new --run_dir, or delete the old one to "
                          "start over.")
+
+
+def _from_older_manifest(recorded: dict) -> dict:
+    """A manifest written before the loop took an experiment whole (its config: LoopConfig's flat fields and,
+    from --config, the resolved experiment under "experiment") in today's form, so that run resumes."""
+    if "train" in recorded or not recorded.get("experiment"):
+        return recorded
+    return _for_seed(recorded["experiment"], recorded.get("run_dir", ""), recorded.get("seed", 0),
+                     recorded.get("data", ""), recorded.get("beam_args", []))
 
 
 _ABSENT = object()
