@@ -9,8 +9,9 @@ An experiment file is a Python module whose `get_config()` returns an `Experimen
                           preset="digits", seeds=[0, 1, 2], train={"train_steps": 2000},
                           select={"min_threshold": 0.3}, predict={"precision": "float32"})
 
-`train`, `predict` and `select` hold fields of the trainer's TrainConfig (over the preset), predict's
-PredictConfig and select's SelectConfig: each knob keeps the one name and default its stage gives it,
+`train`, `predict`, `select` and `evaluate` hold fields of the trainer's TrainConfig (over the preset),
+predict's PredictConfig, select's SelectConfig and evaluate's EvaluateConfig (the benchmark's robustness
+measures, with robustness=True): each knob keeps the one name and default its stage gives it,
 and an unknown name or a wrong type is refused with the dotted name. `noisystudent loop|benchmark
 --config F` runs it (F: a file, or the name of one shipped in noisystudent/app/experiments/); any field
 can be changed on the command line by its dotted name (`--config.select.num_image 1000`,
