@@ -148,6 +148,8 @@ def score(images: Sequence[records.ImageRecord], scorers: dict[str, "Scorer"], n
     and FGSM (each model attacked through its own gradient)."""
     from noisystudent.host_images import model_input
 
+    if not images:
+        raise ValueError("no images to evaluate")
     size = next(iter(scorers.values())).size
     for role, scorer in scorers.items():
         if scorer.size != size:
