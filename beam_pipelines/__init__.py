@@ -1,4 +1,4 @@
-"""Apache Beam jobs: ingestion, bulk teacher inference, pseudo-label selection.
+"""Apache Beam jobs: ingestion, bulk teacher inference, pseudo-label selection, robustness evaluation.
 
 Each job is a module runnable as `python -m beam_pipelines.<job>` with the
 standard Beam flags (--runner, --project, --region, --temp_location, ...).
@@ -18,4 +18,6 @@ JOBS: dict[str, tuple[str, str]] = {
                 "Beam: a teacher labels unlabeled images (or --relabel pseudo-labeled ones)."),
     "select": ("beam_pipelines.select",
                "Beam: confidence histograms, thresholds, cap and duplicate-to-balance -> student data."),
+    "evaluate": ("beam_pipelines.evaluate",
+                 "Beam: clean, corrupted (ImageNet-C) and FGSM accuracy of a model; mCE against a reference."),
 }

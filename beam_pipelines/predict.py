@@ -112,13 +112,14 @@ class ReadImageChunks(beam.DoFn):
     """
 
     def __init__(self, chunk_size: int, declared: Optional[dict[str, int]] = None, allow_damaged: bool = False,
-                 read_ahead_chunks: int = 2, host_decode: Optional[tuple[int, bool, int]] = None):
+                 read_ahead_chunks: int = 2, host_decode: Optional[tuple[int, bool, int]] = None,
+                 namespace: str = "predict"):
         self._chunk_size = chunk_size
         self._declared, self._allow_damaged = dict(declared or {}), allow_damaged
         self._read_ahead = read_ahead_chunks
         self._host_decode, self._decoder = host_decode, None
-        self._read = beam.metrics.Metrics.counter("predict", "records_read")
-        self._bad = beam.metrics.Metrics.counter("predict", "dead_letter")
+        self._read = beam.metrics.Metrics.counter(namespace, "records_read")
+        self._bad = beam.metrics.Metrics.counter(namespace, "dead_letter")
 
     def setup(self):
         """On a JAX worker (KERAS_BACKEND=jax), images are decoded here, on the reading thread's pool,
@@ -177,6 +178,7 @@ class ReadImageChunks(beam.DoFn):
             chunk.image_ids.append(record.image_id)
             chunk.encoded.append(record.encoded)
             chunk.hidden_labels.append(record.hidden_label)
+            chunk.labels.append(record.label)
         if chunk.image_ids:
             if self._decoder is not None:
                 start = time.perf_counter()

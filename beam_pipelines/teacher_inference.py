@@ -38,6 +38,8 @@ class ImageChunk:
     image_ids: list[str]
     encoded: list[bytes]
     hidden_labels: list = dataclasses.field(default_factory=list)  # per image: int or None (research data)
+    labels: list = dataclasses.field(default_factory=list)  # per image: the record's label (-1: unlabeled)
+    condition: str = ""  # evaluate: what was done to the images (noisystudent/robustness.py's condition keys)
     decoded: Optional[tuple] = None  # JAX teacher: HostDecoder.decode(encoded), done ahead by the reader
     decode_seconds: float = 0.0
 
@@ -54,7 +56,8 @@ class KerasTeacherHandler(ModelHandler[ImageChunk, PredictionResult, Union[Loade
 
     def __init__(self, model_path: str, image_size: Optional[int] = None, large_model: bool = False,
                  log_every_s: float = 30.0, center_crop: bool = False, precision: str = "float32",
-                 expected_images: int = 0, batch_size: int = 256, decode_threads: int = 0):
+                 expected_images: int = 0, batch_size: int = 256, decode_threads: int = 0,
+                 what: str = "predict: labelled"):
         super().__init__(large_model=large_model)
         self._model_path = model_path
         self._batch_size, self._decode_threads = batch_size, decode_threads
@@ -62,7 +65,7 @@ class KerasTeacherHandler(ModelHandler[ImageChunk, PredictionResult, Union[Loade
         self._center_crop = center_crop
         self._precision = precision
         self._large_model = large_model
-        self._progress = Progress("predict: labelled", "images", expected_images, log_every_s)
+        self._progress = Progress(what, "images", expected_images, log_every_s)
         self._decoded_ahead = 0.0
 
     def load_model(self) -> LoadedTeacher:

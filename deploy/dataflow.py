@@ -39,7 +39,7 @@ from deploy.cloud_checks import (DATAFLOW_TPUS, check_cloud_paths, check_project
 
 # Job flags that name data: on Dataflow they must be gs:// paths.
 PATH_FLAGS = ("--input", "--output_dir", "--model", "--predictions", "--mat_dir", "--tfds_data_dir",
-              "--labeled_dir", "--test_dir", "--unlabeled_dir")
+              "--labeled_dir", "--test_dir", "--unlabeled_dir", "--data", "--reference")
 DEFAULT_MACHINE = "n2-standard-8"  # CPU inference is decode-bound: cores, not memory
 TPU_HARNESS_THREADS = 50
 SETUP_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "setup.py")

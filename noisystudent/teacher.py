@@ -341,3 +341,14 @@ def load_keras_teacher(model_path: str, flag: str = "--teacher"):
     teacher = load_keras_model(model_path, flag)
     teacher.trainable = False
     return teacher
+
+
+def classifier_head(model, what: str = ""):
+    """The model's last layer, a Dense with a softmax: training (and the FGSM attack) read its logits."""
+    import keras
+
+    head = model.layers[-1]
+    if not isinstance(head, keras.layers.Dense) or head.activation is not keras.activations.softmax:
+        raise ValueError(f"{what or 'the student ' + repr(model.name)} must end in a Dense layer with a softmax "
+                         f"activation (got {type(head).__name__} {head.name!r}); the loss is computed from its logits")
+    return head

@@ -100,7 +100,3 @@ def given(cls: type, argv: Sequence[str], prog: str = "") -> dict[str, Any]:
         raise ValueError(f"{parser.prog}: unknown flag(s) {' '.join(unknown)}")
     return vars(namespace)
 
-
-def override(config: T, argv: Sequence[str], prog: str = "") -> T:
-    """`config` with the flags in `argv` applied on top; every flag must be one of the config's."""
-    return dataclasses.replace(config, **given(type(config), argv, prog)) if argv else config

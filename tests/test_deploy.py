@@ -145,6 +145,22 @@ def test_dataflow_dry_run_builds_the_job_with_its_stages_and_options(capsys):
     assert description["dataflow_job"]["transforms"] > 20
 
 
+def test_the_evaluate_job_dry_runs_on_dataflow_with_its_fan_out_and_one_scorer_per_model():
+    description = dataflow.run(["evaluate", "--project", "my-project", "--region", "us-central1",
+                                "--bucket", "gs://my-bucket", "--dry-run", "--",
+                                "--data", "gs://my-bucket/imagenet", "--split", "validation",
+                                "--model", "gs://my-bucket/student/model.keras",
+                                "--reference", "gs://my-bucket/teacher/model.keras", "--output_dir", "gs://my-bucket/e"])
+    for stage in ("ReadImageChunks", "Decode", "FanOut", "SpreadConditions", "Corrupt", "FGSM[model]",
+                  "FGSM[reference]", "Score[model]", "Score[reference]", "Tally[model]", "WriteDeadLetters"):
+        assert stage in description["stages"], stage
+    assert description["options"]["runner"] == "DataflowRunner"
+    with pytest.raises(ValueError, match="cannot read local paths"):
+        dataflow.run(["evaluate", "--project", "my-project", "--region", "us-central1", "--bucket", "gs://b", "--",
+                      "--data", "gs://b/d", "--model", "gs://b/m.keras", "--reference", "/local/teacher.keras",
+                      "--output_dir", "gs://b/e"])
+
+
 def _source_tree_state():
     import os
 
@@ -190,6 +206,8 @@ def test_bad_dataflow_configs_fail_before_any_network_call(argv, message):
     ("beam_pipelines.ingest_folder", ["--labeled_dir", "gs://b/l", "--class_names", "a,b", "--output_dir", "OUT"]),
     ("beam_pipelines.select", ["--predictions", "gs://b/p", "--num_image", "5", "--num_classes", "3",
                                "--output_dir", "OUT"]),
+    ("beam_pipelines.evaluate", ["--model", "gs://b/m.keras", "--data", "gs://b/d", "--max_images", "10",
+                                 "--output_dir", "OUT"]),
 ])
 def test_every_beam_job_dry_runs_locally_without_touching_data(job, args, tmp_path, monkeypatch):
     import importlib

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from noisystudent import corruptions
-from noisystudent.app import cli, evaluate
+from noisystudent import corruptions, robustness
+from beam_pipelines import evaluate
+from noisystudent.app import cli
 from tests.digits_data import make_digits_dataset
 
 
@@ -97,8 +98,21 @@ def test_evaluate_writes_clean_corrupted_fgsm_and_an_mce_of_one_against_itself(t
     assert result["fgsm"]["32"]["top1"] < result["fgsm"]["4"]["top1"] <= result["clean"]["top1"]
     printed = capsys.readouterr().out
     assert "| gaussian_noise |" in printed and "mCE relative to the reference: 1.000" in printed
+    # The Beam job's figures are the one-process evaluation's (the benchmark's) on the same first 150 images.
+    names, severities = ["gaussian_noise", "defocus_blur", "contrast"], [1, 3, 5]
+    images = robustness.read_images(data, "test", 150)
+    assert [r.image_id for r in images] == sorted(r.image_id for r in images)
+    tally = robustness.score(images, {"model": robustness.Scorer(model, "--model")}, names, severities, [0, 4, 32],
+                             batch_size=128)["model"]
+    assert robustness.scores(tally, names, severities, [0, 4, 32]) == \
+        {k: result[k] for k in ("clean", "corruptions", "mean_corrupted_top1", "fgsm")}
+    # Every (model, condition) accounts for all 300 test records: 150 scored, 150 past --max_images.
+    accounting = json.loads((out / "summary.json").read_text())["accounting"]
+    assert len(accounting) == 2 * (1 + 9 + 3)
+    assert accounting["reference fgsm/32"] == {"input": 300, "not selected (--max_images)": 150,
+                                               "dead_letter_input": 0, "scored": 150, "dead_letter": 0}
     # Re-running gives the same figures: the corruptions are a function of (seed, image id).
-    assert cli.main(argv) == 0
+    assert cli.main(argv + ["--overwrite"]) == 0
     again = json.loads((out / evaluate.RESULTS_JSON).read_text())
     assert {k: again[k] for k in ("clean", "corruptions", "fgsm", "ce")} == \
         {k: result[k] for k in ("clean", "corruptions", "fgsm", "ce")}
@@ -108,7 +122,7 @@ def test_a_better_model_has_an_mce_below_one_against_a_worse_reference(trained):
     data, model, untrained, root = trained
     result = evaluate.run_config(evaluate.EvaluateConfig(
         model=model, reference=untrained, data=data, output_dir=str(root / "vs"), corruptions="shot_noise,pixelate",
-        severities="2,4", fgsm_epsilons="", max_images=120))
+        severities="2,4", fgsm_epsilons="", max_images=120))["evaluation"]
     assert result["num_images"] == 120 and result["fgsm"] == {}
     assert result["mce"] < 1 and result["reference_scores"]["clean"]["top1"] < result["clean"]["top1"]
 
@@ -123,3 +137,44 @@ def test_bad_evaluate_flags_are_one_line(argv, message, trained, capsys):
     data, model, _, root = trained
     assert cli.main(["evaluate", "--model", model, "--data", data, "--output_dir", str(root / "bad"), *argv]) == 1
     assert message in capsys.readouterr().err
+
+
+def test_the_evaluate_job_dead_letters_bad_records_and_a_damaged_shard_and_proves_every_count(trained, capsys):
+    """Off the clean path: undecodable, unlabeled and unparseable records, and a truncated shard
+    (--allow_damaged_input), each in the dead letters with its reason; every condition balances."""
+    import shutil
+
+    from noisystudent import dataset_dir, records
+    from tests.tfrecord_files import write_tfrecord
+
+    data, model, _, root = trained
+    inputs = root / "odd"
+    inputs.mkdir()
+    (shard,) = dataset_dir.load_summary(data).split("test").files
+    shutil.copy(f"{data}/{shard}", inputs / "test-a.tfrecord")
+    good = list(dataset_dir.iter_split_records(data, "labeled"))[:40]
+    write_tfrecord(inputs / "test-b.tfrecord", good[:3] + [
+        records.encode_image_record("odd/undecodable", b"\x89PNG\r\n\x1a\n" + b"\0" * 40, 3),
+        records.encode_image_record("odd/unlabeled", records.parse_image_record(good[0]).encoded),
+        b"not an Example"])
+    write_tfrecord(inputs / "test-c.tfrecord", good[3:40])
+    damaged = (inputs / "test-c.tfrecord").read_bytes()
+    (inputs / "test-c.tfrecord").write_bytes(damaged[: len(damaged) // 2])
+    out = root / "odd-out"
+    argv = ["evaluate", "--model", model, "--data", str(inputs / "test-*.tfrecord"), "--output_dir", str(out),
+            "--corruptions", "pixelate", "--severities", "2", "--fgsm_epsilons", "2"]
+    assert cli.main(argv) == 1
+    assert "test-c.tfrecord" in capsys.readouterr().err  # a damaged shard stops the job by default, named
+    assert cli.main(argv + ["--allow_damaged_input"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    dead = [json.loads(line) for line in (out / "dead_letter.jsonl").read_text().splitlines()]
+    reasons = {d.get("id"): d["reason"] for d in dead}
+    assert "no label" in reasons["odd/unlabeled"] and "undecodable image" in reasons["odd/undecodable"]
+    lost = next(d for d in dead if d["source"].endswith("test-c.tfrecord"))
+    readable = summary["input_records"] - 3 - lost["records"]  # all but the 3 bad records and the lost tail
+    assert 300 + 3 < readable < 300 + 3 + 37
+    assert summary["evaluated"] == readable and json.loads((out / "evaluate.json").read_text())["num_images"] == readable
+    for key in ("clean", "pixelate/2", "fgsm/2"):
+        entry = summary["accounting"][f"model {key}"]
+        assert entry["scored"] == readable and entry["dead_letter_input"] == 3 + lost["records"]
+        assert entry["input"] == sum(v for k, v in entry.items() if k != "input")

@@ -5,7 +5,7 @@ import argparse
 import pytest
 
 from beam_pipelines.select import SelectConfig, build_parser
-from noisystudent.typed_flags import given, override, parse
+from noisystudent.typed_flags import given, parse
 
 
 def test_flags_are_generated_from_the_config_with_its_defaults_and_types():
@@ -19,15 +19,14 @@ def test_flags_are_generated_from_the_config_with_its_defaults_and_types():
     assert "(default 0.3)" in build_parser().format_help()
 
 
-def test_override_applies_a_users_extra_flags_and_refuses_unknown_ones():
-    base = SelectConfig(predictions="P", output_dir="O", num_image=7)
-    assert override(base, ["--min_threshold", "0.5", "--stats_only"]) == SelectConfig(
-        predictions="P", output_dir="O", num_image=7, min_threshold=0.5, stats_only=True)
-    assert override(base, []) is base
+def test_given_types_only_the_flags_a_user_set_and_refuses_unknown_ones():
+    assert given(SelectConfig, ["--min_threshold", "0.5", "--stats_only"]) == {"min_threshold": 0.5,
+                                                                                "stats_only": True}
+    assert given(SelectConfig, []) == {}
     with pytest.raises(ValueError, match="unknown flag.*--nope"):
-        override(base, ["--nope", "1"], "--select_args")
+        given(SelectConfig, ["--nope", "1"], "--select_args")
     with pytest.raises((SystemExit, argparse.ArgumentError)):
-        override(base, ["--num_image", "many"])
+        given(SelectConfig, ["--num_image", "many"])
 
 
 def test_a_boolean_flag_is_a_switch_that_also_takes_a_value_for_every_job_and_the_trainer():

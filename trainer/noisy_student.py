@@ -45,6 +45,8 @@ from typing import Optional
 import keras
 from keras import ops
 
+from noisystudent.teacher import classifier_head
+
 LABEL_TYPES = ("hard", "soft")
 _EPS = 1e-7
 
@@ -77,15 +79,6 @@ def cross_entropy(targets, logits):
     """Mean over the batch of -sum(t * log_softmax(logits)), in float32 whatever the compute precision."""
     targets, logits = ops.cast(targets, "float32"), ops.cast(logits, "float32")
     return ops.mean(-ops.sum(targets * ops.log_softmax(logits, axis=-1), axis=-1))
-
-
-def classifier_head(student: keras.Model) -> keras.layers.Dense:
-    """The student's last layer, a Dense with a softmax: training reads its logits."""
-    head = student.layers[-1]
-    if not isinstance(head, keras.layers.Dense) or head.activation is not keras.activations.softmax:
-        raise ValueError(f"the student {student.name!r} must end in a Dense layer with a softmax activation "
-                         f"(got {type(head).__name__} {head.name!r}); the loss is computed from its logits")
-    return head
 
 
 def averaged_variables(student: keras.Model) -> list:

@@ -235,7 +235,9 @@ def _models_of_seed(cfg: BenchmarkConfig, seed: int, iterations: int) -> dict[st
 def _robustness_of_seed(cfg: BenchmarkConfig, seed: int, iterations: int) -> dict:
     """Every model of a seed on the same clean, corrupted and FGSM images, mCE against the seed's teacher;
     kept in <loop dir>/robustness.json (reused when its settings match) and shown in its report.html."""
-    from noisystudent.app import evaluate, report
+    from beam_pipelines.evaluate import EvaluateConfig
+    from noisystudent import robustness
+    from noisystudent.app import report
 
     exp = cfg.experiment
     resolved = experiment_lib.resolved(exp)
@@ -246,17 +248,19 @@ def _robustness_of_seed(cfg: BenchmarkConfig, seed: int, iterations: int) -> dic
         kept = dataset_dir.read_json(path)
         if kept.get("settings") == settings and set(kept.get("models", {})) == set(models):
             return kept
-    names = corruptions.parse_names(settings["corruptions"])
-    severities = corruptions.parse_severities(settings["severities"])
-    epsilons = evaluate.parse_epsilons(settings["fgsm_epsilons"])
+    config = EvaluateConfig(model=models[run_layout.iteration(0)], data=cfg.data_for(seed), output_dir="", **settings)
+    config.validate()
+    names = corruptions.parse_names(config.corruptions)
+    severities = corruptions.parse_severities(config.severities)
+    epsilons = robustness.parse_epsilons(config.fgsm_epsilons)
     start = time.time()
-    images = evaluate.read_images(cfg.data_for(seed), settings["split"], settings["max_images"])
+    images = robustness.read_images(config.data, config.split, config.max_images)
     log.info("seed %d: robustness of %s on %d images", seed, ", ".join(models), len(images))
-    tallies = evaluate.score(images, {role: evaluate.Scorer(p, role) for role, p in models.items()}, names,
-                             severities, epsilons, settings["seed"], settings["center_crop"], settings["batch_size"])
-    teacher = evaluate.scores(tallies[run_layout.iteration(0)], names, severities, epsilons)
+    tallies = robustness.score(images, {role: robustness.Scorer(p, role) for role, p in models.items()}, names,
+                               severities, epsilons, config.seed, config.center_crop, config.batch_size)
+    teacher = robustness.scores(tallies[run_layout.iteration(0)], names, severities, epsilons)
     result = {"settings": settings, "num_images": len(images), "reference": run_layout.iteration(0),
-              "models": {role: evaluate.with_mce(evaluate.scores(t, names, severities, epsilons), teacher)
+              "models": {role: robustness.with_mce(robustness.scores(t, names, severities, epsilons), teacher)
                          for role, t in tallies.items()}, "seconds": round(time.time() - start, 1)}
     with tf.io.gfile.GFile(path, "w") as f:
         json.dump(result, f, indent=2)

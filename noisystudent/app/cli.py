@@ -20,7 +20,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("noisystudent.app.report", "One self-contained report.html for a loop run."),
     **JOBS,
     "train": ("trainer.task", "Keras: train a teacher or a noisy student (also python -m trainer.task)."),
-    "evaluate": ("noisystudent.app.evaluate", "Clean, corrupted (ImageNet-C) and FGSM accuracy of a model; mCE."),
     "classify": ("noisystudent.app.classify", "Top-k classes for your images with a trained model."),
     "features": ("noisystudent.app.features", "Pooled embeddings for your images (.npy or TFRecords)."),
     "dataflow": ("deploy.dataflow", "Run a Beam job on Dataflow (or --dry-run it)."),

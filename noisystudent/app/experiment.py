@@ -41,7 +41,8 @@ SHIPPED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "experime
 KIND_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false", list: "a list",
               dict: "a dict"}
 STAGES = ("train", "predict", "select", "evaluate")
-PER_RUN_FIELDS = {"evaluate": ("model", "data", "output_dir", "reference", "split"),
+PER_RUN_FIELDS = {"evaluate": ("model", "data", "output_dir", "reference", "split", "allow_damaged_input",
+                               "overwrite"),
                   "predict": ("input", "split", "model", "output_dir", "teacher_name", "overwrite", "seed"),
                   "select": ("predictions", "output_dir", "overwrite", "seed"),
                   "train": ("labeled_data", "labeled_split", "eval_split", "unlabeled_data", "unlabeled_split",
@@ -79,7 +80,7 @@ class Experiment:
 def _stage_classes() -> dict[str, type]:
     from beam_pipelines.predict import PredictConfig
     from beam_pipelines.select import SelectConfig
-    from noisystudent.app.evaluate import EvaluateConfig
+    from beam_pipelines.evaluate import EvaluateConfig
     from trainer.config import TrainConfig
 
     return {"train": TrainConfig, "predict": PredictConfig, "select": SelectConfig, "evaluate": EvaluateConfig}
