@@ -81,12 +81,12 @@ def test_evaluate_writes_clean_corrupted_fgsm_and_an_mce_of_one_against_itself(t
     data, model, _, root = trained
     out = root / "self"
     argv = ["evaluate", "--model", model, "--reference", model, "--data", data, "--output_dir", str(out),
-            "--corruptions", "gaussian_noise,defocus_blur,contrast", "--severities", "1,3,5",
+            "--corruptions", "gaussian_noise,pixelate,contrast", "--severities", "1,3,5",
             "--fgsm_epsilons", "0,4,32", "--batch_size", "128", "--max_images", "150"]
     assert cli.main(argv) == 0
     result = json.loads((out / evaluate.RESULTS_JSON).read_text())
     assert result["num_images"] == 150 and result["clean"]["top1"] > 0.8, result["clean"]
-    assert set(result["corruptions"]) == {"gaussian_noise", "defocus_blur", "contrast"}
+    assert set(result["corruptions"]) == {"gaussian_noise", "pixelate", "contrast"}
     assert set(result["corruptions"]["contrast"]) == {"1", "3", "5"}
     # A model against itself: every corruption's error ratio, and their mean, is exactly 1.
     assert result["mce"] == pytest.approx(1.0) and all(v == pytest.approx(1.0) for v in result["ce"].values())
@@ -99,7 +99,7 @@ def test_evaluate_writes_clean_corrupted_fgsm_and_an_mce_of_one_against_itself(t
     printed = capsys.readouterr().out
     assert "| gaussian_noise |" in printed and "mCE relative to the reference: 1.000" in printed
     # The Beam job's figures are the one-process evaluation's (the benchmark's) on the same first 150 images.
-    names, severities = ["gaussian_noise", "defocus_blur", "contrast"], [1, 3, 5]
+    names, severities = corruptions.parse_names("gaussian_noise,pixelate,contrast"), [1, 3, 5]
     images = robustness.read_images(data, "test", 150)
     assert [r.image_id for r in images] == sorted(r.image_id for r in images)
     tally = robustness.score(images, {"model": robustness.Scorer(model, "--model")}, names, severities, [0, 4, 32],
