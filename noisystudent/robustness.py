@@ -146,16 +146,18 @@ def format_markdown(result: dict) -> str:
 
 class Scorer:
     """A model.keras as probabilities and as an FGSM attacker. The attack's loss is computed from the logits of
-    the Dense head, so a saturated softmax does not zero the gradient; the gradient is TensorFlow's."""
+    the Dense head, so a saturated softmax does not zero the gradient; the input gradient is TensorFlow's
+    (tf.GradientTape) or, under KERAS_BACKEND=jax (GPU and TPU workers), jax.grad of the model's stateless call."""
 
     def __init__(self, path: str, flag_name: str):
         import keras
 
         from noisystudent.teacher import classifier_head, load_keras_model
 
-        if keras.backend.backend() != "tensorflow":
-            raise ValueError(f"{flag_name} {path}: the FGSM attack takes the input gradient with TensorFlow; "
-                             f"run evaluate with KERAS_BACKEND=tensorflow (here: {keras.backend.backend()})")
+        if keras.backend.backend() not in ("tensorflow", "jax"):
+            raise ValueError(f"{flag_name} {path}: the FGSM attack takes the input gradient with TensorFlow or JAX, "
+                             f"not {keras.backend.backend()} (KERAS_BACKEND)")
+        self._jax = keras.backend.backend() == "jax"
         self.model = load_keras_model(path, flag_name)
         self.head = classifier_head(self.model, f"{flag_name} {path}")
         self.features = keras.Model(self.model.inputs, self.head.input)
@@ -167,15 +169,34 @@ class Scorer:
 
     def fgsm(self, pixels: np.ndarray, labels: np.ndarray, epsilons: Sequence[float]) -> dict[float, np.ndarray]:
         """eps -> the images moved eps pixels along the sign of the loss gradient, clipped to [0, 255]."""
+        x = pixels.astype(np.float32)
+        step = np.sign(self._jax_gradient(x, labels) if self._jax else self._tf_gradient(x, labels))
+        return {e: np.clip(pixels + e * step, 0, 255).astype(np.float32) for e in epsilons}
+
+    def _tf_gradient(self, x: np.ndarray, labels: np.ndarray) -> np.ndarray:
         import tensorflow as tf
 
-        x = tf.convert_to_tensor(pixels.astype(np.float32))
+        x = tf.convert_to_tensor(x)
         with tf.GradientTape() as tape:
             tape.watch(x)
             logits = tf.matmul(tf.cast(self.features(x, training=False), tf.float32), self.head.kernel) + self.head.bias
             loss = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
-        step = np.sign(tape.gradient(loss, x).numpy())
-        return {e: np.clip(pixels + e * step, 0, 255).astype(np.float32) for e in epsilons}
+        return tape.gradient(loss, x).numpy()
+
+    def _jax_gradient(self, x: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        import jax
+        import jax.numpy as jnp
+
+        trainable = [v.value for v in self.features.trainable_variables]
+        frozen = [v.value for v in self.features.non_trainable_variables]
+        kernel, bias = jnp.asarray(self.head.kernel.value, jnp.float32), jnp.asarray(self.head.bias.value, jnp.float32)
+
+        def loss(images):
+            features, _ = self.features.stateless_call(trainable, frozen, images, training=False)
+            log_probs = jax.nn.log_softmax(features.astype(jnp.float32) @ kernel + bias)
+            return -jnp.sum(jnp.take_along_axis(log_probs, jnp.asarray(labels)[:, None], axis=1))
+
+        return np.asarray(jax.grad(loss)(jnp.asarray(x)))
 
 
 def read_images(data: str, split: str, max_images: int = 0) -> list[records.ImageRecord]:

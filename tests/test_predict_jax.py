@@ -18,9 +18,9 @@ from tests.tfrecord_files import write_tfrecord
 pytest.importorskip("jax")
 
 
-def _predict_on_jax(*argv: str) -> None:
+def _predict_on_jax(*argv: str, command: str = "predict") -> None:
     env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
-    result = subprocess.run([sys.executable, "-m", "noisystudent.app.cli", "predict", *argv], env=env,
+    result = subprocess.run([sys.executable, "-m", "noisystudent.app.cli", command, *argv], env=env,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "(JaxTeacher)" in result.stderr  # the handler loaded the JAX teacher, not TensorFlow's
@@ -97,3 +97,25 @@ def test_the_accelerator_bench_runs_where_tensorflow_is_not_installed(tmp_path):
     (row,) = json.loads(out.read_text())
     assert row["teacher"] == "cnn-small@32" and row["model_alone_images_per_s"] > 0 < row["handler_images_per_s"]
     assert row["float32_layers_under_mixed_bfloat16"] == {"Dense": 1}  # only the classifier keeps float32
+
+
+def test_evaluate_on_jax_scores_and_attacks_like_tensorflow(setup):
+    """A GPU or TPU worker's evaluate: the JAX teacher scores, jax.grad attacks; TensorFlow's figures."""
+    import json
+
+    from noisystudent import robustness
+
+    root = setup
+    _predict_on_jax("--model", str(root / "t.keras"), "--data", str(root / "data"), "--output_dir",
+                    str(root / "eval-jax"), "--corruptions", "contrast", "--severities", "4", "--fgsm_epsilons", "0,8",
+                    "--max_images", "120", command="evaluate")
+    got = json.loads((root / "eval-jax" / "evaluate.json").read_text())
+    images = robustness.read_images(str(root / "data"), "test", 120)
+    tally = robustness.score(images, {"model": robustness.Scorer(str(root / "t.keras"), "--model")}, ["contrast"],
+                             [4], [0, 8])["model"]
+    expected = robustness.scores(tally, ["contrast"], [4], [0, 8])
+    assert got["num_images"] == 120 and got["clean"] == expected["clean"]
+    assert got["corruptions"] == expected["corruptions"] and got["fgsm"]["0"] == expected["fgsm"]["0"]
+    # The attack moves the same pixels (a gradient's sign can differ where it is ~0): within 2 images of 120.
+    assert abs(got["fgsm"]["8"]["top1"] - expected["fgsm"]["8"]["top1"]) <= 2 / 120
+    assert expected["fgsm"]["8"]["top1"] < expected["clean"]["top1"]
