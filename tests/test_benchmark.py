@@ -69,6 +69,7 @@ def test_benchmark_slice_on_idx_files_writes_the_table_with_ceiling_and_precisio
                for s in (0, 1)]
     assert labeled[0] != labeled[1]
     markdown = (tmp_path / "bench" / "benchmark.md").read_text()
+    assert markdown.index("the method's own gain, over cnn-medium") < markdown.index("gain of the last student")
     for text in ("| 0 | cnn-small | teacher (labeled only) | 100 |", "| - | cnn-medium | ceiling (all labels) | 1,297 |",
                  "| - | cnn-medium | labeled only (no pseudo-labels) | 100 |", "the method's own gain",
                  "gain of the last student", "of 2 seeds", "kept pseudo-labels that match"):

@@ -148,16 +148,17 @@ def format_markdown(result: dict) -> str:
         lines += [f"- iteration {r['iteration']}'s data: " + " ".join(
             f"{name}:{100 * p:.0f}" for name, p in r["mean_class_precision"].items()) for r in students]
     s = result["summary"]
-    lines += ["", f"- gain of the last student over the equally noised teacher: {100 * s['gain']:+.2f} points",
-              f"- the last student beat the teacher on {s['seeds_beating_teacher']} of {len(seeds)} seeds"]
-    if "gap_closed" in s:
-        lines.append(f"- share of the teacher-to-ceiling gap the method closed: {100 * s['gap_closed']:.0f}%")
-    if "gain_over_labeled_only" in s:
-        text = (f"- over {alone['model']} trained on the labels alone ({100 * alone['mean_top1']:.2f}), the method's "
-                f"own gain: {100 * s['gain_over_labeled_only']:+.2f} points")
+    lines.append("")
+    if "gain_over_labeled_only" in s:  # first: what the method adds, told apart from the larger model's share
+        text = (f"- the method's own gain, over {alone['model']} trained on the labels alone "
+                f"({100 * alone['mean_top1']:.2f}): {100 * s['gain_over_labeled_only']:+.2f} points")
         if "gap_closed_over_labeled_only" in s:
             text += f", {100 * s['gap_closed_over_labeled_only']:.0f}% of that model's gap to its ceiling"
         lines.append(text)
+    lines += [f"- gain of the last student over the equally noised teacher: {100 * s['gain']:+.2f} points",
+              f"- the last student beat the teacher on {s['seeds_beating_teacher']} of {len(seeds)} seeds"]
+    if "gap_closed" in s:
+        lines.append(f"- share of the teacher-to-ceiling gap the method closed: {100 * s['gap_closed']:.0f}%")
     if result.get("robustness"):
         lines += [""] + format_robustness(result)
     per_seed = ", ".join(f"seed {k}: {v:.0f} s" for k, v in result["seconds_per_seed"].items())
