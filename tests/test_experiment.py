@@ -32,8 +32,10 @@ def test_the_imagenet_experiment_labels_the_originals_center_crop_and_evaluates_
 def test_any_field_is_overridden_by_its_dotted_name(capsys):
     assert cli.main(["loop", "--config", "svhn", "--config.select.num_image", "1000", "--config.seeds=3,4",
                      "--config.train.train_steps", "50", "--config.predict.precision", "bfloat16",
-                     "--config.models", "efficientnet-b0,efficientnet-b2", "--print_config"]) == 0
+                     "--config.models", "efficientnet-b0,efficientnet-b2", "--config.student.train_steps", "90",
+                     "--print_config"]) == 0
     printed = json.loads(capsys.readouterr().out)
+    assert printed["student"] == {"train_steps": 90}  # the students' own budget; the teacher's stays 50
     assert printed["select"]["num_image"] == 1000 and printed["seeds"] == [3, 4]
     assert printed["train"]["train_steps"] == 50 and printed["predict"]["precision"] == "bfloat16"
     assert printed["models"] == ["efficientnet-b0", "efficientnet-b2"]
@@ -49,6 +51,8 @@ def test_any_field_is_overridden_by_its_dotted_name(capsys):
     (["--min_threshold", "0.4", "--select_args", "--min_threshold 0.5"],
      "--min_threshold and --select_args '--min_threshold' both set select.min_threshold: give it once"),
     (["--train_args", "--mode online"], "'train.mode': the loop sets it for each step"),
+    (["--config.student.mode", "online"], "'student.mode': the loop sets it for each step"),
+    (["--config.student.steps", "9"], "TrainConfig has no field 'steps'"),
     (["--predict_args", "--nope 1"], "--predict_args: unknown flag(s) --nope"),
 ])
 def test_a_bad_override_is_one_line_naming_it(argv, message, capsys):

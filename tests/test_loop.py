@@ -39,7 +39,7 @@ def test_two_iterations_write_a_manifest_and_resume_without_redoing(data, tmp_pa
 
     monkeypatch.setattr(task, "train", crash_in_iteration_2)
     with pytest.raises(RuntimeError, match="simulated preemption"):
-        loop.run_loop(_config(data, tmp_path))
+        loop.run_loop(_config(data, tmp_path, student={"train_steps": 30}))
     manifest = json.loads((tmp_path / loop.MANIFEST).read_text())
     assert manifest["steps"]["iter2/student"]["status"] == "failed"
     assert "simulated preemption" in manifest["steps"]["iter2/student"]["error"]
@@ -48,7 +48,7 @@ def test_two_iterations_write_a_manifest_and_resume_without_redoing(data, tmp_pa
                                 "iter2/predict", "iter2/select"}
 
     monkeypatch.setattr(task, "train", real_train)
-    rows = loop.run_loop(_config(data, tmp_path))
+    rows = loop.run_loop(_config(data, tmp_path, student={"train_steps": 30}))
     manifest = json.loads((tmp_path / loop.MANIFEST).read_text())
     # Finished steps were skipped (same start time), the failed one ran and finished.
     for name, started in done_before.items():
@@ -59,12 +59,16 @@ def test_two_iterations_write_a_manifest_and_resume_without_redoing(data, tmp_pa
     assert rows[1]["pseudo_labeled"] > 0
     assert manifest["steps"]["iter2/predict"]["teacher"].endswith("iter1/student/model.keras")
     assert manifest["config"]["models"] == ["cnn-small"] * 3
+    # The experiment's student section trains the students alone; the teacher keeps `train`'s.
+    steps = {d: json.loads((tmp_path / d / "train_config.json").read_text())["train_steps"]
+             for d in ("iter0/teacher", "iter1/student", "iter2/student")}
+    assert steps == {"iter0/teacher": 20, "iter1/student": 30, "iter2/student": 30}
     assert "test top-1" in loop.format_table(rows)
 
     # The same run dir with other settings is refused before anything runs: its finished students would
     # otherwise be reused as if trained under the new settings.
     before = (tmp_path / loop.MANIFEST).read_text()
-    changed = _config(data, tmp_path, models=["cnn-small", "cnn-medium", "cnn-medium"],
+    changed = _config(data, tmp_path, models=["cnn-small", "cnn-medium", "cnn-medium"], student={"train_steps": 30},
                       select={"num_image": 30, "min_threshold": 0.0})
     with pytest.raises(ValueError, match=r"manifest.json records a run with other settings \(select.num_image: 60 -> "
                                          r"30; models: .*cnn-medium.*\).*new --run_dir"):
@@ -88,6 +92,10 @@ def test_resume_allows_more_or_fewer_iterations_another_run_dir_spelling_and_oth
     loop.check_same_run(older, recorded(), "m")
     with pytest.raises(ValueError, match=r"train.ema_momentum: \(absent\) -> 0.9"):
         loop.check_same_run(older, recorded(train={"ema_momentum": 0.9}), "m")
+    # The students' own section: absent from older records, a change only when set.
+    loop.check_same_run({k: v for k, v in old.items() if k != "student"}, recorded(), "m")
+    with pytest.raises(ValueError, match=r"student.train_steps: \(absent\) -> 900"):
+        loop.check_same_run(old, recorded(student={"train_steps": 900}), "m")
 
 
 def test_loop_needs_a_student_and_the_splits(data, tmp_path):

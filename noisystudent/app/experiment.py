@@ -11,8 +11,9 @@ An experiment file is a Python module whose `get_config()` returns an `Experimen
 
 `train`, `predict`, `select` and `evaluate` hold fields of the trainer's TrainConfig (over the preset),
 predict's PredictConfig, select's SelectConfig and evaluate's EvaluateConfig (the benchmark's robustness
-measures, with robustness=True): each knob keeps the one name and default its stage gives it,
-and an unknown name or a wrong type is refused with the dotted name. `noisystudent loop|benchmark
+measures, with robustness=True); `student` holds TrainConfig fields laid over `train` for the students
+alone (`student={"train_steps": 6000}`: the teacher and the references keep `train`'s). Each knob keeps
+the one name and default its stage gives it, and an unknown name or a wrong type is refused with the dotted name. `noisystudent loop|benchmark
 --config F` runs it (F: a file, or the name of one shipped in noisystudent/app/experiments/); any field
 can be changed on the command line by its dotted name (`--config.select.num_image 1000`,
 `--config.seeds 0,1`); `--print_config` prints the resolved experiment as JSON and exits.
@@ -40,13 +41,14 @@ SHIPPED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "experime
 # Fields each loop step sets itself (where its inputs and outputs are, which teacher, the seed).
 KIND_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false", list: "a list",
               dict: "a dict"}
-STAGES = ("train", "predict", "select", "evaluate")
+STAGES = ("train", "student", "predict", "select", "evaluate")
 PER_RUN_FIELDS = {"evaluate": ("model", "data", "output_dir", "reference", "split", "allow_damaged_input",
                                "overwrite"),
                   "predict": ("input", "split", "model", "output_dir", "teacher_name", "overwrite", "seed"),
                   "select": ("predictions", "output_dir", "overwrite", "seed"),
                   "train": ("labeled_data", "labeled_split", "eval_split", "unlabeled_data", "unlabeled_split",
                             "output_dir", "model", "mode", "teacher", "seed")}
+PER_RUN_FIELDS["student"] = PER_RUN_FIELDS["train"]
 
 
 @dataclasses.dataclass
@@ -66,6 +68,9 @@ class Experiment:
     robustness: bool = False  # benchmark: every model on corrupted and FGSM images (the evaluate section)
     title: str = ""
     train: dict = dataclasses.field(default_factory=dict)  # TrainConfig fields over the preset
+    # TrainConfig fields over `train`, for the students only (the teacher and the references train with
+    # `train`): a longer budget or stronger noise for the students, as the paper's
+    student: dict = dataclasses.field(default_factory=dict)
     predict: dict = dataclasses.field(default_factory=dict)  # PredictConfig fields
     select: dict = dataclasses.field(default_factory=dict)  # SelectConfig fields; num_image 0: unlabeled/classes
     evaluate: dict = dataclasses.field(default_factory=dict)  # EvaluateConfig fields (with robustness)
@@ -83,7 +88,7 @@ def _stage_classes() -> dict[str, type]:
     from beam_pipelines.evaluate import EvaluateConfig
     from trainer.config import TrainConfig
 
-    return {"train": TrainConfig, "predict": PredictConfig, "select": SelectConfig, "evaluate": EvaluateConfig}
+    return {"train": TrainConfig, "student": TrainConfig, "predict": PredictConfig, "select": SelectConfig, "evaluate": EvaluateConfig}
 
 
 def check_fields(section: str, values: dict, config_class: type) -> None:
@@ -143,7 +148,7 @@ def parse_value(dotted: str, text: str, spelled: str = "") -> Any:
     top = field_types(Experiment)
     if head not in top or rest or head in STAGES:
         raise ValueError(f"{spelled}: not a field of the experiment (fields: {', '.join(top)}; stage fields as "
-                         "train.X, predict.X, select.X, evaluate.X)")
+                         "train.X, student.X, predict.X, select.X, evaluate.X)")
     if head == "models":
         return [m.strip() for m in text.split(",") if m.strip()]
     if head == "seeds":
@@ -204,6 +209,7 @@ def resolved(experiment: Experiment) -> dict:
     out = {k: v for k, v in dataclasses.asdict(experiment).items() if k not in STAGES}
     out["eval_split"] = experiment.eval_split or recipe["eval_split"]
     out["train"] = {k: v for k, v in recipe.items() if k not in PER_RUN_FIELDS["train"]}
+    out["student"] = dict(experiment.student)  # what the students change of `train`
     def defaults(section: str) -> dict:
         return {f.name: f.default for f in dataclasses.fields(stages[section])
                 if f.default is not dataclasses.MISSING and f.name not in PER_RUN_FIELDS[section]}

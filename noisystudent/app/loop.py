@@ -199,6 +199,7 @@ def run_loop(cfg: LoopConfig) -> list[dict]:
     manifest = Manifest(cfg.run_dir, cfg.manifest_config())
     base = train_config.recipe(exp.preset, exp.train, labeled_data=data, labeled_split=exp.labeled_split,
                                eval_split=eval_split, seed=cfg.seed)
+    dataclasses.replace(base, **exp.student).validate()  # the students' recipe, refused before any step
     rows = []
 
     def train(name: str, out: str, **fields) -> dict:
@@ -225,7 +226,7 @@ def run_loop(cfg: LoopConfig) -> list[dict]:
                          lambda: _select_result(select.run_config(select_config, cfg.beam_args)),
                          predictions=preds)
         result = train(run_layout.step_name(i, run_layout.STUDENT), student_dir, model=student, mode="offline", unlabeled_data=pseudo,
-                       teacher=teacher_model)
+                       teacher=teacher_model, **exp.student)
         rows.append({"iteration": i, "model": student, "role": f"student of {run_layout.iteration(i - 1)}", "labeled": labeled,
                      "pseudo_labeled": selected.get("written", 0),
                      **{k: selected[k] for k in ("pseudo_label_precision", "per_class_precision") if k in selected},
