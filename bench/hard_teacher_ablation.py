@@ -1,0 +1,174 @@
+"""The harder-teacher ablation of docs/benchmarks.md ("When the teacher is often wrong"): the paper's levers
+one at a time, each a benchmark of its own over the same seeds, paired with a finished defaults benchmark.
+
+Every lever's loop starts from the defaults run's own steps that the lever does not change (its teacher;
+its predictions when predict is unchanged; its selection when only the student's training changes),
+copied into the lever's run dir with their manifest entries. The teacher is therefore the same model in
+every cell, and a lever's difference to the defaults is the lever's alone, seed by seed. The references
+(the ceiling, the student's model on the labels alone) are the defaults run's.
+
+    python bench/hard_teacher_ablation.py --data "runs/mnist/l3/data-seed{seed}" \\
+        --defaults runs/mnist/l3/bench-defaults --run_root runs/mnist/l3/ablation --levers soft,confident_third,unlabeled_weight_1 \\
+        --output bench/results/mnist_hard_teacher_ablation
+
+A lever's cell runs `iterations` student iterations (1: the first student; its row compares with the
+defaults' first student). Re-running resumes every cell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import statistics
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from noisystudent import dataset_dir, run_layout  # noqa: E402
+from noisystudent.app import benchmark, experiment as experiment_lib, loop  # noqa: E402
+
+# name -> (what it changes, the experiment's dotted fields)
+LEVERS = {
+    "soft": ("soft targets, T = 1 (the original's SVHN and ImageNet scripts) instead of hard",
+             {"train.label_type": "soft", "train.temperature": 1.0}),
+    "confident_third": ("keep the confident third: num_image = a third of unlabeled/classes, so each class keeps "
+                        "its most confident images", {"select.num_image": 2000}),
+    "threshold_0.7": ("min_threshold 0.7 instead of 0.3", {"select.min_threshold": 0.7}),
+    "unlabeled_weight_1": ("unlabeled loss weight 1 instead of unlabel_ratio (3)", {"train.unlabeled_weight": 1.0}),
+    "randaugment_9": ("the student's RandAugment magnitude 9 instead of 3 (the teacher's stays 3)",
+                      {"student.randaugment_magnitude": 9.0}),
+    "budget_10_epochs": ("the student's budget: 10 passes of the pseudo-labeled set (6,250 steps of 96) instead "
+                         "of about 3 (2,000 steps)", {"student.train_steps": 6250}),
+}
+SHARED_STEPS = {  # the steps a lever may take from the defaults run: those before what it changes
+    "train": (run_layout.TEACHER, run_layout.PREDICT_STEP, run_layout.SELECT_STEP),
+    "student": (run_layout.TEACHER, run_layout.PREDICT_STEP, run_layout.SELECT_STEP),
+    "select": (run_layout.TEACHER, run_layout.PREDICT_STEP),
+    "predict": (run_layout.TEACHER,),
+}
+STEP_DIRS = {run_layout.TEACHER: run_layout.TEACHER, run_layout.PREDICT_STEP: run_layout.PREDICTIONS,
+             run_layout.SELECT_STEP: run_layout.PSEUDO}
+log = logging.getLogger("hard_teacher_ablation")
+
+
+def lever_experiment(defaults: experiment_lib.Experiment, fields: dict, iterations: int, title: str):
+    exp = experiment_lib.apply(defaults, fields)
+    return dataclasses.replace(exp, models=defaults.models[:iterations + 1], ceiling=False, robustness=False,
+                               title=title)
+
+
+def seed_from_defaults(lever_loop: loop.LoopConfig, defaults_loop_dir: str, shared: tuple[str, ...]) -> None:
+    """Copy the defaults run's shared steps of iteration 0 and 1 (folders and manifest entries) into a new
+    lever run dir; an existing one is left to resume."""
+    if os.path.exists(os.path.join(lever_loop.run_dir, loop.MANIFEST)):
+        return
+    previous = dataset_dir.read_json(os.path.join(defaults_loop_dir, loop.MANIFEST))
+    steps = {}
+    for step in shared:
+        i = 0 if step == run_layout.TEACHER else 1
+        name = run_layout.step_name(i, step)
+        if previous["steps"].get(name, {}).get("status") != "done":
+            raise SystemExit(f"{defaults_loop_dir}: step {name} is not done; finish the defaults benchmark first")
+        shutil.copytree(run_layout.step_dir(defaults_loop_dir, i, STEP_DIRS[step]),
+                        run_layout.step_dir(lever_loop.run_dir, i, STEP_DIRS[step]))
+        steps[name] = {**previous["steps"][name], "shared_from": defaults_loop_dir}
+    with open(os.path.join(lever_loop.run_dir, loop.MANIFEST), "w") as f:
+        json.dump({"config": lever_loop.manifest_config(), "steps": steps}, f, indent=2)
+
+
+def per_seed_top1(result: dict, iteration: int) -> dict[int, float]:
+    return {int(s): rows[iteration]["top1_accuracy"] for s, rows in result["per_seed"].items()}
+
+
+def cell(name: str, what: str, result: dict, defaults: dict, iteration: int) -> dict:
+    """One lever against the defaults at the same iteration: paired differences and the gaps closed."""
+    mine, base = per_seed_top1(result, iteration), per_seed_top1(defaults, iteration)
+    teacher = per_seed_top1(defaults, 0)
+    ceiling, alone = defaults["ceiling"]["mean"], defaults["labeled_only"]["mean"]
+    mean = statistics.mean(mine.values())
+    precision = [rows[iteration].get("pseudo_label_precision") for rows in result["per_seed"].values()]
+    return {"lever": name, "what": what, "iteration": iteration, "top1": mine,
+            "mean": mean, "std": statistics.stdev(mine.values()) if len(mine) > 1 else 0.0,
+            "paired_difference": {s: mine[s] - base[s] for s in mine},
+            "mean_difference": statistics.mean(mine[s] - base[s] for s in mine),
+            "wins": sum(mine[s] > base[s] for s in mine),
+            "teacher_gap_closed": (mean - statistics.mean(teacher.values())) / (ceiling - statistics.mean(
+                teacher.values())),
+            "own_gap_closed": (mean - alone) / (ceiling - alone),
+            "pseudo_label_precision": statistics.mean(p for p in precision if p is not None)
+            if any(p is not None for p in precision) else None,
+            "pseudo_labeled": statistics.mean(rows[iteration]["pseudo_labeled"] for rows in result["per_seed"].values()),
+            "seconds": result["seconds_per_seed"]}
+
+
+def format_markdown(title: str, defaults: dict, cells: list[dict]) -> str:
+    ceiling, alone = defaults["ceiling"], defaults["labeled_only"]
+    lines = [f"# {title}", "",
+             f"References (the defaults run's): teacher {100 * defaults['rows'][0]['mean']:.2f} +- "
+             f"{100 * defaults['rows'][0]['std']:.2f}, {alone['model']} on the labels alone "
+             f"{100 * alone['mean']:.2f} +- {100 * alone['std']:.2f}, ceiling {100 * ceiling['mean']:.2f} +- "
+             f"{100 * ceiling['std']:.2f}.", "",
+             "| lever | iteration | top-1 | vs defaults (paired) | wins | teacher gap closed | own gap closed | "
+             "kept right | pseudo-labeled | compute s/seed |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for c in cells:
+        precision = "-" if c["pseudo_label_precision"] is None else f"{100 * c['pseudo_label_precision']:.1f}%"
+        lines.append(f"| {c['lever']} | {c['iteration']} | {100 * c['mean']:.2f} +- {100 * c['std']:.2f} | "
+                     f"{100 * c['mean_difference']:+.2f} | {c['wins']}/{len(c['top1'])} | "
+                     f"{100 * c['teacher_gap_closed']:.0f}% | {100 * c['own_gap_closed']:.0f}% | {precision} | "
+                     f"{c['pseudo_labeled']:,.0f} | {statistics.mean(c['seconds'].values()):,.0f} |")
+    lines += [""] + [f"- **{c['lever']}**: {c['what']}" for c in cells]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default="mnist_benchmark", help="the defaults run's experiment")
+    parser.add_argument("--data", required=True, help="the defaults run's --data (with {seed})")
+    parser.add_argument("--defaults", required=True, help="a finished benchmark run dir (with its references)")
+    parser.add_argument("--run_root", required=True, help="each lever's benchmark runs in <run_root>/<lever>")
+    parser.add_argument("--levers", required=True, help=f"comma-separated, of: {', '.join(LEVERS)}")
+    parser.add_argument("--iterations", type=int, default=1, help="student iterations per lever cell")
+    parser.add_argument("--output", required=True, help="results prefix: writes <output>.json and <output>.md")
+    parser.add_argument("--title", default="MNIST, 3 labels per class: the levers one at a time")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    names = [n for n in args.levers.split(",") if n]
+    unknown = [n for n in names if n not in LEVERS]
+    if unknown:
+        raise SystemExit(f"--levers: unknown {unknown} (known: {', '.join(LEVERS)})")
+    defaults = dataset_dir.read_json(os.path.join(args.defaults, benchmark.RESULTS_JSON))
+    if not defaults.get("ceiling") or not defaults.get("labeled_only"):
+        raise SystemExit(f"--defaults {args.defaults}: its benchmark.json has no references (run it with ceiling)")
+    base = experiment_lib.apply(experiment_lib.load(args.config), {"data": args.data})
+    for seed in base.seeds:  # the resume check: the defaults run is this experiment's, or its steps are not
+        defaults_loop = run_layout.loop_dir(args.defaults, seed)
+        recorded = dataset_dir.read_json(os.path.join(defaults_loop, loop.MANIFEST))["config"]
+        loop.check_same_run(recorded, loop.LoopConfig(base, defaults_loop, seed).manifest_config(),
+                            os.path.join(defaults_loop, loop.MANIFEST))
+    cells = []
+    for name in names:
+        what, fields = LEVERS[name]
+        sections = {dotted.partition(".")[0] for dotted in fields}
+        shared = min((SHARED_STEPS[s] for s in sections), key=len)
+        exp = lever_experiment(base, fields, args.iterations, f"{args.title}: {name}")
+        cfg = benchmark.BenchmarkConfig(exp, os.path.join(args.run_root, name))
+        for seed in exp.seeds:
+            seed_from_defaults(cfg.loop(seed), run_layout.loop_dir(args.defaults, seed), shared)
+        log.info("lever %s: %s", name, what)
+        result = benchmark.run_benchmark(cfg)
+        for i in range(1, args.iterations + 1):
+            cells.append(cell(name, what, result, defaults, i))
+    with open(f"{args.output}.json", "w") as f:
+        json.dump({"title": args.title, "defaults": args.defaults, "cells": cells}, f, indent=2)
+    with open(f"{args.output}.md", "w") as f:
+        f.write(format_markdown(args.title, defaults, cells) + "\n")
+    print(format_markdown(args.title, defaults, cells))
+
+
+if __name__ == "__main__":
+    main()
