@@ -69,10 +69,13 @@ class EvaluateConfig:
                                                  "the records lost) and go on; default: stop, naming the shard.")
     overwrite: bool = flag(False, help="Replace a complete output directory.")
 
+    def conditions(self) -> tuple[list[str], list[int], list[float]]:
+        """(corruption names, severities, FGSM steps in pixels), parsed; a bad one is refused naming its flag."""
+        return (corruptions.parse_names(self.corruptions), corruptions.parse_severities(self.severities),
+                robustness.parse_epsilons(self.fgsm_epsilons))
+
     def validate(self) -> None:
-        corruptions.parse_names(self.corruptions)
-        corruptions.parse_severities(self.severities)
-        robustness.parse_epsilons(self.fgsm_epsilons)
+        self.conditions()
         if self.batch_size < 1:
             raise ValueError(f"--batch_size must be >= 1, got {self.batch_size}")
         if self.max_images < 0:
@@ -258,18 +261,17 @@ def _check_inputs(config: EvaluateConfig, inputs: dataset_dir.InputFiles) -> Non
     for role, path in config.roles.items():
         check_class_count(path, f"--{role}", inputs.num_classes, config.data, "--data")
         sizes[role] = model_input_size(path)
+        if sizes[role] is None:
+            raise ValueError(f"--{role} {path}: its input has no fixed square size (evaluate decodes each image once, "
+                             "to the size every condition and model is scored at); save it with one, e.g. "
+                             "keras.Input((32, 32, 3))")
     if len(set(sizes.values())) > 1:
         raise ValueError(f"--reference {config.reference} takes {sizes[REFERENCE]}-px images, --model "
                          f"{sizes[MODEL]}-px: both are scored on the same corrupted pixels")
 
 
-def _conditions(config: EvaluateConfig) -> tuple[list[str], list[int], list[float]]:
-    return (corruptions.parse_names(config.corruptions), corruptions.parse_severities(config.severities),
-            robustness.parse_epsilons(config.fgsm_epsilons))
-
-
 def _build(p: beam.Pipeline, config: EvaluateConfig, inputs: dataset_dir.InputFiles) -> None:
-    names, severities, epsilons = _conditions(config)
+    names, severities, epsilons = config.conditions()
     shared = robustness.condition_keys(names, severities, [])  # corrupted once, scored by every model
     fanned_out = shared + ([robustness.FGSM] if epsilons else [])
     reader = ReadImageChunks(config.batch_size, inputs.declared_per_file, config.allow_damaged_input,
@@ -309,7 +311,7 @@ def _build(p: beam.Pipeline, config: EvaluateConfig, inputs: dataset_dir.InputFi
 
 def _finish(summary: dict, result, config: EvaluateConfig, inputs: dataset_dir.InputFiles) -> dict:
     """Prove every (model, condition) accounts for every record in, then write evaluate.json / .md."""
-    names, severities, epsilons = _conditions(config)
+    names, severities, epsilons = config.conditions()
     keys = robustness.condition_keys(names, severities, epsilons)
     input_records = inputs.count_in(counter_value(result, "evaluate", "records_read") or 0, "--data")
     totals = summary.pop("totals", {})

@@ -139,6 +139,20 @@ def test_bad_evaluate_flags_are_one_line(argv, message, trained, capsys):
     assert message in capsys.readouterr().err
 
 
+def test_a_model_of_any_input_size_is_refused_naming_it(trained, tmp_path, capsys):
+    import keras
+
+    data, model, _, _ = trained
+    inputs = keras.Input((None, None, 3))
+    any_size = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(
+        keras.layers.GlobalAveragePooling2D()(inputs)))
+    any_size.save(tmp_path / "any_size.keras")
+    assert cli.main(["evaluate", "--model", model, "--reference", str(tmp_path / "any_size.keras"), "--data", data,
+                     "--output_dir", str(tmp_path / "out")]) == 1
+    assert "--reference " + str(tmp_path / "any_size.keras") + ": its input has no fixed square size" in \
+        capsys.readouterr().err
+
+
 def test_the_evaluate_job_dead_letters_bad_records_and_a_damaged_shard_and_proves_every_count(trained, capsys):
     """Off the clean path: undecodable, unlabeled and unparseable records, and a truncated shard
     (--allow_damaged_input), each in the dead letters with its reason; every condition balances."""

@@ -33,7 +33,7 @@ from typing import Optional, Sequence
 
 import tensorflow as tf
 
-from noisystudent import corruptions, dataset_dir, run_layout, splits
+from noisystudent import dataset_dir, run_layout, splits
 from noisystudent.app import ceiling as ceiling_lib
 from noisystudent.app import experiment as experiment_lib
 from noisystudent.app import loop
@@ -251,9 +251,7 @@ def _robustness_of_seed(cfg: BenchmarkConfig, seed: int, iterations: int) -> dic
             return kept
     config = EvaluateConfig(model=models[run_layout.iteration(0)], data=cfg.data_for(seed), output_dir="", **settings)
     config.validate()
-    names = corruptions.parse_names(config.corruptions)
-    severities = corruptions.parse_severities(config.severities)
-    epsilons = robustness.parse_epsilons(config.fgsm_epsilons)
+    names, severities, epsilons = config.conditions()
     start = time.time()
     images = robustness.read_images(config.data, config.split, config.max_images)
     log.info("seed %d: robustness of %s on %d images", seed, ", ".join(models), len(images))
