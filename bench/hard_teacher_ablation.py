@@ -11,8 +11,9 @@ every cell, and a lever's difference to the defaults is the lever's alone, seed 
         --defaults runs/mnist/l3/bench-defaults --run_root runs/mnist/l3/ablation --levers soft,confident_third,unlabeled_weight_1 \\
         --output bench/results/mnist_hard_teacher_ablation
 
-A lever's cell runs `iterations` student iterations (1: the first student; its row compares with the
-defaults' first student). Re-running resumes every cell.
+A lever's cell runs the first student iteration (third_iteration: a third, on the defaults' two) and
+compares its last student with the defaults' student of the same iteration (or the defaults' last).
+Re-running resumes every cell.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from noisystudent import dataset_dir, run_layout  # noqa: E402
 from noisystudent.app import benchmark, experiment as experiment_lib, loop  # noqa: E402
 
-# name -> (what it changes, the experiment's dotted fields)
+# name -> (what it changes, the experiment's dotted fields[, student iterations: 1 unless said])
 LEVERS = {
     "soft": ("soft targets, T = 1 (the original's SVHN and ImageNet scripts) instead of hard",
              {"train.label_type": "soft", "train.temperature": 1.0}),
@@ -42,38 +43,45 @@ LEVERS = {
                       {"student.randaugment_magnitude": 9.0}),
     "budget_10_epochs": ("the student's budget: 10 passes of the pseudo-labeled set (6,250 steps of 96) instead "
                          "of about 3 (2,000 steps)", {"student.train_steps": 6250}),
+    "third_iteration": ("a third student iteration (cnn-medium again), on the defaults run's two", {}, 3),
 }
-SHARED_STEPS = {  # the steps a lever may take from the defaults run: those before what it changes
-    "train": (run_layout.TEACHER, run_layout.PREDICT_STEP, run_layout.SELECT_STEP),
-    "student": (run_layout.TEACHER, run_layout.PREDICT_STEP, run_layout.SELECT_STEP),
-    "select": (run_layout.TEACHER, run_layout.PREDICT_STEP),
-    "predict": (run_layout.TEACHER,),
+SHARED_STEPS = {  # the steps a lever takes from the defaults run: those before the first it changes
+    "train": ("iter0/teacher", "iter1/predict", "iter1/select"),  # train's student-only fields (label_type,
+    "student": ("iter0/teacher", "iter1/predict", "iter1/select"),  # unlabeled_weight): the teacher ignores them
+    "select": ("iter0/teacher", "iter1/predict"),
+    "predict": ("iter0/teacher",),
 }
 STEP_DIRS = {run_layout.TEACHER: run_layout.TEACHER, run_layout.PREDICT_STEP: run_layout.PREDICTIONS,
-             run_layout.SELECT_STEP: run_layout.PSEUDO}
+             run_layout.SELECT_STEP: run_layout.PSEUDO, run_layout.STUDENT: run_layout.STUDENT}
 log = logging.getLogger("hard_teacher_ablation")
 
 
 def lever_experiment(defaults: experiment_lib.Experiment, fields: dict, iterations: int, title: str):
     exp = experiment_lib.apply(defaults, fields)
-    return dataclasses.replace(exp, models=defaults.models[:iterations + 1], ceiling=False, robustness=False,
-                               title=title)
+    models = (defaults.models + defaults.models[-1:] * iterations)[:iterations + 1]
+    return dataclasses.replace(exp, models=models, ceiling=False, robustness=False, title=title)
 
 
-def seed_from_defaults(lever_loop: loop.LoopConfig, defaults_loop_dir: str, shared: tuple[str, ...]) -> None:
-    """Copy the defaults run's shared steps of iteration 0 and 1 (folders and manifest entries) into a new
-    lever run dir; an existing one is left to resume."""
+def shared_steps(fields: dict, defaults_steps: dict) -> list[str]:
+    """The defaults run's steps a lever keeps: with no field changed (more iterations), all of them."""
+    if not fields:
+        return list(defaults_steps)
+    return list(min((SHARED_STEPS[dotted.partition(".")[0]] for dotted in fields), key=len))
+
+
+def seed_from_defaults(lever_loop: loop.LoopConfig, defaults_loop_dir: str, fields: dict) -> None:
+    """Copy the defaults run's shared steps (folders and manifest entries) into a new lever run dir; an
+    existing one is left to resume."""
     if os.path.exists(os.path.join(lever_loop.run_dir, loop.MANIFEST)):
         return
     previous = dataset_dir.read_json(os.path.join(defaults_loop_dir, loop.MANIFEST))
     steps = {}
-    for step in shared:
-        i = 0 if step == run_layout.TEACHER else 1
-        name = run_layout.step_name(i, step)
+    for name in shared_steps(fields, previous["steps"]):
         if previous["steps"].get(name, {}).get("status") != "done":
             raise SystemExit(f"{defaults_loop_dir}: step {name} is not done; finish the defaults benchmark first")
-        shutil.copytree(run_layout.step_dir(defaults_loop_dir, i, STEP_DIRS[step]),
-                        run_layout.step_dir(lever_loop.run_dir, i, STEP_DIRS[step]))
+        iteration, step = name.split("/")
+        shutil.copytree(run_layout.iteration_step_dir(defaults_loop_dir, iteration, STEP_DIRS[step]),
+                        run_layout.iteration_step_dir(lever_loop.run_dir, iteration, STEP_DIRS[step]))
         steps[name] = {**previous["steps"][name], "shared_from": defaults_loop_dir}
     with open(os.path.join(lever_loop.run_dir, loop.MANIFEST), "w") as f:
         json.dump({"config": lever_loop.manifest_config(), "steps": steps}, f, indent=2)
@@ -84,8 +92,10 @@ def per_seed_top1(result: dict, iteration: int) -> dict[int, float]:
 
 
 def cell(name: str, what: str, result: dict, defaults: dict, iteration: int) -> dict:
-    """One lever against the defaults at the same iteration: paired differences and the gaps closed."""
-    mine, base = per_seed_top1(result, iteration), per_seed_top1(defaults, iteration)
+    """One lever against the defaults at the same iteration (or the defaults' last): paired differences and
+    the gaps closed."""
+    mine = per_seed_top1(result, iteration)
+    base = per_seed_top1(defaults, min(iteration, len(defaults["rows"]) - 1))
     teacher = per_seed_top1(defaults, 0)
     ceiling, alone = defaults["ceiling"]["mean"], defaults["labeled_only"]["mean"]
     mean = statistics.mean(mine.values())
@@ -131,7 +141,6 @@ def main() -> None:
     parser.add_argument("--defaults", required=True, help="a finished benchmark run dir (with its references)")
     parser.add_argument("--run_root", required=True, help="each lever's benchmark runs in <run_root>/<lever>")
     parser.add_argument("--levers", required=True, help=f"comma-separated, of: {', '.join(LEVERS)}")
-    parser.add_argument("--iterations", type=int, default=1, help="student iterations per lever cell")
     parser.add_argument("--output", required=True, help="results prefix: writes <output>.json and <output>.md")
     parser.add_argument("--title", default="MNIST, 3 labels per class: the levers one at a time")
     args = parser.parse_args()
@@ -152,17 +161,14 @@ def main() -> None:
                             os.path.join(defaults_loop, loop.MANIFEST))
     cells = []
     for name in names:
-        what, fields = LEVERS[name]
-        sections = {dotted.partition(".")[0] for dotted in fields}
-        shared = min((SHARED_STEPS[s] for s in sections), key=len)
-        exp = lever_experiment(base, fields, args.iterations, f"{args.title}: {name}")
+        what, fields, *more = LEVERS[name]
+        iterations = more[0] if more else 1
+        exp = lever_experiment(base, fields, iterations, f"{args.title}: {name}")
         cfg = benchmark.BenchmarkConfig(exp, os.path.join(args.run_root, name))
         for seed in exp.seeds:
-            seed_from_defaults(cfg.loop(seed), run_layout.loop_dir(args.defaults, seed), shared)
+            seed_from_defaults(cfg.loop(seed), run_layout.loop_dir(args.defaults, seed), fields)
         log.info("lever %s: %s", name, what)
-        result = benchmark.run_benchmark(cfg)
-        for i in range(1, args.iterations + 1):
-            cells.append(cell(name, what, result, defaults, i))
+        cells.append(cell(name, what, benchmark.run_benchmark(cfg), defaults, iterations))
     with open(f"{args.output}.json", "w") as f:
         json.dump({"title": args.title, "defaults": args.defaults, "cells": cells}, f, indent=2)
     with open(f"{args.output}.md", "w") as f:
