@@ -43,6 +43,8 @@ LEVERS = {
                       {"student.randaugment_magnitude": 9.0}),
     "budget_10_epochs": ("the student's budget: 10 passes of the pseudo-labeled set (6,250 steps of 96) instead "
                          "of about 3 (2,000 steps)", {"student.train_steps": 6250}),
+    "confident_third_2_iterations": ("confident_third at both iterations (each teacher's most confident third)",
+                                     {"select.num_image": 2000}, 2),
     "third_iteration": ("a third student iteration (cnn-medium again), on the defaults run's two", {}, 3),
 }
 SHARED_STEPS = {  # the steps a lever takes from the defaults run: those before the first it changes
