@@ -93,13 +93,19 @@ def per_seed_top1(result: dict, iteration: int) -> dict[int, float]:
     return {int(s): rows[iteration]["top1_accuracy"] for s, rows in result["per_seed"].items()}
 
 
-def cell(name: str, what: str, result: dict, defaults: dict, iteration: int) -> dict:
+def own_seconds(loop_dir: str) -> float:
+    """The compute a lever's loop spent itself: its steps not copied from the defaults run."""
+    steps = dataset_dir.read_json(os.path.join(loop_dir, loop.MANIFEST))["steps"].values()
+    return round(sum(s.get("seconds", 0.0) for s in steps if "shared_from" not in s), 1)
+
+
+def cell(name: str, what: str, result: dict, defaults: dict, iteration: int, seconds: dict) -> dict:
     """One lever against the defaults at the same iteration (or the defaults' last): paired differences and
     the gaps closed."""
     mine = per_seed_top1(result, iteration)
     base = per_seed_top1(defaults, min(iteration, len(defaults["rows"]) - 1))
     teacher = per_seed_top1(defaults, 0)
-    ceiling, alone = defaults["ceiling"]["mean"], defaults["labeled_only"]["mean"]
+    ceiling, alone = defaults["ceiling"]["mean_top1"], defaults["labeled_only"]["mean_top1"]
     mean = statistics.mean(mine.values())
     precision = [rows[iteration].get("pseudo_label_precision") for rows in result["per_seed"].values()]
     return {"lever": name, "what": what, "iteration": iteration, "top1": mine,
@@ -113,16 +119,18 @@ def cell(name: str, what: str, result: dict, defaults: dict, iteration: int) -> 
             "pseudo_label_precision": statistics.mean(p for p in precision if p is not None)
             if any(p is not None for p in precision) else None,
             "pseudo_labeled": statistics.mean(rows[iteration]["pseudo_labeled"] for rows in result["per_seed"].values()),
-            "seconds": result["seconds_per_seed"]}
+            "seconds": seconds}
 
 
 def format_markdown(title: str, defaults: dict, cells: list[dict]) -> str:
     ceiling, alone = defaults["ceiling"], defaults["labeled_only"]
+    def spread(r: dict) -> str:
+        return f"{100 * r['mean_top1']:.2f} +- {100 * r['stdev_top1']:.2f}"
+
     lines = [f"# {title}", "",
-             f"References (the defaults run's): teacher {100 * defaults['rows'][0]['mean']:.2f} +- "
-             f"{100 * defaults['rows'][0]['std']:.2f}, {alone['model']} on the labels alone "
-             f"{100 * alone['mean']:.2f} +- {100 * alone['std']:.2f}, ceiling {100 * ceiling['mean']:.2f} +- "
-             f"{100 * ceiling['std']:.2f}.", "",
+             f"References (the defaults run's): teacher {spread(defaults['rows'][0])}, {alone['model']} on the "
+             f"labels alone {spread(alone)}, ceiling {spread(ceiling)}; the defaults' students "
+             + ", ".join(f"iter{r['iteration']} {spread(r)}" for r in defaults["rows"][1:]) + ".", "",
              "| lever | iteration | top-1 | vs defaults (paired) | wins | teacher gap closed | own gap closed | "
              "kept right | pseudo-labeled | compute s/seed |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -170,7 +178,9 @@ def main() -> None:
         for seed in exp.seeds:
             seed_from_defaults(cfg.loop(seed), run_layout.loop_dir(args.defaults, seed), fields)
         log.info("lever %s: %s", name, what)
-        cells.append(cell(name, what, benchmark.run_benchmark(cfg), defaults, iterations))
+        result = benchmark.run_benchmark(cfg)
+        cells.append(cell(name, what, result, defaults, iterations,
+                          {seed: own_seconds(cfg.loop(seed).run_dir) for seed in exp.seeds}))
     with open(f"{args.output}.json", "w") as f:
         json.dump({"title": args.title, "defaults": args.defaults, "cells": cells}, f, indent=2)
     with open(f"{args.output}.md", "w") as f:
