@@ -12,9 +12,9 @@ An experiment file is a Python module whose `get_config()` returns an `Experimen
 `train`, `predict`, `select` and `evaluate` hold fields of the trainer's TrainConfig (over the preset),
 predict's PredictConfig, select's SelectConfig and evaluate's EvaluateConfig (the benchmark's robustness
 measures, with robustness=True); `student` holds TrainConfig fields laid over `train` for the students
-alone (`student={"train_steps": 6000}`: the teacher and the references keep `train`'s). Each knob keeps
-the one name and default its stage gives it, and an unknown name or a wrong type is refused with the dotted name. `noisystudent loop|benchmark
---config F` runs it (F: a file, or the name of one shipped in noisystudent/app/experiments/); any field
+alone (`student={"train_steps": 6000}`: the teacher and the references keep `train`'s). Each knob
+keeps the one name and default its stage gives it, and an unknown name or a wrong type is refused with
+the dotted name. `noisystudent loop|benchmark --config F` runs it (F: a file, or the name of one shipped in noisystudent/app/experiments/); any field
 can be changed on the command line by its dotted name (`--config.select.num_image 1000`,
 `--config.seeds 0,1`); `--print_config` prints the resolved experiment as JSON and exits.
 
@@ -88,7 +88,8 @@ def _stage_classes() -> dict[str, type]:
     from beam_pipelines.evaluate import EvaluateConfig
     from trainer.config import TrainConfig
 
-    return {"train": TrainConfig, "student": TrainConfig, "predict": PredictConfig, "select": SelectConfig, "evaluate": EvaluateConfig}
+    return {"train": TrainConfig, "student": TrainConfig, "predict": PredictConfig, "select": SelectConfig,
+            "evaluate": EvaluateConfig}
 
 
 def check_fields(section: str, values: dict, config_class: type) -> None:
