@@ -14,9 +14,9 @@ predict's PredictConfig, select's SelectConfig and evaluate's EvaluateConfig (th
 measures, with robustness=True); `student` holds TrainConfig fields laid over `train` for the students
 alone (`student={"train_steps": 6000}`: the teacher and the references keep `train`'s). Each knob
 keeps the one name and default its stage gives it, and an unknown name or a wrong type is refused with
-the dotted name. `noisystudent loop|benchmark --config F` runs it (F: a file, or the name of one shipped in noisystudent/app/experiments/); any field
-can be changed on the command line by its dotted name (`--config.select.num_image 1000`,
-`--config.seeds 0,1`); `--print_config` prints the resolved experiment as JSON and exits.
+the dotted name. `noisystudent loop|benchmark --config F` runs it (F: a file, or the name of one
+shipped in noisystudent/app/experiments/); any field can be changed on the command line by its dotted
+name (`--config.select.num_image 1000`, `--config.seeds 0,1`); `--print_config` prints the resolved experiment as JSON and exits.
 
 The loop's and the benchmark's other flags are shorthand for the same fields, laid over the file (or,
 without --config, over this dataclass's defaults): `--data` is `--config.data`, `--num_image` is
