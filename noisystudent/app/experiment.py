@@ -16,7 +16,8 @@ alone (`student={"train_steps": 6000}`: the teacher and the references keep `tra
 keeps the one name and default its stage gives it, and an unknown name or a wrong type is refused with
 the dotted name. `noisystudent loop|benchmark --config F` runs it (F: a file, or the name of one
 shipped in noisystudent/app/experiments/); any field can be changed on the command line by its dotted
-name (`--config.select.num_image 1000`, `--config.seeds 0,1`); `--print_config` prints the resolved experiment as JSON and exits.
+name (`--config.select.num_image 1000`, `--config.seeds 0,1`); `--print_config` prints the resolved
+experiment as JSON and exits.
 
 The loop's and the benchmark's other flags are shorthand for the same fields, laid over the file (or,
 without --config, over this dataclass's defaults): `--data` is `--config.data`, `--num_image` is
