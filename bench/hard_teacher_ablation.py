@@ -12,8 +12,9 @@ every cell, and a lever's difference to the defaults is the lever's alone, seed 
         --output bench/results/mnist_hard_teacher_ablation
 
 A lever's cell runs the first student iteration (third_iteration: a third, on the defaults' two) and
-compares its last student with the defaults' student of the same iteration (or the defaults' last).
-Re-running resumes every cell.
+compares its last student with the defaults' student of the same iteration (or the defaults' last). A
+cell of more iterations starts from the finished cell of the same fields (threshold_0.7_2_iterations from
+threshold_0.7). Re-running resumes every cell.
 """
 
 from __future__ import annotations
@@ -34,27 +35,26 @@ from noisystudent.app import benchmark, experiment as experiment_lib, loop  # no
 # name -> (what it changes, the experiment's dotted fields[, student iterations: 1 unless said])
 LEVERS = {
     "soft": ("soft targets, T = 1 (the original's SVHN and ImageNet scripts) instead of hard",
-             {"train.label_type": "soft", "train.temperature": 1.0}),
+             {"student.label_type": "soft", "student.temperature": 1.0}),
     "confident_third": ("keep the confident third: num_image = a third of unlabeled/classes, so each class keeps "
                         "its most confident images", {"select.num_image": 2000}),
     "threshold_0.7": ("min_threshold 0.7 instead of 0.3", {"select.min_threshold": 0.7}),
-    "unlabeled_weight_1": ("unlabeled loss weight 1 instead of unlabel_ratio (3)", {"train.unlabeled_weight": 1.0}),
+    "unlabeled_weight_1": ("unlabeled loss weight 1 instead of unlabel_ratio (3)", {"student.unlabeled_weight": 1.0}),
     "randaugment_9": ("the student's RandAugment magnitude 9 instead of 3 (the teacher's stays 3)",
                       {"student.randaugment_magnitude": 9.0}),
     "budget_10_epochs": ("the student's budget: 10 passes of the pseudo-labeled set (6,250 steps of 96) instead "
                          "of about 3 (2,000 steps)", {"student.train_steps": 6250}),
     "confident_third_2_iterations": ("confident_third at both iterations (each teacher's most confident third)",
                                      {"select.num_image": 2000}, 2),
+    "threshold_0.7_2_iterations": ("min_threshold 0.7 at both iterations", {"select.min_threshold": 0.7}, 2),
     "third_iteration": ("a third student iteration (cnn-medium again), on the defaults run's two", {}, 3),
 }
 SHARED_STEPS = {  # the steps a lever takes from the defaults run: those before the first it changes
-    "train": ("iter0/teacher", "iter1/predict", "iter1/select"),  # train's student-only fields (label_type,
-    "student": ("iter0/teacher", "iter1/predict", "iter1/select"),  # unlabeled_weight): the teacher ignores them
+    "train": (),  # train trains the teacher too: a train.* lever shares nothing (student.* is the students')
+    "student": ("iter0/teacher", "iter1/predict", "iter1/select"),
     "select": ("iter0/teacher", "iter1/predict"),
     "predict": ("iter0/teacher",),
 }
-STEP_DIRS = {run_layout.TEACHER: run_layout.TEACHER, run_layout.PREDICT_STEP: run_layout.PREDICTIONS,
-             run_layout.SELECT_STEP: run_layout.PSEUDO, run_layout.STUDENT: run_layout.STUDENT}
 log = logging.getLogger("hard_teacher_ablation")
 
 
@@ -71,20 +71,42 @@ def shared_steps(fields: dict, defaults_steps: dict) -> list[str]:
     return list(min((SHARED_STEPS[dotted.partition(".")[0]] for dotted in fields), key=len))
 
 
-def seed_from_defaults(lever_loop: loop.LoopConfig, defaults_loop_dir: str, fields: dict) -> None:
-    """Copy the defaults run's shared steps (folders and manifest entries) into a new lever run dir; an
-    existing one is left to resume."""
+def earlier_cell(name: str) -> str | None:
+    """The lever with the same fields and the most iterations below this one's (threshold_0.7 for
+    threshold_0.7_2_iterations): its finished steps are this cell's first iterations."""
+    _, fields, *more = LEVERS[name]
+    iterations = more[0] if more else 1
+    fewer = [(other[2] if len(other) > 2 else 1, n) for n, other in LEVERS.items()
+             if other[1] == fields and (other[2] if len(other) > 2 else 1) < iterations]
+    return max(fewer)[1] if fewer and fields else None
+
+
+def _copy_steps(source_loop_dir: str, names: list[str], lever_loop_dir: str) -> dict:
+    """Copy finished steps' folders into a lever's run dir; returns their manifest entries."""
+    previous = dataset_dir.read_json(os.path.join(source_loop_dir, loop.MANIFEST))["steps"]
+    for name in names:
+        if previous.get(name, {}).get("status") != "done":
+            raise SystemExit(f"{source_loop_dir}: step {name} is not done; finish that benchmark first")
+        shutil.copytree(run_layout.manifest_step_dir(source_loop_dir, name),
+                        run_layout.manifest_step_dir(lever_loop_dir, name))
+    return {name: dict(previous[name]) for name in names}
+
+
+def seed_from_defaults(lever_loop: loop.LoopConfig, defaults_loop_dir: str, fields: dict,
+                       earlier_loop_dir: str | None = None) -> None:
+    """Copy the defaults run's shared steps (folders and manifest entries, marked shared_from) into a new
+    lever run dir, then an earlier same-fields cell's other finished steps (marked resumed_from: they are
+    this lever's own compute); an existing run dir is left to resume."""
     if os.path.exists(os.path.join(lever_loop.run_dir, loop.MANIFEST)):
         return
-    previous = dataset_dir.read_json(os.path.join(defaults_loop_dir, loop.MANIFEST))
-    steps = {}
-    for name in shared_steps(fields, previous["steps"]):
-        if previous["steps"].get(name, {}).get("status") != "done":
-            raise SystemExit(f"{defaults_loop_dir}: step {name} is not done; finish the defaults benchmark first")
-        iteration, step = name.split("/")
-        shutil.copytree(run_layout.iteration_step_dir(defaults_loop_dir, iteration, STEP_DIRS[step]),
-                        run_layout.iteration_step_dir(lever_loop.run_dir, iteration, STEP_DIRS[step]))
-        steps[name] = {**previous["steps"][name], "shared_from": defaults_loop_dir}
+    defaults_steps = dataset_dir.read_json(os.path.join(defaults_loop_dir, loop.MANIFEST))["steps"]
+    steps = {name: {**step, "shared_from": defaults_loop_dir} for name, step in _copy_steps(
+        defaults_loop_dir, shared_steps(fields, defaults_steps), lever_loop.run_dir).items()}
+    if earlier_loop_dir:
+        earlier = dataset_dir.read_json(os.path.join(earlier_loop_dir, loop.MANIFEST))["steps"]
+        names = [n for n, step in earlier.items() if n not in steps and step.get("status") == "done"]
+        for name, step in _copy_steps(earlier_loop_dir, names, lever_loop.run_dir).items():
+            steps[name] = step if "shared_from" in step else {**step, "resumed_from": earlier_loop_dir}
     with open(os.path.join(lever_loop.run_dir, loop.MANIFEST), "w") as f:
         json.dump({"config": lever_loop.manifest_config(), "steps": steps}, f, indent=2)
 
@@ -175,8 +197,12 @@ def main() -> None:
         iterations = more[0] if more else 1
         exp = lever_experiment(base, fields, iterations, f"{args.title}: {name}")
         cfg = benchmark.BenchmarkConfig(exp, os.path.join(args.run_root, name))
+        earlier = earlier_cell(name)
         for seed in exp.seeds:
-            seed_from_defaults(cfg.loop(seed), run_layout.loop_dir(args.defaults, seed), fields)
+            earlier_dir = run_layout.loop_dir(os.path.join(args.run_root, earlier), seed) if earlier else None
+            if earlier_dir and not os.path.exists(os.path.join(earlier_dir, loop.MANIFEST)):
+                earlier_dir = None  # not run: this cell runs its first iterations itself
+            seed_from_defaults(cfg.loop(seed), run_layout.loop_dir(args.defaults, seed), fields, earlier_dir)
         log.info("lever %s: %s", name, what)
         result = benchmark.run_benchmark(cfg)
         cells.append(cell(name, what, result, defaults, iterations,

@@ -46,6 +46,17 @@ def iteration_step_dir(run_dir: str, iteration_name: str, step: str) -> str:
     return posixpath.join(run_dir, iteration_name, step)
 
 
+STEP_FOLDERS = {TEACHER: TEACHER, PREDICT_STEP: PREDICTIONS, SELECT_STEP: PSEUDO, STUDENT: STUDENT}
+
+
+def manifest_step_dir(run_dir: str, name: str) -> str:
+    """The folder a manifest step ("iter1/select") writes: <run_dir>/iter1/pseudo."""
+    iteration_name, _, step = name.partition("/")
+    if step not in STEP_FOLDERS:
+        raise ValueError(f"{name!r}: not a manifest step name (iter<i>/<{'|'.join(STEP_FOLDERS)}>)")
+    return iteration_step_dir(run_dir, iteration_name, STEP_FOLDERS[step])
+
+
 def seed_dir(run_dir: str, seed: int) -> str:
     return posixpath.join(run_dir, f"seed{seed}")
 

@@ -1,9 +1,11 @@
 """`noisystudent loop`: two iterations on tiny data, a manifest, and resuming after a crash."""
 
 import json
+import os
 
 import pytest
 
+from noisystudent import run_layout
 from noisystudent.app import loop
 from noisystudent.app.experiment import Experiment
 from tests.digits_data import make_digits_dataset
@@ -59,6 +61,11 @@ def test_two_iterations_write_a_manifest_and_resume_without_redoing(data, tmp_pa
     assert rows[1]["pseudo_labeled"] > 0
     assert manifest["steps"]["iter2/predict"]["teacher"].endswith("iter1/student/model.keras")
     assert manifest["config"]["models"] == ["cnn-small"] * 3
+    # run_layout names the folder each manifest step wrote (what tools that copy or read steps rely on).
+    assert [name for name in manifest["steps"] if not os.listdir(run_layout.manifest_step_dir(str(tmp_path), name))] == []
+    assert run_layout.manifest_step_dir("r", "iter1/select") == "r/iter1/pseudo"
+    with pytest.raises(ValueError, match="'iter1/pseudo': not a manifest step name"):
+        run_layout.manifest_step_dir("r", "iter1/pseudo")
     # The experiment's student section trains the students alone; the teacher keeps `train`'s.
     steps = {d: json.loads((tmp_path / d / "train_config.json").read_text())["train_steps"]
              for d in ("iter0/teacher", "iter1/student", "iter2/student")}
