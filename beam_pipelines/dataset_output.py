@@ -260,6 +260,10 @@ def _is_under(path: str, parent: str) -> bool:
     return path.startswith(parent.rstrip("/") + "/")
 
 
+OVERWRITE_HELP = "Replace a complete output directory."
+DATASET_OVERWRITE_HELP = "Replace a complete dataset already in --output_dir."
+
+
 def prepare_output_dir(output_dir: str, splits: Iterable[str], overwrite: bool,
                        other_outputs: Iterable[str] = ()) -> None:
     """Make the dir; refuse to mix with an earlier complete run unless overwrite.

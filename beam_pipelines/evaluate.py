@@ -37,6 +37,7 @@ from beam_pipelines.job_runner import JobPlan, run_job
 from beam_pipelines.pipeline_options import beam_flags_epilog, counter_value, is_dry_run, normalise_beam_args
 from beam_pipelines.predict import DEAD, ReadImageChunks
 from beam_pipelines.teacher_inference import ImageChunk, KerasTeacherHandler
+from beam_pipelines.tfrecord_reader import ALLOW_DAMAGED_HELP
 from noisystudent import corruptions, dataset_dir, records, robustness, splits
 from noisystudent.typed_flags import add_flags, flag, parse
 
@@ -65,9 +66,8 @@ class EvaluateConfig:
     center_crop: bool = flag(False, help="The original's ImageNet eval crop before everything (as predict's).")
     batch_size: int = flag(256, help="Images per model call (and per element of the fan-out).")
     seed: int = flag(0, help="Seed of the corruptions' randomness (with each image's id).")
-    allow_damaged_input: bool = flag(False, help="Dead-letter the unreadable part of a damaged input shard (with "
-                                                 "the records lost) and go on; default: stop, naming the shard.")
-    overwrite: bool = flag(False, help="Replace a complete output directory.")
+    allow_damaged_input: bool = flag(False, help=ALLOW_DAMAGED_HELP)
+    overwrite: bool = flag(False, help=out.OVERWRITE_HELP)
 
     def conditions(self) -> tuple[list[str], list[int], list[float]]:
         """(corruption names, severities, FGSM steps in pixels), parsed; a bad one is refused naming its flag."""

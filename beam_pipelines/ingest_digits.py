@@ -43,7 +43,7 @@ class IngestDigitsConfig:
     drop_true_labels: bool = flag(False, help="Do not keep the unlabeled images' true classes as hidden_label "
                                               "(kept by default: select reports pseudo-label precision with them; "
                                               "no training input reads them).")
-    overwrite: bool = flag(False, help="Replace a complete dataset already in --output_dir.")
+    overwrite: bool = flag(False, help=out.DATASET_OVERWRITE_HELP)
 
     def validate(self) -> None:
         if self.labels_per_class < 0:

@@ -70,8 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max_image_pixels", type=int, default=DEFAULT_MAX_PIXELS,
                         help="Larger images (width x height) are dead letters, not decoded (default: PIL's "
                              "decompression-bomb limit, %(default)s; 0: no limit).")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="Replace a complete dataset already in --output_dir.")
+    parser.add_argument("--overwrite", action="store_true", help=out.DATASET_OVERWRITE_HELP)
     return parser
 
 

@@ -53,7 +53,7 @@ class IngestIdxConfig:
     seed: int = flag(0, help="Seed of the labeled/unlabeled split.")
     drop_true_labels: bool = flag(False, help="Do not keep the unlabeled images' true classes as hidden_label.")
     records_per_shard: int = flag(out.TARGET_RECORDS_PER_SHARD, help="Target records per output shard.")
-    overwrite: bool = flag(False, help="Replace a complete dataset already in --output_dir.")
+    overwrite: bool = flag(False, help=out.DATASET_OVERWRITE_HELP)
 
     def validate(self) -> None:
         if self.labels_per_class < 0:

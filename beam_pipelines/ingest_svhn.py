@@ -57,8 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Train images held out as split 'validation' (default the original's 4000, "
                              "proc_svhn.py:164-170; 0: keep every train image).")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the validation draw and shards.")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="Replace a complete dataset already in --output_dir.")
+    parser.add_argument("--overwrite", action="store_true", help=out.DATASET_OVERWRITE_HELP)
     return parser
 
 

@@ -35,7 +35,8 @@ from beam_pipelines.pipeline_options import beam_flags_epilog, counter_value, is
 from beam_pipelines.progress import expected_records
 from beam_pipelines.read_ahead import read_ahead
 from beam_pipelines.teacher_inference import ImageChunk, KerasTeacherHandler
-from beam_pipelines.tfrecord_reader import DamagedTFRecordFile, damaged_file_dead_letter, read_tfrecords
+from beam_pipelines.tfrecord_reader import (ALLOW_DAMAGED_HELP, DamagedTFRecordFile, damaged_file_dead_letter,
+                                            read_tfrecords)
 from noisystudent import dataset_dir, records, splits
 from noisystudent.teacher import PRECISIONS, ChunkLabels, check_class_count, model_input_size
 from noisystudent.typed_flags import add_flags, flag, parse
@@ -67,13 +68,12 @@ class PredictConfig:
                                             "noisystudent/records.py).")
     relabel: bool = flag(False, help="Input is pseudo-labeled records: keep images and ids, replace the labels.")
     num_shards: int = flag(0, help="Output shards (0: one per input file).")
-    allow_damaged_input: bool = flag(False, help="Dead-letter the unreadable part of a damaged input shard (with "
-                                                 "the records lost) and go on; default: stop, naming the shard.")
+    allow_damaged_input: bool = flag(False, help=ALLOW_DAMAGED_HELP)
     large_model: bool = flag(False, help="Share one model across the worker's processes (large teachers).")
     decode_threads: int = flag(0, help="KERAS_BACKEND=jax: host threads decoding images ahead of the "
                                        "accelerator (0: the worker's cores).")
     seed: int = flag(0, help="Seed of the shard assignment.")
-    overwrite: bool = flag(False, help="Replace a complete output directory.")
+    overwrite: bool = flag(False, help=out.OVERWRITE_HELP)
 
     def validate(self) -> None:
         records.parse_probability_format(self.prob_format)

@@ -48,7 +48,8 @@ from beam_pipelines import selection_rules
 from beam_pipelines.job_runner import JobPlan, run_job
 from beam_pipelines.pipeline_options import beam_flags_epilog, counter_value, is_dry_run, normalise_beam_args
 from beam_pipelines.progress import Progress, expected_records
-from beam_pipelines.tfrecord_reader import DamagedTFRecordFile, damaged_file_dead_letter, read_tfrecords
+from beam_pipelines.tfrecord_reader import (ALLOW_DAMAGED_HELP, DamagedTFRecordFile, damaged_file_dead_letter,
+                                            read_tfrecords)
 from noisystudent import dataset_dir, records, splits
 from noisystudent.errors import SelectionRefused
 from noisystudent.stable_random import stable_hash64, stable_uniform
@@ -91,8 +92,7 @@ class SelectConfig:
     max_copies: int = flag(0, help="Most copies of one image (0: no cap, the original's behaviour).")
     allow_large_output: bool = flag(False, help=f"Write an output over {MAX_OUTPUT_RATIO}x the kept unique images "
                                                 "(refused by default: runaway copies).")
-    allow_damaged_input: bool = flag(False, help="Dead-letter the unreadable part of a damaged prediction shard "
-                                                 "(with the records lost) and go on; default: stop, naming it.")
+    allow_damaged_input: bool = flag(False, help=ALLOW_DAMAGED_HELP)
     prob_format: str = flag("float32", help="float32 | float16 | top_k:K in the output.")
     stats_only: bool = flag(False, help="Write histograms and thresholds (stats.json, histograms.png) only.")
     no_decision_table: bool = flag(False, help="Skip decisions-*.parquet (one row per prediction: kept or not, "
@@ -100,7 +100,7 @@ class SelectConfig:
     samples_per_class: int = flag(8, help="Images per class in samples.png and near_misses.png (0: neither).")
     records_per_shard: int = flag(out.TARGET_RECORDS_PER_SHARD, help="Target records per output shard.")
     seed: int = flag(0, help="Seed of every keep/copy/shard decision.")
-    overwrite: bool = flag(False, help="Replace a complete output directory.")
+    overwrite: bool = flag(False, help=out.OVERWRITE_HELP)
 
     def validate(self) -> None:
         if self.num_image < 1:

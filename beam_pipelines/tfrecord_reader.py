@@ -22,6 +22,8 @@ from apache_beam.io.tfrecordio import _TFRecordUtil  # the codec ReadFromTFRecor
 from noisystudent.errors import DamagedInputError
 
 ALLOW_FLAG = "--allow_damaged_input"
+ALLOW_DAMAGED_HELP = ("Dead-letter the unreadable part of a damaged input shard (with the records lost) and go on; "
+                      "default: stop, naming the shard.")
 
 
 class DamagedTFRecordFile(ValueError):
