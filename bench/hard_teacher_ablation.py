@@ -121,13 +121,21 @@ def own_seconds(loop_dir: str) -> float:
     return round(sum(s.get("seconds", 0.0) for s in steps if "shared_from" not in s), 1)
 
 
+def labels_alone(defaults: dict) -> dict:
+    """The student's model on the labels alone: the benchmark's reference, or, when the students are the
+    teacher's model (the digits demo: no separate reference is trained), the teacher row itself."""
+    if defaults.get("labeled_only"):
+        return defaults["labeled_only"]
+    return defaults["rows"][0]
+
+
 def cell(name: str, what: str, result: dict, defaults: dict, iteration: int, seconds: dict) -> dict:
     """One lever against the defaults at the same iteration (or the defaults' last): paired differences and
     the gaps closed."""
     mine = per_seed_top1(result, iteration)
     base = per_seed_top1(defaults, min(iteration, len(defaults["rows"]) - 1))
     teacher = per_seed_top1(defaults, 0)
-    ceiling, alone = defaults["ceiling"]["mean_top1"], defaults["labeled_only"]["mean_top1"]
+    ceiling, alone = defaults["ceiling"]["mean_top1"], labels_alone(defaults)["mean_top1"]
     mean = statistics.mean(mine.values())
     precision = [rows[iteration].get("pseudo_label_precision") for rows in result["per_seed"].values()]
     return {"lever": name, "what": what, "iteration": iteration, "top1": mine,
@@ -145,7 +153,7 @@ def cell(name: str, what: str, result: dict, defaults: dict, iteration: int, sec
 
 
 def format_markdown(title: str, defaults: dict, cells: list[dict]) -> str:
-    ceiling, alone = defaults["ceiling"], defaults["labeled_only"]
+    ceiling, alone = defaults["ceiling"], labels_alone(defaults)
     def spread(r: dict) -> str:
         return f"{100 * r['mean_top1']:.2f} +- {100 * r['stdev_top1']:.2f}"
 
@@ -183,7 +191,7 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"--levers: unknown {unknown} (known: {', '.join(LEVERS)})")
     defaults = dataset_dir.read_json(os.path.join(args.defaults, benchmark.RESULTS_JSON))
-    if not defaults.get("ceiling") or not defaults.get("labeled_only"):
+    if not defaults.get("ceiling") or not (defaults.get("labeled_only") or len(set(defaults["models"])) == 1):
         raise SystemExit(f"--defaults {args.defaults}: its benchmark.json has no references (run it with ceiling)")
     base = experiment_lib.apply(experiment_lib.load(args.config), {"data": args.data})
     for seed in base.seeds:  # the resume check: the defaults run is this experiment's, or its steps are not
