@@ -16,6 +16,9 @@ def test_reduced_demo_prints_the_table_and_keeps_its_results(tmp_path, capsys):
     assert all((tmp_path / "seed2" / "loop" / "iter1" / "pseudo" / p).exists()
                for p in ("histograms.png", "samples.png", "stats.json"))
     assert result["rows"][0]["labeled"] == 100
+    # The loop's selection floor (experiment.LOOP_SELECT_DEFAULTS), not select's own 0.3.
+    stats = json.loads((tmp_path / "seed2" / "loop" / "iter1" / "pseudo" / "stats.json").read_text())
+    assert stats["min_threshold"] == 0.7 and min(c["threshold"] for c in stats["classes"]) >= 0.7
     # The ceiling: the same model on every label outside the same 500 test images (1,797 - 500).
     assert saved["ceiling"]["labeled"] == 1297 and 0 < saved["ceiling"]["mean_top1"] <= 1
     # The method's gain, on this seed, at the preset's steps: the noised student beats the equally

@@ -80,7 +80,7 @@ def test_the_loops_flags_are_shorthand_for_the_experiments_fields(capsys):
     defaults = json.loads(capsys.readouterr().out)
     assert defaults == experiment.resolved(experiment.Experiment(data="d"))
     assert defaults["models"] == ["cnn-small", "cnn-medium", "cnn-medium"] and defaults["preset"] == "digits"
-    assert defaults["select"]["min_threshold"] == 0.3 and defaults["select"]["num_image"] == 0
+    assert defaults["select"]["min_threshold"] == 0.7 and defaults["select"]["num_image"] == 0  # the loop's, not select's 0.3
     assert cli.main(["loop", "--run_dir", "r"]) == 1
     assert "--data is required (or --config F" in capsys.readouterr().err
 

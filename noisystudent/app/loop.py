@@ -193,7 +193,7 @@ def run_loop(cfg: LoopConfig) -> list[dict]:
                              f"pass --{field}")
     if not summary.num_classes:
         raise ValueError(f"--data {data}: its {dataset_dir.SUMMARY_FILE} names no num_classes")
-    select_fields = dict(exp.select)
+    select_fields = {**experiment_lib.LOOP_SELECT_DEFAULTS, **exp.select}
     num_image = select_fields.pop("num_image", 0) or max(
         1, summary.split(exp.unlabeled_split).records // summary.num_classes)
     manifest = Manifest(cfg.run_dir, cfg.manifest_config())
