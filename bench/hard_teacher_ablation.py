@@ -7,7 +7,7 @@ copied into the lever's run dir with their manifest entries. The teacher is ther
 every cell, and a lever's difference to the defaults is the lever's alone, seed by seed. The references
 (the ceiling, the student's model on the labels alone) are the defaults run's.
 
-    python bench/hard_teacher_ablation.py --data "runs/mnist/l3/data-seed{seed}" \\
+    python bench/hard_teacher_ablation.py --data "runs/mnist/l3/data-seed{seed}" --config.select.min_threshold 0.3 \\
         --defaults runs/mnist/l3/bench-defaults --run_root runs/mnist/l3/ablation --levers soft,confident_third,unlabeled_weight_1 \\
         --output bench/results/mnist_hard_teacher_ablation
 
@@ -26,6 +26,7 @@ import logging
 import os
 import shutil
 import statistics
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -175,7 +176,10 @@ def format_markdown(title: str, defaults: dict, cells: list[dict]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     epilog="--config.FIELD VALUE: the defaults run's experiment as it ran (the "
+                                            "tables of docs/benchmarks.md: --config.select.min_threshold 0.3, the "
+                                            "loop's floor before it became 0.7)")
     parser.add_argument("--config", default="mnist_benchmark", help="the defaults run's experiment")
     parser.add_argument("--data", required=True, help="the defaults run's --data (with {seed})")
     parser.add_argument("--defaults", required=True, help="a finished benchmark run dir (with its references)")
@@ -183,7 +187,8 @@ def main() -> None:
     parser.add_argument("--levers", required=True, help=f"comma-separated, of: {', '.join(LEVERS)}")
     parser.add_argument("--output", required=True, help="results prefix: writes <output>.json and <output>.md")
     parser.add_argument("--title", default="MNIST, 3 labels per class: the levers one at a time")
-    args = parser.parse_args()
+    rest, pairs = experiment_lib.split_config_flags(sys.argv[1:])
+    args = parser.parse_args(rest)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
     names = [n for n in args.levers.split(",") if n]
@@ -193,7 +198,7 @@ def main() -> None:
     defaults = dataset_dir.read_json(os.path.join(args.defaults, benchmark.RESULTS_JSON))
     if not defaults.get("ceiling") or not (defaults.get("labeled_only") or len(set(defaults["models"])) == 1):
         raise SystemExit(f"--defaults {args.defaults}: its benchmark.json has no references (run it with ceiling)")
-    base = experiment_lib.apply(experiment_lib.load(args.config), {"data": args.data})
+    base = experiment_lib.override(experiment_lib.apply(experiment_lib.load(args.config), {"data": args.data}), pairs)
     for seed in base.seeds:  # the resume check: the defaults run is this experiment's, or its steps are not
         defaults_loop = run_layout.loop_dir(args.defaults, seed)
         recorded = dataset_dir.read_json(os.path.join(defaults_loop, loop.MANIFEST))["config"]
