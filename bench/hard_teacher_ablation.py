@@ -48,6 +48,8 @@ LEVERS = {
     "confident_third_2_iterations": ("confident_third at both iterations (each teacher's most confident third)",
                                      {"select.num_image": 2000}, 2),
     "threshold_0.7_2_iterations": ("min_threshold 0.7 at both iterations", {"select.min_threshold": 0.7}, 2),
+    "floor_0.3_2_iterations": ("select's own floor, min_threshold 0.3 (the loop's before 0.7), at both iterations",
+                               {"select.min_threshold": 0.3}, 2),
     "third_iteration": ("a third student iteration (cnn-medium again), on the defaults run's two", {}, 3),
 }
 SHARED_STEPS = {  # the steps a lever takes from the defaults run: those before the first it changes
