@@ -147,3 +147,17 @@ def test_a_run_recorded_by_the_previous_manifest_format_resumes_under_the_same_e
                 loop.Manifest(str(tmp_path), loop.LoopConfig(exp, str(tmp_path), 1).manifest_config())
         else:
             loop.Manifest(str(tmp_path), loop.LoopConfig(exp, str(tmp_path), 1).manifest_config())
+
+
+def test_a_run_made_at_the_old_selection_floor_is_refused_by_name_and_resumes_with_it_given(tmp_path):
+    """The loop's floor became 0.7 (select's own default stays 0.3): a run dir recorded at 0.3 would
+    otherwise reuse its 0.3 selections as if made at 0.7."""
+    from noisystudent.app import experiment
+
+    mnist = experiment.load("mnist_benchmark")
+    recorded = loop.LoopConfig(experiment.apply(mnist, {"select.min_threshold": 0.3}), str(tmp_path), 1)
+    (tmp_path / loop.MANIFEST).write_text(json.dumps({"config": recorded.manifest_config(), "steps": {}}))
+    with pytest.raises(ValueError, match=r"select.min_threshold: 0.3 -> 0.7"):
+        loop.Manifest(str(tmp_path), loop.LoopConfig(mnist, str(tmp_path), 1).manifest_config())
+    old_floor = experiment.override(mnist, [("select.min_threshold", "0.3")])
+    loop.Manifest(str(tmp_path), loop.LoopConfig(old_floor, str(tmp_path), 1).manifest_config())
