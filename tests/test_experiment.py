@@ -1,5 +1,6 @@
 """One experiment, one file: shipped experiments resolve, dotted overrides, refusals; the demo is its file."""
 
+import argparse
 import json
 
 import pytest
@@ -81,6 +82,8 @@ def test_the_loops_flags_are_shorthand_for_the_experiments_fields(capsys):
     assert defaults == experiment.resolved(experiment.Experiment(data="d"))
     assert defaults["models"] == ["cnn-small", "cnn-medium", "cnn-medium"] and defaults["preset"] == "digits"
     assert defaults["select"]["min_threshold"] == 0.7 and defaults["select"]["num_image"] == 0  # the loop's, not select's 0.3
+    help_text = " ".join(experiment.add_flags(argparse.ArgumentParser(), benchmark=False).format_help().split())
+    assert "lowest confidence. (default 0.7; select's own, the original's: 0.3)" in help_text
     assert cli.main(["loop", "--run_dir", "r"]) == 1
     assert "--data is required (or --config F" in capsys.readouterr().err
 

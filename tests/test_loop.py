@@ -157,7 +157,8 @@ def test_a_run_made_at_the_old_selection_floor_is_refused_by_name_and_resumes_wi
     mnist = experiment.load("mnist_benchmark")
     recorded = loop.LoopConfig(experiment.apply(mnist, {"select.min_threshold": 0.3}), str(tmp_path), 1)
     (tmp_path / loop.MANIFEST).write_text(json.dumps({"config": recorded.manifest_config(), "steps": {}}))
-    with pytest.raises(ValueError, match=r"select.min_threshold: 0.3 -> 0.7"):
+    with pytest.raises(ValueError, match=r"select.min_threshold: 0.3 -> 0.7\): .*resume it as it ran "
+                                         r"\(--config.select.min_threshold 0.3\)"):
         loop.Manifest(str(tmp_path), loop.LoopConfig(mnist, str(tmp_path), 1).manifest_config())
     old_floor = experiment.override(mnist, [("select.min_threshold", "0.3")])
     loop.Manifest(str(tmp_path), loop.LoopConfig(old_floor, str(tmp_path), 1).manifest_config())

@@ -237,8 +237,7 @@ SHORTHAND = {
     "unlabeled_split": ("unlabeled_split", "Split the teacher labels."),
     "eval_split": ("eval_split", "Split the models are evaluated on ('': the preset's)."),
     "num_image": ("select.num_image", "Pseudo-labeled images per class (0: unlabeled images / classes)."),
-    "min_threshold": ("select.min_threshold", "Selection's lowest confidence (the loop's default: 0.7; "
-                                              "select's own, the original's: 0.3)."),
+    "min_threshold": ("select.min_threshold", "Selection's lowest confidence."),
 }
 STAGE_FLAGS = {"train_args": "train", "predict_args": "predict", "select_args": "select",
                "evaluate_args": "evaluate"}  # evaluate_args: the benchmark's
@@ -250,12 +249,23 @@ STAGE_FLAG_HELP = {"train": "Trainer flags, e.g. '--train_steps 600' (each sets 
                                "--max_images 1000' (noisystudent evaluate --help)."}
 
 
-def _default_text(dotted: str, defaults: dict) -> str:
-    """' (default X)' from the resolved default experiment, for a flag's help."""
+def _default_text(dotted: str, defaults: dict, note: str = "") -> str:
+    """' (default X[note])' from the resolved default experiment, for a flag's help."""
     head, _, rest = dotted.partition(".")
     value = defaults[head][rest] if rest else defaults[head]
     value = ",".join(map(str, value)) if isinstance(value, list) else value
-    return "" if value in (None, "") else f" (default {value})"
+    return "" if value in (None, "") else f" (default {value}{note})"
+
+
+def _stage_default_text(dotted: str) -> str:
+    """For a select field whose loop default is not the select job's own: the job's, which is the original's."""
+    section, _, name = dotted.partition(".")
+    if section != "select" or name not in LOOP_SELECT_DEFAULTS:
+        return ""
+    own = next(f.default for f in dataclasses.fields(_stage_classes()["select"]) if f.name == name)
+    if own is dataclasses.MISSING or own == LOOP_SELECT_DEFAULTS[name]:
+        return ""
+    return f"; select's own, the original's: {own}"
 
 
 def add_flags(parser: argparse.ArgumentParser, benchmark: bool) -> argparse.ArgumentParser:
@@ -269,7 +279,7 @@ def add_flags(parser: argparse.ArgumentParser, benchmark: bool) -> argparse.Argu
     for flag, (dotted, help_text) in SHORTHAND.items():
         kind = int if dotted == "select.num_image" else float if dotted == "select.min_threshold" else str
         parser.add_argument(f"--{flag}", type=kind, default=argparse.SUPPRESS,
-                            help=help_text + _default_text(dotted, defaults))
+                            help=help_text + _default_text(dotted, defaults, _stage_default_text(dotted)))
     if benchmark:
         parser.add_argument("--seeds", default=argparse.SUPPRESS, help="Comma-separated seeds" + _default_text("seeds", defaults))
         parser.add_argument("--title", default=argparse.SUPPRESS, help="The table's title (default: 'Noisy Student "

@@ -24,8 +24,9 @@ import dataclasses
 import json
 import logging
 import posixpath
+import shlex
 import time
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import tensorflow as tf
 
@@ -112,15 +113,31 @@ def check_same_run(previous: dict, config: dict, path: str) -> None:
     defaults = _for_seed(experiment_lib.resolved(Experiment(data="", preset=config.get("preset", DEFAULT_PRESET))),
                          "", 0, "", [])
     changed = [d for k in sorted(set(previous) | set(config)) if k not in NOT_COMPARED
-               for d in [_difference(k, previous.get(k, _ABSENT), config.get(k, _ABSENT), defaults.get(k, _ABSENT))]
-               if d]
+               for d in _differences(k, previous.get(k, _ABSENT), config.get(k, _ABSENT), defaults.get(k, _ABSENT))]
+    text = [f"{name}: {_shown(old)} -> {_shown(new)}" for name, old, new in changed]
     old, new = previous.get("models", []), config.get("models", [])
-    if old[:len(new)] != new[:len(old)]:
-        changed.append(f"models: {old!r} -> {new!r} (only adding or dropping iterations at the end resumes)")
-    if changed:
-        raise ValueError(f"{path} records a run with other settings ({'; '.join(changed)}): its finished steps "
-                         "would be reused under the new ones. Use a new --run_dir, or delete the old one to "
-                         "start over.")
+    models_differ = old[:len(new)] != new[:len(old)]
+    if models_differ:
+        text.append(f"models: {old!r} -> {new!r} (only adding or dropping iterations at the end resumes)")
+    if text:
+        as_ran = "" if models_differ else _as_ran_flags(changed)
+        raise ValueError(f"{path} records a run with other settings ({'; '.join(text)}): its finished steps "
+                         "would be reused under the new ones. Use a new --run_dir"
+                         + (f", resume it as it ran ({as_ran})" if as_ran else "")
+                         + ", or delete the old one to start over.")
+
+
+def _as_ran_flags(changed: list[tuple[str, Any, Any]]) -> str:
+    """The --config flags that give a stage's changed fields their recorded values back (a default that moved
+    since, e.g. the loop's select.min_threshold 0.3 -> 0.7: `--config.select.min_threshold 0.3`); '' when a
+    change is not such a field."""
+    flags = []
+    for name, old, _ in changed:
+        if name.partition(".")[0] not in experiment_lib.STAGES or "." not in name or old is _ABSENT:
+            return ""
+        value = ",".join(map(str, old)) if isinstance(old, list) else str(old)
+        flags.append(f"--config.{name} {shlex.quote(value)}")
+    return " ".join(flags)
 
 
 def _from_older_manifest(recorded: dict) -> dict:
@@ -135,21 +152,21 @@ def _from_older_manifest(recorded: dict) -> dict:
 _ABSENT = object()
 
 
-def _difference(name: str, old, new, default=_ABSENT) -> str:
-    """`name: old -> new`, '' when equal; for dicts (an experiment's sections) only the dotted keys that
-    differ. A field the old record lacks (added to the project since) differs only when not at its default."""
+def _differences(name: str, old, new, default=_ABSENT) -> list[tuple[str, Any, Any]]:
+    """(dotted name, old, new) for each value that differs; for dicts (an experiment's sections) only the
+    dotted keys that differ. A field the old record lacks (added to the project since) differs only when not
+    at its default."""
     if old is _ABSENT and new == default:
-        return ""
+        return []
     if isinstance(old, dict) and isinstance(new, dict):
         default = default if isinstance(default, dict) else {}
-        return "; ".join(filter(None, (_difference(f"{name}.{k}", old.get(k, _ABSENT), new.get(k, _ABSENT),
-                                                   default.get(k, _ABSENT)) for k in sorted(set(old) | set(new)))))
-    if old == new:
-        return ""
-    def show(value):
-        return "(absent)" if value is _ABSENT else repr(value)
+        return [d for k in sorted(set(old) | set(new))
+                for d in _differences(f"{name}.{k}", old.get(k, _ABSENT), new.get(k, _ABSENT), default.get(k, _ABSENT))]
+    return [] if old == new else [(name, old, new)]
 
-    return f"{name}: {show(old)} -> {show(new)}"
+
+def _shown(value) -> str:
+    return "(absent)" if value is _ABSENT else repr(value)
 
 
 def _step(manifest: Manifest, name: str, marker: str, fn: Callable[[], dict], **info) -> dict:
