@@ -61,9 +61,9 @@ SHARED_STEPS = {  # the steps a lever takes from the defaults run: those before 
 log = logging.getLogger("hard_teacher_ablation")
 
 
-def lever_experiment(defaults: experiment_lib.Experiment, fields: dict, iterations: int, title: str):
+def lever_experiment(defaults: experiment_lib.Experiment, fields: dict, student_iterations: int, title: str):
     exp = experiment_lib.apply(defaults, fields)
-    models = (defaults.models + defaults.models[-1:] * iterations)[:iterations + 1]
+    models = (defaults.models + defaults.models[-1:] * student_iterations)[:student_iterations + 1]
     return dataclasses.replace(exp, models=models, ceiling=False, robustness=False, title=title)
 
 
@@ -74,13 +74,17 @@ def shared_steps(fields: dict, defaults_steps: dict) -> list[str]:
     return list(min((SHARED_STEPS[dotted.partition(".")[0]] for dotted in fields), key=len))
 
 
+def iterations(name: str) -> int:
+    """A lever's student iterations (the third element of its LEVERS entry; 1 when absent)."""
+    return LEVERS[name][2] if len(LEVERS[name]) > 2 else 1
+
+
 def earlier_cell(name: str) -> str | None:
     """The lever with the same fields and the most iterations below this one's (threshold_0.7 for
     threshold_0.7_2_iterations): its finished steps are this cell's first iterations."""
-    _, fields, *more = LEVERS[name]
-    iterations = more[0] if more else 1
-    fewer = [(other[2] if len(other) > 2 else 1, n) for n, other in LEVERS.items()
-             if other[1] == fields and (other[2] if len(other) > 2 else 1) < iterations]
+    fields = LEVERS[name][1]
+    fewer = [(iterations(other), other) for other in LEVERS
+             if LEVERS[other][1] == fields and iterations(other) < iterations(name)]
     return max(fewer)[1] if fewer and fields else None
 
 
@@ -208,9 +212,8 @@ def main() -> None:
                             os.path.join(defaults_loop, loop.MANIFEST))
     cells = []
     for name in names:
-        what, fields, *more = LEVERS[name]
-        iterations = more[0] if more else 1
-        exp = lever_experiment(base, fields, iterations, f"{args.title}: {name}")
+        what, fields = LEVERS[name][:2]
+        exp = lever_experiment(base, fields, iterations(name), f"{args.title}: {name}")
         cfg = benchmark.BenchmarkConfig(exp, os.path.join(args.run_root, name))
         earlier = earlier_cell(name)
         for seed in exp.seeds:
@@ -220,7 +223,7 @@ def main() -> None:
             seed_from_defaults(cfg.loop(seed), run_layout.loop_dir(args.defaults, seed), fields, earlier_dir)
         log.info("lever %s: %s", name, what)
         result = benchmark.run_benchmark(cfg)
-        cells.append(cell(name, what, result, defaults, iterations,
+        cells.append(cell(name, what, result, defaults, iterations(name),
                           {seed: own_seconds(cfg.loop(seed).run_dir) for seed in exp.seeds}))
     with open(f"{args.output}.json", "w") as f:
         json.dump({"title": args.title, "defaults": args.defaults, "cells": cells}, f, indent=2)
