@@ -20,6 +20,7 @@ import dataclasses
 import logging
 import shutil
 import signal
+import sys
 import threading
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
@@ -59,13 +60,13 @@ def run_job(plan: JobPlan, beam_args: Sequence[str], save_main_session: bool = T
         return run_pipeline(pipeline, dry_run)
     interrupted = JobInterrupted(f"interrupted: {plan.output_dir} is left incomplete (no {dataset_dir.SUMMARY_FILE}); "
                                  "run the same command again to start it clean")
-    with interrupts_as(interrupted):
-        try:
+    try:
+        with interrupts_as(interrupted):
             result = run_pipeline(pipeline, dry_run)
-        except BaseException:
-            out.remove_beam_temp_dirs(plan.output_dir)
-            shutil.rmtree(pipeline.local_tempdir, ignore_errors=True)
-            raise
+    except BaseException:
+        out.remove_beam_temp_dirs(plan.output_dir)
+        shutil.rmtree(pipeline.local_tempdir, ignore_errors=True)
+        raise
     splits = plan.num_shards if plan.summarized_splits is None else plan.summarized_splits
     summary = plan.finish(out.summarize_reports(plan.output_dir, splits), result)
     dataset_dir.write_summary(plan.output_dir, summary)
@@ -77,7 +78,9 @@ def run_job(plan: JobPlan, beam_args: Sequence[str], save_main_session: bool = T
 @contextlib.contextmanager
 def interrupts_as(error: BaseException) -> Iterator[None]:
     """Inside, Ctrl-C raises `error` instead of whatever Beam makes of a KeyboardInterrupt (it wraps
-    one raised inside a DoFn into a RuntimeError): SIGINT is noted, then the usual interrupt runs."""
+    one raised inside a DoFn into a RuntimeError): SIGINT is noted, then the usual interrupt runs. A
+    KeyboardInterrupt that Python swallows (raised inside a gc callback or a __del__: "Exception ignored")
+    still ends the block with `error`, without that traceback."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -91,13 +94,24 @@ def interrupts_as(error: BaseException) -> Iterator[None]:
         beam_log.setLevel(logging.CRITICAL)  # Beam logs a traceback for every step the interrupt unwinds
         signal.default_int_handler(signum, frame)
 
+    previous_unraisable = sys.unraisablehook
+
+    def on_unraisable(unraisable):
+        if not (interrupted and issubclass(unraisable.exc_type, KeyboardInterrupt)):
+            previous_unraisable(unraisable)
+
     signal.signal(signal.SIGINT, on_sigint)
+    sys.unraisablehook = on_unraisable
     try:
         yield
     except BaseException:
         if interrupted:
             raise error from None
         raise
+    else:
+        if interrupted:  # the interrupt was swallowed where it landed: the block ran on to its end
+            raise error
     finally:
         signal.signal(signal.SIGINT, previous)
+        sys.unraisablehook = previous_unraisable
         beam_log.setLevel(level)

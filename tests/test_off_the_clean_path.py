@@ -333,6 +333,25 @@ def _many_copies(data, target, copies: int) -> str:
     return str(target)
 
 
+def test_a_ctrl_c_that_python_swallows_still_ends_the_job_interrupted(capsys):
+    """SIGINT landing inside a __del__ or a gc callback (JAX registers one): Python only prints "Exception
+    ignored" and runs on; the job must still end interrupted (no summary.json), without that traceback."""
+    from beam_pipelines.job_runner import interrupts_as
+
+    class DroppedAtOnce:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)  # the handler runs here, inside __del__
+
+    ran_to_the_end = False
+    with pytest.raises(RuntimeError, match="interrupted: out is left incomplete"):
+        with interrupts_as(RuntimeError("interrupted: out is left incomplete")):
+            DroppedAtOnce()
+            ran_to_the_end = True
+    assert ran_to_the_end and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert "Exception ignored" not in capsys.readouterr().err
+
+
 def test_ctrl_c_ends_with_one_line_leaves_nothing_complete_and_the_next_run_starts_clean(world, tmp_path):
     """SIGINT mid-run, as a terminal sends it: exit 130, one line, no summary.json, no Beam temp dirs
     (in the output or the system's temp folder); the same command then runs clean."""
