@@ -110,8 +110,11 @@ def test_two_processes_train_offline_in_step_like_one_process_fed_the_same_globa
     import keras
     two_model = keras.saving.load_model(str(tmp_path / "two" / "model.keras"), compile=False)
     one_model = keras.saving.load_model(str(tmp_path / "one" / "model.keras"), compile=False)
+    # The two processes' all-reduce sums the gradients in another order: float32 differences after 12 steps
+    # of up to 1.4e-5 absolute on a kernel and 1.4e-4 relative on a batch norm's moving variance (seen on one
+    # CPU, varying run to run).
     for a, b in zip(two_model.get_weights(), one_model.get_weights()):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
     # One writer: one line per epoch, one evaluation over every test image once, one set of files.
     progress = [json.loads(l) for l in (tmp_path / "two" / "progress.jsonl").read_text().splitlines()]
     assert [p["epoch"] for p in progress] == [1, 2] and [p["step"] for p in progress] == [6, 12]
