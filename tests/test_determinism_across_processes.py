@@ -25,10 +25,11 @@ def _run_chain(work, model_path, hash_seed):
          "--output_dir", str(out / "pseudo"), "--records_per_shard", "400", "--samples_per_class", "0",
          "--overwrite"],
     ]
-    for step in steps:
-        result = subprocess.run([sys.executable, "-m", "noisystudent.app.cli", *step], env=env, capture_output=True,
-                                text=True, timeout=600)
-        assert result.returncode == 0, result.stderr[-2000:]
+    # The three steps in one process per hash seed (each a CLI call, as a user types them): one TF start-up.
+    script = ("import sys\nfrom noisystudent.app import cli\n"
+              f"for step in {steps!r}:\n    code = cli.main(step)\n    if code: sys.exit(code)\n")
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
     return out
 
 
