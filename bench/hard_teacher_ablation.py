@@ -46,6 +46,8 @@ LEVERS = {
     "randaugment_9_2_iterations": ("randaugment_9 at both iterations", {"student.randaugment_magnitude": 9.0}, 2),
     "confident_third_randaugment_9": ("confident_third and randaugment_9 together",
                                       {"select.num_image": 2000, "student.randaugment_magnitude": 9.0}),
+    "confident_third_randaugment_9_2_iterations": ("confident_third_randaugment_9 at both iterations",
+                                                   {"select.num_image": 2000, "student.randaugment_magnitude": 9.0}, 2),
     "budget_10_epochs": ("the student's budget: 10 passes of the pseudo-labeled set (6,250 steps of 96) instead "
                          "of about 3 (2,000 steps)", {"student.train_steps": 6250}),
     "confident_third_2_iterations": ("confident_third at both iterations (each teacher's most confident third)",
