@@ -130,10 +130,10 @@ def check_same_run(previous: dict, config: dict, path: str) -> None:
 def _as_ran_flags(changed: list[tuple[str, Any, Any]]) -> str:
     """The --config flags that give a stage's changed fields their recorded values back (a default that moved
     since, e.g. the loop's select.min_threshold 0.3 -> 0.7: `--config.select.min_threshold 0.3`); '' when a
-    change is not such a field."""
+    change is not such a field (or its old value has no spelling: absent, None)."""
     flags = []
     for name, old, _ in changed:
-        if name.partition(".")[0] not in experiment_lib.STAGES or "." not in name or old is _ABSENT:
+        if name.partition(".")[0] not in experiment_lib.STAGES or "." not in name or old in (_ABSENT, None):
             return ""
         value = ",".join(map(str, old)) if isinstance(old, list) else str(old)
         flags.append(f"--config.{name} {shlex.quote(value)}")
