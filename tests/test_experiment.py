@@ -43,6 +43,14 @@ def test_any_field_is_overridden_by_its_dotted_name(capsys):
     assert printed["select"]["min_threshold"] == 0.3  # the file's value stays where not overridden
 
 
+@pytest.mark.parametrize("dotted, value", [("seeds", [0, 1, 2]), ("models", ["cnn-small", "cnn-medium"]),
+                                           ("select.min_threshold", 0.7), ("select.no_upsample", True),
+                                           ("select.no_upsample", False), ("predict.precision", "bfloat16")])
+def test_a_value_spelled_as_a_flag_parses_back_to_itself(dotted, value):
+    """The help's defaults and the resume hint's flags are spelled by flag_spelling: each must read back."""
+    assert experiment.parse_value(dotted, experiment.flag_spelling(value)) == value
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--config.select.nope", "1"], "SelectConfig has no field 'nope'"),
     (["--config.select.num_image", "many"], "--config.select.num_image 'many': expected an integer"),

@@ -249,12 +249,21 @@ STAGE_FLAG_HELP = {"train": "Trainer flags, e.g. '--train_steps 600' (each sets 
                                "--max_images 1000' (noisystudent evaluate --help)."}
 
 
+def flag_spelling(value: Any) -> str:
+    """`value` as a flag takes it, the inverse of parse_value: a list comma-separated (seeds, models), a
+    boolean true/false."""
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(flag_spelling, value))
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
 def _default_text(dotted: str, defaults: dict, note: str = "") -> str:
     """' (default X[note])' from the resolved default experiment, for a flag's help."""
     head, _, rest = dotted.partition(".")
     value = defaults[head][rest] if rest else defaults[head]
-    value = ",".join(map(str, value)) if isinstance(value, list) else value
-    return "" if value in (None, "") else f" (default {value}{note})"
+    return "" if value in (None, "") else f" (default {flag_spelling(value)}{note})"
 
 
 def _stage_default_text(dotted: str) -> str:

@@ -135,8 +135,7 @@ def _as_ran_flags(changed: list[tuple[str, Any, Any]]) -> str:
     for name, old, _ in changed:
         if name.partition(".")[0] not in experiment_lib.STAGES or "." not in name or old in (_ABSENT, None):
             return ""
-        value = ",".join(map(str, old)) if isinstance(old, list) else str(old)
-        flags.append(f"--config.{name} {shlex.quote(value)}")
+        flags.append(f"--config.{name} {shlex.quote(experiment_lib.flag_spelling(old))}")
     return " ".join(flags)
 
 
